@@ -1,0 +1,1 @@
+"""calico_cni: see ARCHITECTURE (../shared/ARCHITECTURE.md) and docs/."""

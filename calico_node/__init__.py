@@ -1,0 +1,1 @@
+"""calico_node: see ARCHITECTURE (../shared/ARCHITECTURE.md) and docs/."""

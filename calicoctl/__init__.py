@@ -1,0 +1,1 @@
+"""calicoctl: see ARCHITECTURE (../shared/ARCHITECTURE.md) and docs/."""

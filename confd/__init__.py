@@ -1,0 +1,1 @@
+"""confd: see ARCHITECTURE (../shared/ARCHITECTURE.md) and docs/."""

@@ -1,0 +1,1 @@
+"""felix: see ARCHITECTURE (../shared/ARCHITECTURE.md) and docs/."""

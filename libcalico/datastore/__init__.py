@@ -1,0 +1,1 @@
+"""Datastore access: the Backend protocol, the etcd v3 backend, the syncer."""
