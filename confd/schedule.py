@@ -1,0 +1,89 @@
+"""When to render: debounce, a minimum interval between passes, capped retry backoff.
+
+Pure bookkeeping driven by an injected clock value (`now`, seconds, monotonic). The watch
+loop asks `deadline()` how long it may block on its queue and `due(now)` whether to run a
+pass now.
+
+Rules:
+- A datastore change marks the state dirty. A pass runs once the datastore has been quiet for
+  `debounce` seconds, or `max_delay` seconds after the first unprocessed change, whichever is
+  first, but never sooner than `min_interval` after the previous pass. A flood of changes
+  therefore gives about one pass per `min_interval`, a lone change one pass after `debounce`.
+- A failed pass is retried without new data after a backoff that starts at `retry_initial`
+  and doubles up to `retry_max`; any success resets it (confd's 250 ms -> 5 s).
+- Nothing runs before the datastore is in sync (`in_sync`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PURE = True
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    debounce: float = 0.02
+    min_interval: float = 1.0
+    max_delay: float = 1.0
+    retry_initial: float = 0.25
+    retry_max: float = 5.0
+
+
+DEFAULT_TIMING = Timing()
+
+
+class Coalescer:
+    def __init__(self, timing: Timing = DEFAULT_TIMING) -> None:
+        self.timing = timing
+        self.in_sync = False
+        self._first_change: float | None = None
+        self._last_change = 0.0
+        self._last_pass: float | None = None
+        self._retry_at: float | None = None
+        self._backoff = timing.retry_initial
+
+    @property
+    def dirty(self) -> bool:
+        return self._first_change is not None
+
+    def changed(self, now: float) -> None:
+        """The datastore changed at `now`."""
+        if self._first_change is None:
+            self._first_change = now
+        self._last_change = now
+
+    def deadline(self) -> float | None:
+        """The earliest time a pass may be due, or None when nothing is pending."""
+        if not self.in_sync:
+            return None
+        t = self.timing
+        candidates: list[float] = []
+        if self._first_change is not None:
+            at = min(self._last_change + t.debounce, self._first_change + t.max_delay)
+            if self._last_pass is not None:
+                at = max(at, self._last_pass + t.min_interval)
+            candidates.append(at)
+        if self._retry_at is not None:
+            candidates.append(self._retry_at)
+        return min(candidates) if candidates else None
+
+    def due(self, now: float) -> bool:
+        at = self.deadline()
+        return at is not None and now >= at
+
+    def started(self, now: float) -> None:
+        """A pass starts now and takes in every change seen so far."""
+        self._first_change = None
+        self._last_pass = now
+        self._retry_at = None
+
+    def succeeded(self) -> None:
+        self._backoff = self.timing.retry_initial
+
+    def failed(self, now: float) -> float:
+        """The pass failed: schedule a retry; returns the delay chosen."""
+        delay = self._backoff
+        self._retry_at = now + delay
+        self._backoff = min(self._backoff * 2, self.timing.retry_max)
+        return delay

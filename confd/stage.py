@@ -1,0 +1,220 @@
+"""Stage, compare, check, replace: the only place confd writes files.
+
+For one resource and its freshly rendered text (`sync`):
+
+1. Create a stage file beside dest (`.<dest name>XXXXXX`, same directory so the final rename
+   is atomic and includes resolve as they will for dest), write the text, chmod and chown it.
+2. Compare content, mode and owner with dest. Equal: remove the stage file, done (dest's
+   inode and mtime stay as they were, no reload).
+3. Unless sync-only: run `check_cmd` with `{{.src}}` replaced by the stage path. A failure
+   leaves dest untouched and raises.
+4. `os.replace(stage, dest)`. If dest is a bind mount (EBUSY), write dest in place instead.
+5. The caller runs `reload_cmd` (once per distinct command per pass; see processor).
+
+A file whose text sets a BGP password is never group- or world-readable, whatever `mode`
+says. Commands are user-supplied shell lines run through `libcalico.proc.run_shell`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import errno
+import logging
+import os
+import re
+import shlex
+import stat
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from confd.resource import TemplateResource
+from libcalico import proc
+from libcalico.errors import CalicoError, CommandFailed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODE = 0o644
+SECRET_MODE_MASK = 0o700
+"""Mode bits kept on a file that holds a password: owner only."""
+COMMAND_TIMEOUT = 30.0
+_PASSWORD_RE = re.compile(r"^\s*password\s", re.MULTILINE)
+_SRC_RE = re.compile(r"\{\{\s*\.src\s*\}\}")
+
+Shell = Callable[[str], proc.Completed]
+"""Runs one user-supplied shell command line; raises CommandFailed on failure."""
+
+
+def run_shell(command: str) -> proc.Completed:
+    return proc.run_shell(command, timeout=COMMAND_TIMEOUT)
+
+
+class SyncError(CalicoError):
+    """A resource could not be brought up to date; dest is untouched."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    noop: bool = False
+    sync_only: bool = False
+    keep_stage_file: bool = False
+
+
+DEFAULT_OPTIONS = Options()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    changed: bool
+    """dest was replaced (or, in noop mode, would have been)."""
+    diff: str = ""
+    """Unified diff (noop mode only)."""
+
+
+def holds_secret(text: str) -> bool:
+    """True when the rendered text sets a BGP password."""
+    return bool(_PASSWORD_RE.search(text))
+
+
+def wanted_mode(res: TemplateResource, text: str) -> int:
+    """The mode dest should have: `mode`, else the existing dest's, else 0644; owner-only
+    when the text holds a password."""
+    mode = res.mode
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(res.dest.stat().st_mode)
+        except FileNotFoundError:
+            mode = DEFAULT_MODE
+    if holds_secret(text):
+        mode &= SECRET_MODE_MASK
+    return mode
+
+
+def sync(res: TemplateResource, text: str, options: Options, shell: Shell = run_shell) -> Outcome:
+    """Bring `res.dest` to `text`. Raises SyncError (dest untouched) on any failure."""
+    data = text.encode()
+    mode = wanted_mode(res, text)
+    if options.noop:
+        return _noop(res, data, mode)
+    try:
+        res.dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SyncError(f"{res.name}: cannot create {res.dest.parent}: {exc.strerror}") from exc
+    stage = _write_stage(res, data, mode)
+    try:
+        if _same(res, data, mode):
+            log.debug("%s: %s is up to date", res.name, res.dest)
+            return Outcome(changed=False)
+        if not options.sync_only and res.check_cmd:
+            command = _SRC_RE.sub(lambda _: shlex.quote(str(stage)), res.check_cmd)
+            try:
+                shell(command)
+            except CommandFailed as exc:
+                raise SyncError(
+                    f"{res.name}: check_cmd failed, {res.dest} left as it was: {_why(exc)}"
+                ) from exc
+        _replace(res, stage, data, mode)
+        return Outcome(changed=True)
+    finally:
+        if not options.keep_stage_file:
+            with contextlib.suppress(FileNotFoundError):
+                stage.unlink()
+
+
+def reload(name: str, command: str, shell: Shell = run_shell) -> None:
+    """Run one reload_cmd. Raises SyncError naming the resource(s)."""
+    try:
+        shell(command)
+    except CommandFailed as exc:
+        raise SyncError(f"{name}: reload_cmd failed: {_why(exc)}") from exc
+
+
+def _noop(res: TemplateResource, data: bytes, mode: int) -> Outcome:
+    try:
+        old = res.dest.read_bytes()
+        st = res.dest.stat()
+    except FileNotFoundError:
+        old, st = None, None
+    lines: list[str] = []
+    if old != data:
+        lines.extend(
+            difflib.unified_diff(
+                (old or b"").decode(errors="replace").splitlines(keepends=True),
+                data.decode().splitlines(keepends=True),
+                fromfile=str(res.dest) if old is not None else "/dev/null",
+                tofile=str(res.dest),
+            )
+        )
+    if st is not None and stat.S_IMODE(st.st_mode) != mode:
+        lines.append(f"mode {res.dest}: {stat.S_IMODE(st.st_mode):04o} -> {mode:04o}\n")
+    if st is not None and (st.st_uid, st.st_gid) != (res.uid, res.gid):
+        lines.append(f"owner {res.dest}: {st.st_uid}:{st.st_gid} -> {res.uid}:{res.gid}\n")
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return Outcome(changed=bool(lines), diff="".join(lines))
+
+
+def _write_stage(res: TemplateResource, data: bytes, mode: int) -> Path:
+    try:
+        fd, name = tempfile.mkstemp(prefix="." + res.dest.name, dir=res.dest.parent)
+    except OSError as exc:
+        raise SyncError(f"{res.name}: cannot create a stage file in {res.dest.parent}: "
+                        f"{exc.strerror}") from exc
+    stage = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(stage, mode)
+        st = stage.stat()
+        if (st.st_uid, st.st_gid) != (res.uid, res.gid):
+            os.chown(stage, res.uid, res.gid)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            stage.unlink()
+        raise SyncError(f"{res.name}: cannot write stage file {stage}: {exc.strerror}") from exc
+    return stage
+
+
+def _same(res: TemplateResource, data: bytes, mode: int) -> bool:
+    try:
+        st = res.dest.stat()
+    except FileNotFoundError:
+        return False
+    if stat.S_IMODE(st.st_mode) != mode or (st.st_uid, st.st_gid) != (res.uid, res.gid):
+        return False
+    if st.st_size != len(data):
+        return False
+    try:
+        return res.dest.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _replace(res: TemplateResource, stage: Path, data: bytes, mode: int) -> None:
+    try:
+        os.replace(stage, res.dest)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise SyncError(f"{res.name}: cannot replace {res.dest}: {exc.strerror}") from exc
+    # dest is a bind mount: rename over it is impossible, rewrite it in place.
+    log.warning("%s: %s is busy (bind mount?), rewriting it in place", res.name, res.dest)
+    try:
+        fd = os.open(res.dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+        os.chown(res.dest, res.uid, res.gid)
+    except OSError as exc:
+        raise SyncError(f"{res.name}: cannot write {res.dest}: {exc.strerror}") from exc
+
+
+def _why(exc: CommandFailed) -> str:
+    detail = (exc.stderr or exc.stdout).strip().splitlines()
+    tail = " | ".join(detail[-3:])[:500]
+    what = exc.reason or f"exit {exc.returncode}"
+    return f"{what}: {tail}" if tail else what
