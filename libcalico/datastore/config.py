@@ -163,12 +163,14 @@ class DatastoreConfig:
         cls,
         path: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        default_path: Path = DEFAULT_CONFIG_PATH,
     ) -> DatastoreConfig:
         """calicoctl's rule: `path` (default /etc/calico/calicoctl.cfg) if it exists, else the
         environment. A path given explicitly that does not exist is an error."""
-        if path is not None and not Path(path).exists():
+        if path is not None and Path(path) != default_path and not Path(path).exists():
             raise ConfigError(f"config file {path} does not exist")
-        p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+        p = Path(path) if path is not None else default_path
         if p.exists():
             return cls.from_file(p)
         return cls.from_env(env)

@@ -38,6 +38,7 @@ class MemoryBackend:
         self._history_revs: builtins.list[int] = []
         self._compacted = 0
         self._available = True
+        self._allow_writes = False
         self._epoch = 0  # bumped when an outage breaks the open watches
 
     # -- test controls --------------------------------------------------------------------
@@ -58,17 +59,21 @@ class MemoryBackend:
             del self._history_revs[:cut]
             self._cond.notify_all()
 
-    def set_available(self, available: bool) -> None:
+    def set_available(self, available: bool, *, allow_writes: bool = False) -> None:
+        """Simulate an outage: every call and open watch fails with Unavailable. With
+        `allow_writes`, writes still succeed (a partition between a reader and etcd while
+        other clients go on writing)."""
         with self._cond:
             self._available = available
+            self._allow_writes = allow_writes
             if not available:
                 self._epoch += 1
             self._cond.notify_all()
 
     # -- Backend --------------------------------------------------------------------------
 
-    def _check(self) -> None:
-        if not self._available:
+    def _check(self, write: bool = False) -> None:
+        if not self._available and not (write and self._allow_writes):
             raise Unavailable("memory backend is unavailable (test outage)")
 
     def _write(self, key: str, value: str | None) -> int:
@@ -108,14 +113,14 @@ class MemoryBackend:
 
     def create(self, key: str, value: str) -> KVPair:
         with self._cond:
-            self._check()
+            self._check(write=True)
             if key in self._data:
                 raise AlreadyExists(key)
             return KVPair(key, value, self._write(key, value))
 
     def update(self, key: str, value: str, revision: int) -> KVPair:
         with self._cond:
-            self._check()
+            self._check(write=True)
             e = self._data.get(key)
             if e is None:
                 raise NotFound(key)
@@ -125,12 +130,12 @@ class MemoryBackend:
 
     def apply(self, key: str, value: str) -> KVPair:
         with self._cond:
-            self._check()
+            self._check(write=True)
             return KVPair(key, value, self._write(key, value))
 
     def delete(self, key: str, revision: int | None = None) -> KVPair:
         with self._cond:
-            self._check()
+            self._check(write=True)
             e = self._data.get(key)
             if e is None:
                 raise NotFound(key)
