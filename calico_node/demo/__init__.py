@@ -1,0 +1,1 @@
+"""calico-node demo: a multi-node Calico network in namespaces on one machine."""
