@@ -1,11 +1,12 @@
-"""Entry point placeholder: this command is not built yet."""
+"""calicoctl entry point: the only place its errors become exit codes (via click)."""
 
-import sys
+from __future__ import annotations
 
 
 def main() -> None:
-    print("calicoctl: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    from calicoctl.cli import calicoctl
+
+    calicoctl.main(prog_name="calicoctl")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""calicoctl commands, one module per command group (see calicoctl.cli)."""

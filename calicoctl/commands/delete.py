@@ -1,0 +1,93 @@
+"""`calicoctl delete KIND NAME...` and `calicoctl delete -f FILE|-`."""
+
+from __future__ import annotations
+
+import click
+
+from calicoctl import documents, kinds, resources
+from calicoctl.cli import common_options, context
+from calicoctl.context import Failed
+
+
+@click.command()
+@click.argument("kind", required=False, metavar="[KIND")
+@click.argument("names", nargs=-1, metavar="NAME...]")
+@click.option("-f", "--filename", metavar="FILE",
+              help="Delete the resources named in FILE ('-' for stdin).")
+@click.option("-n", "--namespace", metavar="NS", help="Namespace (namespaced kinds).")
+@click.option("--skip-not-exists", is_flag=True, help="Skip resources that do not exist.")
+@common_options
+def delete(kind: str | None, names: tuple[str, ...], filename: str | None,
+           namespace: str | None, skip_not_exists: bool) -> None:
+    """Delete resources by kind and name, or those in a file."""
+    if filename is not None and kind is not None:
+        raise click.UsageError("give either KIND NAME... or -f FILE, not both")
+    targets = _from_file(filename, namespace) if filename is not None else \
+        _from_args(kind, names, namespace)
+    _delete(targets, skip_not_exists)
+
+
+Target = tuple[str, str, str | None]
+
+
+def _from_args(kind: str | None, names: tuple[str, ...], namespace: str | None) -> list[Target]:
+    if kind is None or not names:
+        raise click.UsageError("give KIND and at least one NAME, or -f FILE")
+    info = _resolve(kind)
+    ns = (namespace or "default") if info.namespaced else None
+    return [(info.kind, n, ns) for n in names]
+
+
+def _resolve(kind: str) -> kinds.ResourceKind:
+    try:
+        return kinds.resolve(kind)
+    except kinds.UnknownKind as exc:
+        raise Failed(f"Failed to delete resources: {exc}") from exc
+
+
+def _from_file(filename: str, namespace: str | None) -> list[Target]:
+    """Only kind, name and namespace matter for a delete; check them all before deleting."""
+    out: list[Target] = []
+    problems: list[str] = []
+    for doc in resources.read(filename):
+        info = kinds.lookup(doc.kind)
+        if info is None:
+            why = f"unknown kind {doc.kind!r}" if doc.kind else "missing"
+            problems.append(f"Failed to delete resource: {doc.describe()}: "
+                            f"[error with field kind ({why})]")
+        elif not doc.name:
+            problems.append(f"Failed to delete '{doc.kind}' resource: {doc.describe()}: "
+                            "[error with field metadata.name (missing)]")
+        else:
+            ns = (doc.namespace or namespace or "default") if info.namespaced else None
+            out.append((info.kind, doc.name, ns))
+    if problems:
+        raise Failed("\n".join([*problems, "Nothing was deleted."]))
+    return out
+
+
+def _delete(targets: list[Target], skip_not_exists: bool) -> None:
+    from libcalico.errors import CalicoError, NotFound
+
+    client = context().client()
+    single = documents.by_kind_summary([k for k, _, _ in targets])
+    done = 0
+    for kind, name, ns in targets:
+        try:
+            client.delete(kind, name, ns)
+        except CalicoError as exc:
+            if skip_not_exists and isinstance(exc, NotFound):
+                done += 1
+                continue
+            if done:
+                what = f"'{single}' resources" if single else "resources"
+                click.echo(f"Partial success: deleted the first {done} out of {len(targets)} "
+                           f"{what}:")
+            who = f"{ns}/{name}" if ns else name
+            raise Failed(f"Failed to delete '{kind}' resource: "
+                         f"[{resources.datastore_reason(exc, kind=kind, name=who)}]") from exc
+        done += 1
+    if single:
+        click.echo(f"Successfully deleted {done} '{single}' resource(s)")
+    else:
+        click.echo(f"Successfully deleted {done} resource(s)")

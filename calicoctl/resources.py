@@ -1,0 +1,108 @@
+"""Shared steps of the resource commands: read, validate all, then act one by one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from calicoctl import documents, kinds
+from calicoctl.context import Failed
+
+if TYPE_CHECKING:
+    from libcalico.model.resources import Resource
+
+Action = Callable[[Any], object]
+
+
+def read(filename: str) -> list[documents.Document]:
+    try:
+        text, source = documents.read_text(filename)
+        return documents.split(text, source)
+    except documents.DocumentError as exc:
+        raise Failed(str(exc)) from exc
+
+
+def decode_all(docs: Sequence[documents.Document], verb: str,
+               namespace: str | None = None) -> list[Resource]:
+    """Decode and validate every document; if any is bad, report all and write nothing.
+    Namespaced resources without a namespace get `namespace` (else "default")."""
+    from libcalico.errors import ValidationError
+    from libcalico.model import codec
+
+    out: list[Resource] = []
+    problems: list[str] = []
+    for doc in docs:
+        try:
+            res = codec.decode(dict(doc.data), document=doc.describe())
+            info = kinds.lookup(res.KIND)
+            if info is not None and info.namespaced and not res.metadata.namespace:
+                res = with_metadata(res, namespace=namespace or "default")
+            out.append(res)
+        except ValidationError as exc:
+            what = f"'{doc.kind}' resource" if doc.kind else "resource"
+            problems.append(f"Failed to {verb} {what}: {doc.describe()}: "
+                            f"{documents.describe_errors(exc, doc.data)}")
+    if problems:
+        total = len(docs)
+        tail = (f"Nothing was written: {len(problems)} of {total} document(s) failed "
+                "validation, and every document is validated before any is written.")
+        raise Failed("\n".join([*problems, tail]))
+    return out
+
+
+def ident(res: Resource) -> str:
+    """`IPPool(name)` or `WorkloadEndpoint(ns/name)` as calicoctl names a resource."""
+    meta = res.metadata
+    ns = getattr(meta, "namespace", None)
+    return f"{res.KIND}({ns}/{meta.name})" if ns else f"{res.KIND}({meta.name})"
+
+
+def datastore_reason(exc: Exception, res: Resource | None = None,
+                     kind: str = "", name: str = "") -> str:
+    """A datastore error in calicoctl's words (names the resource, not the etcd key)."""
+    from libcalico.errors import AlreadyExists, Conflict, NotFound
+
+    who = ident(res) if res is not None else f"{kind}({name})"
+    if isinstance(exc, NotFound):
+        return f"resource does not exist: {who}"
+    if isinstance(exc, AlreadyExists):
+        return f"resource already exists: {who}"
+    if isinstance(exc, Conflict):
+        return (f"update conflict: {who} (the resourceVersion given is stale; get the "
+                "resource again and retry)")
+    return str(exc)
+
+
+def run_batch(resources: Sequence[Resource], verb: str, past: str, action: Action,
+              skip: Callable[[Exception], bool] = lambda _e: False) -> None:
+    """Apply `action` to each resource in order; stop at the first failure like calicoctl."""
+    from libcalico.errors import CalicoError
+
+    kinds = [r.KIND for r in resources]
+    single = documents.by_kind_summary(kinds)
+    done = 0
+    for res in resources:
+        try:
+            action(res)
+        except CalicoError as exc:
+            if skip(exc):
+                done += 1
+                continue
+            if done:
+                what = f"'{single}' resources" if single else "resources"
+                click.echo(f"Partial success: {past} the first {done} out of "
+                           f"{len(resources)} {what}:")
+            raise Failed(f"Failed to {verb} '{res.KIND}' resource: "
+                         f"[{datastore_reason(exc, res)}]") from exc
+        done += 1
+    if single:
+        click.echo(f"Successfully {past} {done} '{single}' resource(s)")
+    else:
+        click.echo(f"Successfully {past} {done} resource(s)")
+
+
+def with_metadata(res: Resource, **changes: Any) -> Resource:
+    return dataclasses.replace(res, metadata=dataclasses.replace(res.metadata, **changes))
