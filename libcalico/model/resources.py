@@ -1,0 +1,120 @@
+"""projectcalico.org/v3 resources as frozen dataclasses: one class per kind, with `KIND`,
+`metadata` (Metadata) and `spec`. The definitions live in the resources_* modules by area;
+this module is the one to import.
+
+Conventions (HACKING.md "Resources"): spec attributes are the snake_case of Calico's JSON
+names; CIDRs are ipaddress networks, addresses ipaddress addresses; AS numbers int; durations
+timedelta; enums StrEnum with Calico's values; optional fields None; lists tuples. Attribute
+order is Calico's Go struct order (it is the JSON field order).
+"""
+
+from __future__ import annotations
+
+from libcalico.model.metadata import KINDS, KindSpec, Metadata
+from libcalico.model.resources_bgp import (
+    AddCommunity,
+    BGPConfiguration,
+    BGPConfigurationSpec,
+    BGPFilter,
+    BGPFilterRule,
+    BGPFilterSpec,
+    BGPPassword,
+    BGPPeer,
+    BGPPeerSpec,
+    BindMode,
+    Community,
+    CommunityMatch,
+    EnabledDisabled,
+    FilterAction,
+    FilterOperation,
+    LogLevel,
+    MatchOperator,
+    MatchSource,
+    NextHopMode,
+    PeerType,
+    PrefixAdvertisement,
+    PrefixLength,
+    PrependASPath,
+    ProgramClusterRoutes,
+    ReversePeering,
+    SecretKeySelector,
+    ServiceIPBlock,
+    SetPriority,
+    SourceAddress,
+)
+from libcalico.model.resources_net import (
+    AllowedUse,
+    AssignmentMode,
+    EncapMode,
+    IPIPMode,
+    IPPool,
+    IPPoolSpec,
+    IPReservation,
+    IPReservationSpec,
+    Node,
+    NodeAddress,
+    NodeAddressType,
+    NodeBGPSpec,
+    NodeSpec,
+    NodeStatus,
+    NodeWireguardSpec,
+    OrchRef,
+    VXLANMode,
+)
+
+PURE = True
+
+Resource = IPPool | Node | BGPConfiguration | BGPPeer | BGPFilter | IPReservation
+
+__all__ = [
+    "KINDS",
+    "AddCommunity",
+    "AllowedUse",
+    "AssignmentMode",
+    "BGPConfiguration",
+    "BGPConfigurationSpec",
+    "BGPFilter",
+    "BGPFilterRule",
+    "BGPFilterSpec",
+    "BGPPassword",
+    "BGPPeer",
+    "BGPPeerSpec",
+    "BindMode",
+    "Community",
+    "CommunityMatch",
+    "EnabledDisabled",
+    "EncapMode",
+    "FilterAction",
+    "FilterOperation",
+    "IPIPMode",
+    "IPPool",
+    "IPPoolSpec",
+    "IPReservation",
+    "IPReservationSpec",
+    "KindSpec",
+    "LogLevel",
+    "MatchOperator",
+    "MatchSource",
+    "Metadata",
+    "NextHopMode",
+    "Node",
+    "NodeAddress",
+    "NodeAddressType",
+    "NodeBGPSpec",
+    "NodeSpec",
+    "NodeStatus",
+    "NodeWireguardSpec",
+    "OrchRef",
+    "PeerType",
+    "PrefixAdvertisement",
+    "PrefixLength",
+    "PrependASPath",
+    "ProgramClusterRoutes",
+    "Resource",
+    "ReversePeering",
+    "SecretKeySelector",
+    "ServiceIPBlock",
+    "SetPriority",
+    "SourceAddress",
+    "VXLANMode",
+]

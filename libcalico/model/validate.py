@@ -1,0 +1,249 @@
+"""Field checks as Calico's validator applies them. Each returns a list of FieldError.
+
+Checks take the already-typed value (the schema parsed it) and the dotted path of the field.
+They reject anything that would be unsafe to pass on to BIRD or iptables: names, interface
+patterns and communities are limited to the characters Calico allows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from libcalico.errors import FieldError, ValidationError
+
+PURE = True
+
+Check = Callable[[Any, str], list[FieldError]]
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_PROFILE_NAME = re.compile(r"^[a-zA-Z0-9_.\-]+$")
+_INTERFACE_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,15}$")
+_INTERFACE_PATTERN = re.compile(r"^[a-zA-Z0-9_.\-*]{1,64}$")
+_COMMUNITY_STD = re.compile(r"^(\d+):(\d+)$")
+_COMMUNITY_LARGE = re.compile(r"^(\d+):(\d+):(\d+)$")
+_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+_CONTAINER_ID = re.compile(r"^[0-9a-zA-Z_.\-]+$")
+
+
+def _err(path: str, reason: str) -> list[FieldError]:
+    return [FieldError(path, reason)]
+
+
+def dns1123_subdomain(value: str, path: str) -> list[FieldError]:
+    if len(value) > 253:
+        return _err(path, f"name {value!r} is longer than 253 characters")
+    if not _DNS1123_SUBDOMAIN.match(value):
+        return _err(
+            path,
+            f"invalid name {value!r}: must consist of lower case alphanumeric characters, '-'"
+            " or '.', and must start and end with an alphanumeric character",
+        )
+    return []
+
+
+def dns1123_label(value: str, path: str) -> list[FieldError]:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        return _err(
+            path,
+            f"invalid name {value!r}: must be at most 63 lower case alphanumeric characters or"
+            " '-', starting and ending with an alphanumeric character",
+        )
+    return []
+
+
+def profile_name(value: str, path: str) -> list[FieldError]:
+    if len(value) > 253 or not _PROFILE_NAME.match(value):
+        return _err(
+            path,
+            f"invalid profile name {value!r}: only letters, digits, '_', '.' and '-' are"
+            " allowed",
+        )
+    return []
+
+
+def label_key(key: str, path: str) -> list[FieldError]:
+    prefix, slash, name = key.rpartition("/")
+    errs: list[FieldError] = []
+    if slash and (not prefix or dns1123_subdomain(prefix, path)):
+        errs.append(FieldError(path, f"invalid key {key!r}: prefix must be a DNS subdomain"))
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        errs.append(
+            FieldError(
+                path,
+                f"invalid key {key!r}: name part must be at most 63 alphanumeric characters,"
+                " '-', '_' or '.', starting and ending with an alphanumeric character",
+            )
+        )
+    return errs
+
+
+def label_map(value: Mapping[str, str], path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for k, v in value.items():
+        errs += label_key(k, f"{path}.{k}")
+        if len(v) > 63 or not _LABEL_VALUE.match(v):
+            errs.append(
+                FieldError(
+                    f"{path}.{k}",
+                    f"invalid label value {v!r}: must be at most 63 alphanumeric characters,"
+                    " '-', '_' or '.', starting and ending with an alphanumeric character",
+                )
+            )
+    return errs
+
+
+def annotation_map(value: Mapping[str, str], path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for k in value:
+        errs += label_key(k, f"{path}.{k}")
+    if sum(len(k) + len(v) for k, v in value.items()) > 256 * 1024:
+        errs.append(FieldError(path, "annotations are larger than 256 KiB"))
+    return errs
+
+
+def selector(value: str, path: str) -> list[FieldError]:
+    """Parse with libcalico.model.selector (Calico's selector language)."""
+    try:
+        from libcalico.model import selector as selector_mod
+    except ImportError:  # pragma: no cover - until the selector module lands
+        return _fallback_selector(value, path)
+    try:
+        selector_mod.parse(value)
+    except ValidationError as exc:
+        return _err(path, f"invalid selector {value!r}: {_reason(exc)}")
+    return []
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(e.reason or str(e) for e in exc.errors) or str(exc)
+
+
+def _fallback_selector(value: str, path: str) -> list[FieldError]:
+    depth = 0
+    quote = ""
+    for ch in value:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                break
+    if depth != 0 or quote:
+        return _err(path, f"invalid selector {value!r}: unbalanced parentheses or quotes")
+    return []
+
+
+def interface_name(value: str, path: str) -> list[FieldError]:
+    if not _INTERFACE_NAME.match(value):
+        return _err(
+            path,
+            f"invalid interface name {value!r}: 1-15 letters, digits, '_', '.' or '-'",
+        )
+    return []
+
+
+def interface_pattern(value: str, path: str) -> list[FieldError]:
+    if not _INTERFACE_PATTERN.match(value):
+        return _err(
+            path,
+            f"invalid interface pattern {value!r}: only letters, digits, '_', '.', '-' and the"
+            " wildcard '*' are allowed",
+        )
+    return []
+
+
+def community_value(value: str, path: str) -> list[FieldError]:
+    """Standard "aa:nn" (16-bit halves) or large "aa:nn:mm" (32-bit parts) community."""
+    if m := _COMMUNITY_STD.match(value):
+        if all(int(p) <= 0xFFFF for p in m.groups()):
+            return []
+        return _err(path, f"invalid community {value!r}: standard community parts are 0-65535")
+    if m := _COMMUNITY_LARGE.match(value):
+        if all(int(p) <= 0xFFFFFFFF for p in m.groups()):
+            return []
+        return _err(path, f"invalid community {value!r}: large community parts are 0-4294967295")
+    return _err(
+        path,
+        f"invalid community {value!r}: expected \"aa:nn\" (standard) or \"aa:nn:mm\" (large)",
+    )
+
+
+def mac(value: str, path: str) -> list[FieldError]:
+    if not _MAC.match(value):
+        return _err(path, f"invalid MAC address {value!r}")
+    return []
+
+
+def container_id(value: str, path: str) -> list[FieldError]:
+    if not _CONTAINER_ID.match(value):
+        return _err(path, f"invalid container ID {value!r}")
+    return []
+
+
+def int_range(lo: int, hi: int) -> Check:
+    def check(value: int, path: str) -> list[FieldError]:
+        if not lo <= value <= hi:
+            return _err(path, f"{value} is out of range {lo}-{hi}")
+        return []
+
+    return check
+
+
+def version(v: int) -> Check:
+    """An address, interface or network of IP version `v`."""
+
+    def check(value: Any, path: str) -> list[FieldError]:
+        if getattr(value, "version", v) != v:
+            return _err(path, f"{value} is not an IPv{v} value")
+        return []
+
+    return check
+
+
+def each(check: Check) -> Check:
+    def run(values: Iterable[Any], path: str) -> list[FieldError]:
+        errs: list[FieldError] = []
+        for i, item in enumerate(values):
+            errs += check(item, f"{path}[{i}]")
+        return errs
+
+    return run
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: str, path: str) -> list[FieldError]:
+        if value not in choices:
+            return _err(path, f"invalid value {value!r}: must be one of {', '.join(choices)}")
+        return []
+
+    return check
+
+
+def all_of(*checks: Check) -> Check:
+    def run(value: Any, path: str) -> list[FieldError]:
+        errs: list[FieldError] = []
+        for c in checks:
+            errs += c(value, path)
+        return errs
+
+    return run
+
+
+def overlaps_link_local(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    ll: ipaddress.IPv4Network | ipaddress.IPv6Network = (
+        ipaddress.IPv4Network("169.254.0.0/16") if net.version == 4
+        else ipaddress.IPv6Network("fe80::/10")
+    )
+    return net.overlaps(ll)
