@@ -1,0 +1,310 @@
+"""The processing engine: snapshot -> render every resource -> stage/check/replace -> reload.
+
+`Engine.apply(snapshot)` is one pass over every template resource. The three modes drive it:
+
+- `onetime`: list the datastore once, one pass, return how many resources failed.
+- `run_interval`: list and pass every `interval` seconds until stopped.
+- `WatchLoop`: the default. A `libcalico.datastore.syncer.Syncer` follows the datastore and
+  feeds a queue; one owner thread (the caller's) drains it into the snapshot and runs passes
+  when `confd.schedule.Coalescer` says so (debounce, minimum interval, retry backoff).
+
+Safety rules (ARCHITECTURE "Safety"): nothing is rendered before the datastore is in sync; a
+snapshot without this node's Node resource is never rendered (the working config stays, an
+error is logged); a resource that fails to render or check keeps its dest.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Protocol
+
+from confd import render as render_mod
+from confd import resource as resource_mod
+from confd import schedule, stage
+from confd.resource import TemplateResource
+from libcalico.datastore.api import Backend
+from libcalico.errors import CalicoError, DatastoreError
+from libcalico.model import keys
+
+log = logging.getLogger(__name__)
+
+WATCHED_KINDS = ("Node", "BGPPeer", "BGPConfiguration", "BGPFilter", "IPPool")
+
+
+def prefixes(node: str) -> tuple[str, ...]:
+    """The datastore prefixes confd reads for `node` (the Renderer's snapshot contract)."""
+    return (*(keys.resource_prefix(k) for k in WATCHED_KINDS), keys.affinity_prefix(node))
+
+
+class RenderFn(Protocol):
+    def __call__(self, snapshot: Mapping[str, str], node: str, environ: Mapping[str, str],
+                 jobs: Sequence[render_mod.RenderJob]) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    changed: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+    """Resource name -> error message."""
+    reloads: tuple[str, ...] = ()
+    """reload_cmd lines run, in order."""
+    blocked: str = ""
+    """Why nothing was rendered at all (e.g. this node's Node resource is missing)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+class Engine:
+    """One pass = render all resources from one snapshot, then sync each, then reload."""
+
+    def __init__(
+        self,
+        resources: Sequence[TemplateResource],
+        render: RenderFn,
+        node: str,
+        environ: Mapping[str, str],
+        options: stage.Options = stage.DEFAULT_OPTIONS,
+        shell: stage.Shell = stage.run_shell,
+        diff_out: IO[str] | None = None,
+    ) -> None:
+        self.resources = resource_mod.processing_order(resources)
+        self.render = render
+        self.node = node
+        self.environ = dict(environ)
+        self.options = options
+        self.shell = shell
+        self.diff_out = diff_out
+        self.reload_count = 0
+        self._pending_reloads: dict[str, list[str]] = {}
+        """reload_cmd -> resource names whose reload failed: rerun on the next pass, since
+        their dest is already up to date and will not change again."""
+
+    def apply(self, snapshot: Mapping[str, str], revision: int = 0) -> PassResult:
+        started = time.monotonic()
+        node_key = keys.resource_key("Node", self.node)
+        if node_key not in snapshot:
+            why = (f"no Node resource {self.node!r} in the datastore "
+                   f"({len(snapshot)} keys): keeping the current configuration")
+            log.error("confd pass rev=%d skipped: %s", revision, why)
+            return PassResult(blocked=why)
+        texts, failed = self._render_all(snapshot)
+        changed: list[TemplateResource] = []
+        for res in self.resources:
+            if res.name in failed:
+                continue
+            try:
+                outcome = stage.sync(res, texts[res.src], self.options, self.shell)
+            except stage.SyncError as exc:
+                failed[res.name] = str(exc)
+                log.error("%s", exc)
+                continue
+            if outcome.changed:
+                changed.append(res)
+                if outcome.diff and self.diff_out is not None:
+                    self.diff_out.write(outcome.diff)
+                    self.diff_out.flush()
+                if not self.options.noop:
+                    log.info("%s: updated %s", res.name, res.dest)
+        reloads = self._reload(changed, failed)
+        log.info(
+            "confd pass rev=%d resources=%d changed=%d reloads=%d failed=%d took=%.3fs%s",
+            revision, len(self.resources), len(changed), len(reloads), len(failed),
+            time.monotonic() - started, " (noop)" if self.options.noop else "",
+        )
+        return PassResult(changed=tuple(r.name for r in changed), failed=failed,
+                          reloads=tuple(reloads))
+
+    def _render_all(self, snapshot: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        jobs = [r.job() for r in self.resources]
+        try:
+            return self.render(snapshot, self.node, self.environ, jobs), {}
+        except render_mod.RenderError as whole:
+            first_error = str(whole)
+        # Find out which resources fail, so that the others are still brought up to date.
+        texts: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for res in self.resources:
+            try:
+                texts.update(self.render(snapshot, self.node, self.environ, [res.job()]))
+            except render_mod.RenderError as exc:
+                failed[res.name] = f"{res.name}: render failed, {res.dest} left as it was: {exc}"
+                log.error("%s", failed[res.name])
+        if not failed:  # the batch failed but every job alone works: report the batch error
+            for res in self.resources:
+                failed[res.name] = f"{res.name}: render failed: {first_error}"
+            log.error("render failed: %s", first_error)
+        return texts, failed
+
+    def _reload(self, changed: Sequence[TemplateResource], failed: dict[str, str]) -> list[str]:
+        if self.options.noop or self.options.sync_only:
+            return []
+        commands, self._pending_reloads = self._pending_reloads, {}
+        for res in changed:
+            if res.reload_cmd:
+                commands.setdefault(res.reload_cmd, []).append(res.name)
+        done: list[str] = []
+        for command, names in commands.items():
+            label = ",".join(dict.fromkeys(names))
+            try:
+                stage.reload(label, command, self.shell)
+                self.reload_count += 1
+                done.append(command)
+            except stage.SyncError as exc:
+                log.error("%s", exc)
+                self._pending_reloads[command] = names
+                for n in names:
+                    failed[n] = str(exc)
+        return done
+
+
+def load_snapshot(backend: Backend, node: str) -> tuple[dict[str, str], int]:
+    """List every prefix confd reads; returns (key -> value, highest listing revision)."""
+    snapshot: dict[str, str] = {}
+    revision = 0
+    for p in prefixes(node):
+        listing = backend.list(p)
+        revision = max(revision, listing.revision)
+        snapshot.update((kv.key, kv.value) for kv in listing.kvs)
+    return snapshot, revision
+
+
+def onetime(engine: Engine, backend: Backend) -> PassResult:
+    snapshot, revision = load_snapshot(backend, engine.node)
+    return engine.apply(snapshot, revision)
+
+
+def run_interval(engine: Engine, backend: Backend, interval: float, stop: threading.Event) -> None:
+    """Poll mode (kelseyhightower/confd's default): list and pass every `interval` seconds."""
+    while not stop.is_set():
+        try:
+            onetime(engine, backend)
+        except DatastoreError as exc:
+            log.error("datastore read failed, keeping the current configuration: %s", exc)
+        stop.wait(interval)
+
+
+_STOP = object()
+
+
+class SyncerLike(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+SyncerFactory = Callable[[Callable[[object], None]], SyncerLike]
+"""Makes a syncer that delivers its events to the given sink."""
+
+
+class WatchLoop:
+    """Watch mode. `run()` is the owner thread: it alone touches the snapshot and the engine.
+
+    The syncer thread only puts events on the queue; `stop()` (from any thread or a signal
+    handler) puts a sentinel that ends `run()`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        make_syncer: SyncerFactory,
+        timing: schedule.Timing = schedule.DEFAULT_TIMING,
+        clock: Callable[[], float] = time.monotonic,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.make_syncer = make_syncer
+        self.clock = clock
+        self.coalescer = schedule.Coalescer(timing)
+        self.queue: queue.Queue[object] = queue.Queue()
+        self.snapshot: dict[str, str] = {}
+        self.revision = 0
+        self.rendered_revision = -1
+        self.on_pass = on_pass
+        self._was_in_sync = False
+
+    def stop(self) -> None:
+        self.queue.put(_STOP)
+
+    def run(self) -> None:
+        syncer = self.make_syncer(self.queue.put)
+        syncer.start()
+        try:
+            self._loop()
+        finally:
+            syncer.stop()
+
+    def _loop(self) -> None:
+        while True:
+            deadline = self.coalescer.deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                item = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                if item is _STOP:
+                    return
+                self._handle(item)
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            now = self.clock()
+            if self.coalescer.due(now):
+                self._pass(now)
+
+    def _handle(self, event: object) -> None:
+        from libcalico.datastore import syncer as syncer_mod
+
+        if isinstance(event, syncer_mod.Updates):
+            changed = False
+            for u in event.updates:
+                self.revision = max(self.revision, u.revision)
+                if u.value is None:
+                    changed |= self.snapshot.pop(u.key, None) is not None
+                elif self.snapshot.get(u.key) != u.value:
+                    self.snapshot[u.key] = u.value
+                    changed = True
+            if changed:
+                self.coalescer.changed(self.clock())
+        elif isinstance(event, syncer_mod.StatusChanged):
+            in_sync = event.status == syncer_mod.SyncStatus.IN_SYNC
+            if in_sync and not self._was_in_sync:
+                log.info("datastore in sync: %d keys at revision %d", len(self.snapshot),
+                         self.revision)
+                if self.rendered_revision < 0 or self.coalescer.dirty:
+                    self.coalescer.changed(self.clock())
+            elif not in_sync and self._was_in_sync:
+                log.warning("datastore %s: holding the current configuration",
+                            event.status.name.lower())
+            self._was_in_sync = in_sync
+            self.coalescer.in_sync = in_sync
+
+    def _pass(self, now: float) -> None:
+        retrying = not self.coalescer.dirty
+        self.coalescer.started(now)
+        if retrying:
+            log.info("retrying the failed resources")
+        try:
+            result = self.engine.apply(self.snapshot, self.revision)
+        except CalicoError as exc:  # defensive: a pass never kills the daemon
+            log.error("pass failed: %s", exc)
+            result = PassResult(failed={"*": str(exc)})
+        if result.ok:
+            self.rendered_revision = self.revision
+            self.coalescer.succeeded()
+        elif result.blocked:
+            # Only new data can help: wait for the next change, no retry loop.
+            self.coalescer.succeeded()
+        else:
+            delay = self.coalescer.failed(self.clock())
+            log.warning("%d resource(s) failed, retrying in %.2fs", len(result.failed), delay)
+        if self.on_pass is not None:
+            self.on_pass(result)
