@@ -1,0 +1,487 @@
+"""The BGP view of one node: everything the BIRD templates print, computed from the key space.
+
+This is Calico's GetBirdBGPConfig (confd.md c.4) plus what its aggr/ipam templates derive from
+keys (b.2, b.3), as frozen values. Templates print fields; they make no decisions of their own
+beyond layout. One `FamilyView` per IP family (`view.v4`, `view.v6`).
+
+Every string in the view that reaches BIRD was validated when the resource was decoded (see
+confd.keyspace) or is a `BirdText` assembled here from validated parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confd import bgpfilter, keyspace
+from confd.functions import BirdText, is_bird_string_safe
+from libcalico.errors import CalicoError
+
+PURE = True
+
+BIRD_INT_MAX = 2147483647
+DEFAULT_PRIORITY = 1024
+OVERRIDE_PREFERENCE = 200
+DEFAULT_IGNORED = ("cali*", "kube-ipvs*")
+
+
+class ViewError(CalicoError):
+    """The view cannot be computed (e.g. this node has no Node resource or no router id)."""
+
+
+@dataclass(frozen=True)
+class Community:
+    values: tuple[int, ...]
+
+    @property
+    def large(self) -> bool:
+        return len(self.values) == 3
+
+    @property
+    def text(self) -> BirdText:
+        return BirdText(", ".join(str(x) for x in self.values))
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    cidr: str
+    communities: tuple[Community, ...]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One `protocol bgp` block."""
+
+    name: str
+    kind: str
+    """mesh | global | node"""
+    ip: str
+    port: int
+    """0: BIRD's default (179), no `port` clause."""
+    as_number: int
+    local_as: int
+    """Non-zero: a per-peer `local as` line (BGPPeer localASNumber)."""
+    source_address: str
+    ttl_security: int
+    internal: bool
+    """Peer AS equals the effective local AS (iBGP): `calico_export_to_bgp_peers(true)`."""
+    passive: bool
+    restart_time: int | None
+    keepalive_time: int | None
+    rr_client: bool
+    rr_cluster_id: str
+    password: str | None
+    next_hop_keep: bool
+    next_hop_self: bool
+    allow_local_as: int
+    import_calls: tuple[BirdText, ...]
+    export_calls: tuple[BirdText, ...]
+    reachable_by: str
+
+
+@dataclass(frozen=True)
+class Block:
+    cidr: str
+    state: str
+    blackhole: bool
+    """Blocks smaller than a host route get a blackhole; /32 and /128 do not."""
+
+
+@dataclass(frozen=True)
+class KernelPool:
+    cidr: str
+    accept: bool
+    comment: str
+
+
+@dataclass(frozen=True)
+class FamilyView:
+    version: int
+    node_ip: str
+    """This node's address of this family, "" when it has none (the family is disabled)."""
+    as_number: int
+    router_id: str
+    listen_address: str
+    listen_port: int
+    loglevel: str
+    """debug | info | none"""
+    ignored_interfaces: tuple[str, ...]
+    default_interfaces: bool
+    advertisements: tuple[Advertisement, ...]
+    filter_functions: tuple[bgpfilter.FilterFunction, ...]
+    peers: tuple[Peer, ...]
+    normal_route_priority: int
+    blocks: tuple[Block, ...]
+    static_routes: tuple[str, ...]
+    reject_cidrs: tuple[str, ...]
+    reachable_routes: tuple[tuple[str, str], ...]
+    """(peer host route, via) for peers with reachableBy."""
+    export_disabled_pools: tuple[str, ...]
+    export_pools: tuple[str, ...]
+    reject_tunnel_interface: bool
+    """Reject routes on tunl0 towards internal peers (always: Felix programs IPIP routes)."""
+    rr_service_ranges: tuple[tuple[str, str], ...]
+    """(kind, cidr) service ranges a route reflector accepts: kind is LB or external."""
+    wireguard_next_hops: tuple[str, ...]
+    kernel_pools: tuple[KernelPool, ...]
+    kernel_pools_known: bool
+    """False for IPv4 when this node's network is unknown: the pool lines are left out."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.node_ip)
+
+    @property
+    def import_threshold(self) -> int:
+        return BIRD_INT_MAX - self.normal_route_priority
+
+    @property
+    def debug(self) -> bool:
+        return self.loglevel == "debug"
+
+    @property
+    def quiet(self) -> bool:
+        return self.loglevel == "none"
+
+
+@dataclass(frozen=True)
+class NodeView:
+    node: str
+    v4: FamilyView
+    v6: FamilyView
+    keyspace: keyspace.KeySpace
+    warnings: tuple[str, ...]
+
+    def family(self, version: int) -> FamilyView:
+        return self.v4 if version == 4 else self.v6
+
+
+def hash_router_id(name: str) -> str:
+    """Calico's HashToIPv4: the first four bytes of sha256(name); first octet > 223 loses 32."""
+    b = bytearray(hashlib.sha256(name.encode()).digest()[:4])
+    if b[0] > 223:
+        b[0] -= 32
+    return ".".join(str(x) for x in b)
+
+
+def _router_id(values: Mapping[str, str], node: str, environ: Mapping[str, str]) -> str:
+    rid = environ.get("CALICO_ROUTER_ID", "")
+    if rid == "hash":
+        return hash_router_id(node)
+    if rid:
+        try:
+            return str(ipaddress.IPv4Address(rid))
+        except ValueError as exc:
+            raise ViewError(f"CALICO_ROUTER_ID {rid[:40]!r} is neither an IPv4 address "
+                            "nor 'hash'") from exc
+    ip = values.get(f"/calico/bgp/v1/host/{node}/ip_addr_v4", "")
+    if not ip:
+        raise ViewError(f"node {node} has no IPv4 address for a router id; "
+                        "set CALICO_ROUTER_ID (an IPv4 address or 'hash')")
+    return ip
+
+
+def _key_suffix(ip: str, port: int) -> str:
+    sep = "." if "." in ip else ":"
+    name = ip.replace(sep, "_")
+    return name + (f"_port_{port}" if port else "")
+
+
+def _string_gt(a: str, b: str) -> bool:
+    return a > b
+
+
+def _communities(values: Mapping[str, str], node: str, version: int) -> tuple[Advertisement, ...]:
+    text = values.get(f"/calico/bgp/v1/host/{node}/prefix_advertisements/ip_v{version}")
+    if text is None:
+        text = values.get(f"/calico/bgp/v1/global/prefix_advertisements/ip_v{version}")
+    if not text:
+        return ()
+    out = []
+    for adv in json.loads(text):
+        comms = []
+        for c in adv["communities"]:
+            comms.append(Community(tuple(int(x) for x in c.split(":"))))
+        out.append(Advertisement(adv["cidr"], tuple(comms)))
+    return tuple(out)
+
+
+def _prefixed(values: Mapping[str, str], prefix: str) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in values.items() if k.startswith(prefix))
+
+
+class _Context:
+    """What every family computation needs: the key space, this node, the BGPConfiguration."""
+
+    def __init__(self, ks: keyspace.KeySpace, node: str, environ: Mapping[str, str]) -> None:
+        self.ks = ks
+        self.values = ks.values
+        self.res = ks.resources
+        self.node = node
+        self.environ = environ
+        self.config: dict[str, Any] = ks.resources.configs.get("default", {})
+        self.host = f"/calico/bgp/v1/host/{node}/"
+        self.warnings: list[str] = []
+        self.hosts = self._hosts()
+
+    def _hosts(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        base = "/calico/bgp/v1/host/"
+        for k, v in self.values.items():
+            if not k.startswith(base):
+                continue
+            name, _, rest = k[len(base):].partition("/")
+            if rest and "/" not in rest:
+                out.setdefault(name, {})[rest] = v
+        return out
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.values.get(key, default)
+
+
+def compute(ks: keyspace.KeySpace, node: str, environ: Mapping[str, str]) -> NodeView:
+    ctx = _Context(ks, node, environ)
+    if node not in ks.resources.nodes:
+        raise ViewError(f"node {node} has no Node resource in the datastore")
+    router_id = _router_id(ctx.values, node, environ)
+    v4 = _family(ctx, 4, router_id)
+    v6 = _family(ctx, 6, router_id)
+    return NodeView(node=node, v4=v4, v6=v6, keyspace=ks, warnings=tuple(ctx.warnings))
+
+
+def _loglevel(ctx: _Context) -> str:
+    return ctx.get(ctx.host + "loglevel") or ctx.get("/calico/bgp/v1/global/loglevel") or "info"
+
+
+def _family(ctx: _Context, version: int, router_id: str) -> FamilyView:
+    me = ctx.hosts.get(ctx.node, {})
+    node_ip = me.get(f"ip_addr_v{version}", "")
+    node_as = int(me.get("as_num") or ctx.get("/calico/bgp/v1/global/as_num") or "64512")
+    port_text = me.get("listen_port") or ctx.get("/calico/bgp/v1/global/listen_port")
+    listen_port = int(port_text) if port_text else 0
+    listen_address = node_ip if ctx.config.get("bindMode") == "NodeIP" else ""
+    ignored = tuple(ctx.config.get("ignoredInterfaces") or ())
+    prio_field = f"ipv{version}NormalRoutePriority"
+    prio = int(ctx.config.get(prio_field) or DEFAULT_PRIORITY)
+    functions: list[bgpfilter.FilterFunction] = []
+    for name, spec in sorted(ctx.res.filters.items()):
+        functions.extend(bgpfilter.functions(name, spec, version))
+    peers = _peers(ctx, version, node_ip, node_as, functions) if node_ip else ()
+    return FamilyView(
+        version=version,
+        node_ip=node_ip,
+        as_number=node_as,
+        router_id=router_id,
+        listen_address=listen_address,
+        listen_port=listen_port,
+        loglevel=_loglevel(ctx),
+        ignored_interfaces=ignored,
+        default_interfaces=not ignored,
+        advertisements=_communities(ctx.values, ctx.node, version),
+        filter_functions=tuple(functions),
+        peers=peers,
+        normal_route_priority=prio,
+        blocks=_blocks(ctx, version),
+        static_routes=_routes(ctx, "staticroutes", version),
+        reject_cidrs=_routes(ctx, "rejectcidrs", version),
+        reachable_routes=_reachable(ctx, version),
+        export_disabled_pools=_pools(ctx, version, disabled=True),
+        export_pools=_pools(ctx, version, disabled=False),
+        reject_tunnel_interface=True,
+        rr_service_ranges=_rr_ranges(ctx, version) if me.get("rr_cluster_id") else (),
+        wireguard_next_hops=_wireguard(ctx, version),
+        kernel_pools=_kernel_pools(ctx, version),
+        kernel_pools_known=version == 6 or bool(me.get("network_v4")),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Peers
+# ----------------------------------------------------------------------------------------------
+
+
+def _mesh(ctx: _Context, version: int, node_ip: str, node_as: int) -> list[Peer]:
+    me = ctx.hosts.get(ctx.node, {})
+    mesh = json.loads(ctx.get("/calico/bgp/v1/global/node_mesh") or '{"enabled": true}')
+    if me.get("rr_cluster_id") or not mesh.get("enabled"):
+        return []
+    global_port = ctx.get("/calico/bgp/v1/global/listen_port")
+    password = None
+    ref = (ctx.config.get("nodeMeshPassword") or {}).get("secretKeyRef")
+    if ref is not None:
+        password = keyspace.secret(ctx.res, ref)
+        if password is None:
+            ctx.warnings.append("BGPConfiguration default: nodeMeshPassword secret not found; "
+                                "mesh rendered without a password")
+        elif not is_bird_string_safe(password):
+            ctx.warnings.append("BGPConfiguration default: nodeMeshPassword holds a character "
+                                "BIRD cannot quote; mesh rendered without a password")
+            password = None
+    restart = keyspace.duration_seconds(ctx.config.get("nodeMeshMaxRestartTime"), "")
+    out = []
+    for name, h in sorted(ctx.hosts.items()):
+        ip = h.get(f"ip_addr_v{version}", "")
+        if not ip or ip == node_ip or h.get("rr_cluster_id"):
+            continue
+        peer_as = int(h.get("as_num") or node_as)
+        port_text = h.get("listen_port") or global_port
+        out.append(Peer(
+            name="Mesh_" + _key_suffix(ip, 0), kind="mesh", ip=ip,
+            port=int(port_text) if port_text else 0,
+            as_number=peer_as, local_as=0, source_address=node_ip, ttl_security=0,
+            internal=peer_as == node_as, passive=_string_gt(ip, node_ip),
+            restart_time=restart, keepalive_time=None, rr_client=False, rr_cluster_id="",
+            password=password, next_hop_keep=False, next_hop_self=False, allow_local_as=0,
+            import_calls=(), export_calls=(), reachable_by="",
+        ))
+        del name
+    return out
+
+
+def _explicit(ctx: _Context, version: int, node_ip: str, node_as: int,
+              fns: Mapping[tuple[str, str], bgpfilter.FilterFunction]) -> list[Peer]:
+    me = ctx.hosts.get(ctx.node, {})
+    my_cluster = me.get("rr_cluster_id", "")
+    out = []
+    for kind, prefix in (("global", "/calico/bgp/v1/global/"), ("node", ctx.host)):
+        for _, text in _prefixed(ctx.values, f"{prefix}peer_v{version}/"):
+            d = json.loads(text)
+            ip = d["ip"]
+            if ip == node_ip:
+                continue
+            peer_as = int(d["as_num"]) if d.get("as_num") else node_as
+            local_as = int(d["local_as_num"]) if d.get("local_as_num") else 0
+            effective = local_as or node_as
+            same = peer_as == effective
+            peer_cluster = d.get("rr_cluster_id") or ""
+            rr_client = same and bool(my_cluster) and peer_cluster != my_cluster
+            passive = bool(d.get("passive_mode")) or (
+                kind == "global" and bool(d.get("calico_node")) and _string_gt(ip, node_ip))
+            nhm = d.get("next_hop_mode") or ""
+            port = int(d.get("port") or 0)
+            filters = tuple(d.get("filters") or ())
+            out.append(Peer(
+                name=("Global_" if kind == "global" else "Node_") + _key_suffix(ip, port),
+                kind=kind, ip=ip, port=port, as_number=peer_as, local_as=local_as,
+                source_address=node_ip if d.get("source_addr", "UseNodeIP") == "UseNodeIP"
+                else "",
+                ttl_security=int(d.get("ttl_security") or 0),
+                internal=same, passive=passive,
+                restart_time=int(d["restart_time"]) if d.get("restart_time") else None,
+                keepalive_time=int(d["keepalive_time"]) if d.get("keepalive_time") else None,
+                rr_client=rr_client, rr_cluster_id=my_cluster if rr_client else "",
+                password=d.get("password"),
+                next_hop_keep=nhm == "Keep" or (not nhm and bool(d.get("keep_next_hop"))
+                                                and not same),
+                next_hop_self=nhm == "Self",
+                allow_local_as=int(d.get("num_allow_local_as") or 0),
+                import_calls=bgpfilter.calls(filters, fns, "import", same),
+                export_calls=bgpfilter.calls(filters, fns, "export", same),
+                reachable_by=d.get("reachable_by") or "",
+            ))
+    return out
+
+
+def _peers(ctx: _Context, version: int, node_ip: str, node_as: int,
+           functions: list[bgpfilter.FilterFunction]) -> tuple[Peer, ...]:
+    fns = {(f.filter_name, f.direction): f for f in functions}
+    peers = _mesh(ctx, version, node_ip, node_as) + _explicit(ctx, version, node_ip, node_as,
+                                                              fns)
+    by_name: dict[str, Peer] = {}
+    for p in peers:
+        by_name.setdefault(p.name, p)
+    return tuple(by_name[n] for n in sorted(by_name))
+
+
+# ----------------------------------------------------------------------------------------------
+# Routes, pools, kernel programming
+# ----------------------------------------------------------------------------------------------
+
+
+def _blocks(ctx: _Context, version: int) -> tuple[Block, ...]:
+    prefix = f"/calico/ipam/v2/host/{ctx.node}/ipv{version}/block/"
+    out = []
+    for k, text in _prefixed(ctx.values, prefix):
+        seg = k[len(prefix):]
+        cidr = seg.rsplit("-", 1)[0] + "/" + seg.rsplit("-", 1)[1]
+        net = ipaddress.ip_network(cidr, strict=False)
+        state = json.loads(text).get("state", "")
+        out.append(Block(str(net), state, net.prefixlen != net.max_prefixlen))
+    return tuple(out)
+
+
+def _routes(ctx: _Context, kind: str, version: int) -> tuple[str, ...]:
+    prefix = f"/calico/{kind}{'v6' if version == 6 else ''}/"
+    return tuple(v for _, v in _prefixed(ctx.values, prefix))
+
+
+def _reachable(ctx: _Context, version: int) -> tuple[tuple[str, str], ...]:
+    out = []
+    bits = 32 if version == 4 else 128
+    for prefix in ("/calico/bgp/v1/global/", ctx.host):
+        for _, text in _prefixed(ctx.values, f"{prefix}peer_v{version}/"):
+            d = json.loads(text)
+            if d.get("reachable_by"):
+                out.append((f"{d['ip']}/{bits}", d["reachable_by"]))
+    return tuple(out)
+
+
+def _pool_docs(ctx: _Context, version: int) -> list[dict[str, Any]]:
+    return [json.loads(t) for _, t in _prefixed(ctx.values, f"/calico/v1/ipam/v{version}/pool/")]
+
+
+def _pools(ctx: _Context, version: int, disabled: bool) -> tuple[str, ...]:
+    return tuple(sorted(p["cidr"] for p in _pool_docs(ctx, version)
+                        if bool(p.get("disableBGPExport")) == disabled))
+
+
+def _bird_programs(policy: str, pool: Mapping[str, Any]) -> bool:
+    """Does BIRD program this pool's routes into the kernel (clusterRoutePolicyFromBGPConfig)?
+
+    IPIP pools never: Calico would program them with `krt_tunnel`, which only its BIRD fork
+    has; with stock BIRD, Felix programs IPIP routes (see docs/templates.md).
+    """
+    if pool.get("vxlan_mode") or pool.get("ipip_mode"):
+        return False
+    return policy in ("", "EnabledNoEncapOnly", "Enabled")
+
+
+def _kernel_pools(ctx: _Context, version: int) -> tuple[KernelPool, ...]:
+    policy = ctx.config.get("programClusterRoutes") or ""
+    out = []
+    for p in _pool_docs(ctx, version):
+        if p.get("vxlan_mode"):
+            out.append(KernelPool(p["cidr"], False, "VXLAN routes are handled by Felix."))
+        elif _bird_programs(policy, p):
+            out.append(KernelPool(p["cidr"], True, ""))
+        else:
+            out.append(KernelPool(p["cidr"], False, "Cluster routes are handled by Felix."))
+    return tuple(sorted(out, key=lambda k: k.cidr))
+
+
+def _rr_ranges(ctx: _Context, version: int) -> tuple[tuple[str, str], ...]:
+    out = []
+    for kind, field in (("LB", "serviceLoadBalancerIPs"), ("external", "serviceExternalIPs")):
+        for item in ctx.config.get(field) or []:
+            cidr = item.get("cidr") if isinstance(item, dict) else None
+            if cidr and (":" in cidr) == (version == 6):
+                out.append((kind, str(ipaddress.ip_network(cidr, strict=False))))
+    return tuple(out)
+
+
+def _wireguard(ctx: _Context, version: int) -> tuple[str, ...]:
+    me = ctx.hosts.get(ctx.node, {})
+    if not me.get(f"wireguard_addr_v{version}"):
+        return ()
+    out = []
+    for name, h in ctx.hosts.items():
+        if name == ctx.node or not h.get(f"wireguard_addr_v{version}"):
+            continue
+        ip = h.get(f"ip_addr_v{version}", "")
+        if ip:
+            out.append(ip)
+    return tuple(sorted(out))
