@@ -1,0 +1,1 @@
+"""Pure computation: datastore snapshot → the desired kernel state of one host."""

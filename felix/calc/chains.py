@@ -1,0 +1,387 @@
+"""The iptables rules Felix wants: Calico's cali-* skeleton, dispatch chains, endpoint and
+profile chains, NAT outgoing. Pure; results are cached because the same inputs recur on
+every apply."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from dataclasses import dataclass, field
+
+from felix.calc.inputs import Profile, RuleSpec
+from felix.drivers.iptables.rules import Rule, length_limited
+
+PURE = True
+
+ACCEPT_MARK = 0x10000
+PASS_MARK = 0x20000
+SCRATCH0 = 0x80000
+ALL_BITS = 0x1B0000
+
+DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
+
+M_ACCEPT = f"-m mark --mark {ACCEPT_MARK:#x}/{ACCEPT_MARK:#x}"
+J_CLEAR = f"-j MARK --set-xmark 0x0/{ALL_BITS:#x}"
+J_SET_ACCEPT = f"-j MARK --set-xmark {ACCEPT_MARK:#x}/{ACCEPT_MARK:#x}"
+
+
+@dataclass(frozen=True)
+class TableDesired:
+    """Our chains (full content), and our rules in kernel chains (top inserts, tail appends)."""
+
+    chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    inserts: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    appends: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPolicy:
+    iface: str
+    profiles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOptions:
+    ip_version: int
+    prefixes: tuple[str, ...]
+    vxlan: bool
+    ipip: bool
+    vxlan_port: int
+    insert_mode: str
+    endpoint_to_host_action: str
+    allow_vxlan_from_workloads: bool
+    allow_ipip_from_workloads: bool
+    nat_outgoing: bool
+    tunnel_devices: tuple[str, ...]
+    failsafe_in: tuple[tuple[str, int], ...]
+    failsafe_out: tuple[tuple[str, int], ...]
+
+
+def set_name(version: int, ident: str) -> str:
+    return f"cali{version}0{ident}"[:31]
+
+
+def tw_chain(iface: str) -> str:
+    return length_limited("cali-tw-", iface)
+
+
+def fw_chain(iface: str) -> str:
+    return length_limited("cali-fw-", iface)
+
+
+def pri_chain(profile: str) -> str:
+    return length_limited("cali-pri-", profile)
+
+
+def pro_chain(profile: str) -> str:
+    return length_limited("cali-pro-", profile)
+
+
+def build(opts: RuleOptions, endpoints: tuple[EndpointPolicy, ...],
+          profiles: dict[str, Profile]) -> dict[str, TableDesired]:
+    """table name → desired state for one IP version."""
+    filt = _filter_skeleton(opts)
+    for name, rules in _dispatch(opts, tuple(sorted(e.iface for e in endpoints))).items():
+        filt.chains[name] = rules
+    wanted: set[str] = set()
+    for ep in endpoints:
+        tw, fw = _endpoint_chains(opts, ep)
+        filt.chains[tw_chain(ep.iface)] = tw
+        filt.chains[fw_chain(ep.iface)] = fw
+        wanted.update(ep.profiles)
+    for name in sorted(wanted):
+        ing, eg = _profile_chains(opts.ip_version, name, profiles.get(name))
+        filt.chains[pri_chain(name)] = ing
+        filt.chains[pro_chain(name)] = eg
+    return {"raw": _raw(opts), "mangle": _mangle(opts), "filter": filt, "nat": _nat(opts)}
+
+
+def _hooks(opts: RuleOptions, pairs: list[tuple[str, str]], t: TableDesired) -> None:
+    for kchain, ours in pairs:
+        rule = (Rule(action=f"-j {ours}"),)
+        if opts.insert_mode == "insert":
+            t.inserts[kchain] = rule
+        else:
+            t.appends[kchain] = rule
+
+
+def _iface_matches(opts: RuleOptions, flag: str) -> list[str]:
+    return [f"{flag} {p}+" for p in opts.prefixes]
+
+
+def _raw(opts: RuleOptions) -> TableDesired:
+    t = TableDesired()
+    pre = [Rule(action=J_CLEAR)]
+    if opts.vxlan and opts.ip_version == 4:
+        pre.append(Rule(f"-p udp -m udp --dport {opts.vxlan_port}", "-j NOTRACK"))
+    pre += [Rule(m, f"-j MARK --set-xmark {SCRATCH0:#x}/{SCRATCH0:#x}")
+            for m in _iface_matches(opts, "-i")]
+    pre += [
+        Rule(f"-m mark --mark {SCRATCH0:#x}/{SCRATCH0:#x}", "-j cali-rpf-skip"),
+        Rule(f"-m mark --mark {SCRATCH0:#x}/{SCRATCH0:#x} -m rpfilter --validmark --invert",
+             "-j DROP"),
+        Rule(f"-m mark --mark 0x0/{SCRATCH0:#x}", "-j cali-from-host-endpoint"),
+        Rule(M_ACCEPT, "-j ACCEPT"),
+    ]
+    out = [Rule(action=J_CLEAR), Rule(action="-j cali-to-host-endpoint")]
+    if opts.vxlan and opts.ip_version == 4:
+        out.append(Rule(f"-p udp -m udp --dport {opts.vxlan_port}", "-j NOTRACK"))
+    out.append(Rule(M_ACCEPT, "-j ACCEPT"))
+    t.chains.update({"cali-PREROUTING": tuple(pre), "cali-OUTPUT": tuple(out),
+                     "cali-rpf-skip": (), "cali-from-host-endpoint": (),
+                     "cali-to-host-endpoint": ()})
+    _hooks(opts, [("PREROUTING", "cali-PREROUTING"), ("OUTPUT", "cali-OUTPUT")], t)
+    return t
+
+
+def _mangle(opts: RuleOptions) -> TableDesired:
+    t = TableDesired()
+    t.chains["cali-PREROUTING"] = (
+        Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"),
+        Rule(M_ACCEPT, "-j ACCEPT"),
+        Rule(action="-j cali-from-host-endpoint"),
+        Rule(M_ACCEPT, "-j ACCEPT", "Host endpoint policy accepted packet."),
+    )
+    t.chains["cali-POSTROUTING"] = (
+        Rule(M_ACCEPT, "-j RETURN"),
+        Rule(action=J_CLEAR),
+        Rule("-m conntrack --ctstate DNAT", "-j cali-to-host-endpoint"),
+        Rule(M_ACCEPT, "-j RETURN"),
+    )
+    t.chains["cali-from-host-endpoint"] = ()
+    t.chains["cali-to-host-endpoint"] = ()
+    _hooks(opts, [("PREROUTING", "cali-PREROUTING"), ("POSTROUTING", "cali-POSTROUTING")], t)
+    return t
+
+
+def _filter_skeleton(opts: RuleOptions) -> TableDesired:
+    t = TableDesired()
+    v = opts.ip_version
+    inp: list[Rule] = []
+    outp: list[Rule] = [Rule(M_ACCEPT, "-j ACCEPT")]
+    outp += [Rule(m, "-j RETURN") for m in _iface_matches(opts, "-o")]
+    if opts.ipip and v == 4:
+        hosts = set_name(4, "all-hosts-net")
+        inp += [Rule(f"-p ipencap -m set --match-set {hosts} src -m addrtype --dst-type LOCAL",
+                     "-j ACCEPT", "Allow IPIP packets from Calico hosts"),
+                Rule("-p ipencap", "-j DROP", "Drop IPIP packets from non-Calico hosts")]
+        outp.append(Rule(f"-p ipencap -m set --match-set {hosts} dst -m addrtype "
+                         "--src-type LOCAL", "-j ACCEPT",
+                         "Allow IPIP packets to other Calico hosts"))
+    if opts.vxlan and v == 4:
+        vx = set_name(4, "all-vxlan-net")
+        port = opts.vxlan_port
+        inp += [Rule(f"-p udp -m multiport --dports {port} -m set --match-set {vx} src "
+                     "-m addrtype --dst-type LOCAL", "-j ACCEPT",
+                     "Allow VXLAN packets from allowed hosts"),
+                Rule(f"-p udp -m multiport --dports {port} -m addrtype --dst-type LOCAL",
+                     "-j DROP", "Drop VXLAN packets from non-allowed hosts")]
+        outp.append(Rule(f"-p udp -m multiport --dports {port} -m addrtype --src-type LOCAL "
+                         f"-m set --match-set {vx} dst", "-j ACCEPT",
+                         "Allow VXLAN packets to other allowed hosts"))
+    inp += [Rule(m, "-g cali-wl-to-host") for m in _iface_matches(opts, "-i")]
+    inp += [Rule(M_ACCEPT, "-j ACCEPT"), Rule(action=J_CLEAR),
+            Rule(action="-j cali-from-host-endpoint"),
+            Rule(M_ACCEPT, "-j ACCEPT", "Host endpoint policy accepted packet.")]
+    outp += [Rule(action=J_CLEAR),
+             Rule("-m conntrack ! --ctstate DNAT", "-j cali-to-host-endpoint"),
+             Rule(M_ACCEPT, "-j ACCEPT", "Host endpoint policy accepted packet.")]
+    fwd = [Rule(action="-j MARK --set-xmark 0x0/0x1a0000"),
+           Rule(f"-m mark --mark 0x0/{ACCEPT_MARK:#x}", "-j cali-from-hep-forward")]
+    fwd += [Rule(m, "-j cali-from-wl-dispatch") for m in _iface_matches(opts, "-i")]
+    fwd += [Rule(m, "-j cali-to-wl-dispatch") for m in _iface_matches(opts, "-o")]
+    fwd += [Rule(action="-j cali-to-hep-forward"), Rule(action="-j cali-cidr-block")]
+    t.chains.update({
+        "cali-INPUT": tuple(inp),
+        "cali-OUTPUT": tuple(outp),
+        "cali-FORWARD": tuple(fwd),
+        "cali-wl-to-host": (
+            Rule(action="-j cali-from-wl-dispatch"),
+            Rule(action=f"-j {opts.endpoint_to_host_action}",
+                 comment="Configured DefaultEndpointToHostAction"),
+        ),
+        "cali-from-hep-forward": (), "cali-to-hep-forward": (), "cali-cidr-block": (),
+        "cali-from-host-endpoint": (), "cali-to-host-endpoint": (),
+        "cali-failsafe-in": tuple(Rule(f"-p {p} -m {p} --dport {n}", "-j ACCEPT")
+                                  for p, n in opts.failsafe_in),
+        "cali-failsafe-out": tuple(Rule(f"-p {p} -m {p} --dport {n}", "-j ACCEPT")
+                                   for p, n in opts.failsafe_out),
+    })
+    _hooks(opts, [("INPUT", "cali-INPUT"), ("FORWARD", "cali-FORWARD"),
+                  ("OUTPUT", "cali-OUTPUT")], t)
+    t.appends["FORWARD"] = (
+        Rule(M_ACCEPT, "-j ACCEPT", "Policy explicitly accepted packet."),
+        Rule(action=J_SET_ACCEPT),
+    )
+    return t
+
+
+def _nat(opts: RuleOptions) -> TableDesired:
+    t = TableDesired()
+    v = opts.ip_version
+    post = [Rule(action="-j cali-fip-snat"), Rule(action="-j cali-nat-outgoing")]
+    for dev in opts.tunnel_devices:
+        post.append(Rule(f"-o {dev} -m addrtype ! --src-type LOCAL --limit-iface-out "
+                         "-m addrtype --src-type LOCAL", "-j MASQUERADE --random-fully"))
+    natout: tuple[Rule, ...] = ()
+    if opts.nat_outgoing:
+        natout = (Rule(f"-m set --match-set {set_name(v, 'masq-ipam-pools')} src "
+                       f"-m set ! --match-set {set_name(v, 'network-ip-pools')} dst",
+                       "-j MASQUERADE --random-fully"),)
+    t.chains.update({
+        "cali-PREROUTING": (Rule(action="-j cali-fip-dnat"),),
+        "cali-OUTPUT": (Rule(action="-j cali-fip-dnat"),),
+        "cali-POSTROUTING": tuple(post),
+        "cali-nat-outgoing": natout,
+        "cali-fip-dnat": (), "cali-fip-snat": (),
+    })
+    _hooks(opts, [("PREROUTING", "cali-PREROUTING"), ("OUTPUT", "cali-OUTPUT")], t)
+    t.inserts.pop("POSTROUTING", None)
+    t.appends["POSTROUTING"] = (Rule(action="-j cali-POSTROUTING"),)
+    return t
+
+
+def _group_key(opts: RuleOptions, iface: str) -> str:
+    for p in opts.prefixes:
+        if iface.startswith(p) and len(iface) > len(p):
+            return iface[: len(p) + 1]
+    return iface
+
+
+def _dispatch(opts: RuleOptions, ifaces: tuple[str, ...]) -> dict[str, tuple[Rule, ...]]:
+    return _dispatch_cached(opts.prefixes, ifaces)
+
+
+@functools.lru_cache(maxsize=64)
+def _dispatch_cached(prefixes: tuple[str, ...],
+                     ifaces: tuple[str, ...]) -> dict[str, tuple[Rule, ...]]:
+    groups: dict[str, list[str]] = {}
+    for i in ifaces:
+        key = i
+        for p in prefixes:
+            if i.startswith(p) and len(i) > len(p):
+                key = i[: len(p) + 1]
+                break
+        groups.setdefault(key, []).append(i)
+    out: dict[str, tuple[Rule, ...]] = {}
+    drop = Rule(action="-j DROP", comment="Unknown interface")
+    for root, flag, target in (("cali-from-wl-dispatch", "-i", fw_chain),
+                               ("cali-to-wl-dispatch", "-o", tw_chain)):
+        rules: list[Rule] = []
+        for key in sorted(groups):
+            members = groups[key]
+            if len(members) == 1:
+                rules.append(Rule(f"{flag} {members[0]}", f"-g {target(members[0])}"))
+                continue
+            child = f"{root}-{key[-1]}"
+            rules.append(Rule(f"{flag} {key}+", f"-g {child}"))
+            out[child] = tuple([Rule(f"{flag} {m}", f"-g {target(m)}") for m in members]
+                               + [drop])
+        out[root] = (*rules, drop)
+    return out
+
+
+def _endpoint_chains(opts: RuleOptions,
+                     ep: EndpointPolicy) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    return _endpoint_cached(ep.profiles, opts.allow_vxlan_from_workloads,
+                            opts.allow_ipip_from_workloads, opts.vxlan_port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _endpoint_cached(profiles: tuple[str, ...], allow_vxlan: bool, allow_ipip: bool,
+                     vxlan_port: int) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    head = (Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"),
+            Rule("-m conntrack --ctstate INVALID", "-j DROP"),
+            Rule(action="-j MARK --set-xmark 0x0/0x30000"))
+    encap: list[Rule] = []
+    if not allow_vxlan:
+        encap.append(Rule(f"-p udp -m udp --dport {vxlan_port}", "-j DROP",
+                          "DROP VXLAN encapped packets originating in workloads"))
+    if not allow_ipip:
+        encap.append(Rule("-p ipencap", "-j DROP",
+                          "DROP IPinIP encapped packets originating in workloads"))
+
+    def tail(chain_of: type[str] | object) -> list[Rule]:
+        out: list[Rule] = []
+        for p in profiles:
+            out.append(Rule(action=f"-j {chain_of(p)}"))  # type: ignore[operator]
+            out.append(Rule(M_ACCEPT, "-j RETURN", "Return if profile accepted"))
+        out.append(Rule(action="-j DROP", comment="DROP if no profiles matched"))
+        return out
+
+    tw = (*head, *tail(pri_chain))
+    fw = (*head, *encap, *tail(pro_chain))
+    return tw, fw
+
+
+def _profile_chains(version: int, name: str, prof: Profile | None
+                    ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    if name == DEFAULT_ALLOW_PROFILE and prof is None:
+        allow = (Rule(action=J_SET_ACCEPT), Rule(M_ACCEPT, "-j RETURN"))
+        return allow, allow
+    if prof is None:
+        return (), ()
+    return (_policy_rules(version, prof.ingress, inbound=True),
+            _policy_rules(version, prof.egress, inbound=False))
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_rules(version: int, specs: tuple[RuleSpec, ...], inbound: bool
+                  ) -> tuple[Rule, ...]:
+    out: list[Rule] = []
+    for spec in specs:
+        if spec.unsupported or (spec.ip_version and spec.ip_version != version):
+            continue
+        for match in _matches(version, spec):
+            if spec.action == "Allow":
+                out += [Rule(match, J_SET_ACCEPT), Rule(M_ACCEPT, "-j RETURN")]
+            elif spec.action == "Deny":
+                out.append(Rule(match, "-j DROP"))
+            elif spec.action == "Pass":
+                out += [Rule(match, f"-j MARK --set-xmark {PASS_MARK:#x}/{PASS_MARK:#x}"),
+                        Rule(f"-m mark --mark {PASS_MARK:#x}/{PASS_MARK:#x}", "-j RETURN")]
+            else:
+                out.append(Rule(match, "-j LOG --log-prefix calico-packet --log-level 5"))
+    return tuple(out)
+
+
+def _fam(nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], version: int
+         ) -> tuple[list[str], bool]:
+    """(nets of this family, whether the rule had nets but none of this family)."""
+    same = [str(n) for n in nets if n.version == version]
+    return same, bool(nets) and not same
+
+
+def _matches(version: int, spec: RuleSpec) -> list[str]:
+    src, skip1 = _fam(spec.src_nets, version)
+    dst, skip2 = _fam(spec.dst_nets, version)
+    nsrc, _ = _fam(spec.not_src_nets, version)
+    ndst, _ = _fam(spec.not_dst_nets, version)
+    if skip1 or skip2:
+        return []
+    base: list[str] = []
+    proto = spec.protocol
+    if proto == "icmp" and version == 6:
+        proto = "ipv6-icmp"
+    if proto:
+        base.append(f"-p {proto}")
+    if spec.not_protocol:
+        base.append(f"! -p {spec.not_protocol}")
+    if (spec.src_ports or spec.dst_ports) and proto not in ("tcp", "udp", "sctp"):
+        return []
+    for n in nsrc:
+        base.append(f"! -s {n}")
+    for n in ndst:
+        base.append(f"! -d {n}")
+    if len(nsrc) > 1 or len(ndst) > 1:
+        return []  # iptables takes one -s/-d per rule; not expressible without ipsets
+    variants = [" ".join(base)]
+    for flag, nets in (("-s", src), ("-d", dst)):
+        if nets:
+            variants = [f"{v} {flag} {n}".strip() for v in variants for n in nets]
+    for flag, ports in (("--sports", spec.src_ports), ("--dports", spec.dst_ports)):
+        if ports:
+            chunks = [ports[i:i + 15] for i in range(0, len(ports), 15)]
+            variants = [f"{v} -m multiport {flag} {','.join(c)}".strip()
+                        for v in variants for c in chunks]
+    return variants

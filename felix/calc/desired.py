@@ -1,0 +1,319 @@
+"""Snapshot of the datastore → the desired kernel state of this host. Pure.
+
+The snapshot is keyed by datastore key, so the result depends only on the final value of each
+key and never on the order in which updates arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from felix.calc import chains
+from felix.calc.inputs import (
+    Block,
+    Endpoint,
+    FelixConfigResource,
+    NodeInfo,
+    Obj,
+    Pool,
+    Profile,
+)
+from felix.config import FelixConfig
+from felix.drivers.iptables.rules import Rule
+
+PURE = True
+
+VXLAN_DEVICE = "vxlan.calico"
+IPIP_DEVICE = "tunl0"
+PROTO_FELIX = 80
+MAIN_TABLE = 254
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Iface:
+    """A host interface as the interface monitor last saw it."""
+
+    name: str
+    up: bool
+    mtu: int = 1500
+    addrs: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Route:
+    dst: IPNet
+    type: str = "unicast"             # unicast | blackhole
+    dev: str | None = None
+    gateway: IPAddr | None = None
+    onlink: bool = False
+    scope: str = "global"             # link | global
+    proto: int = PROTO_FELIX
+    table: int = MAIN_TABLE
+
+
+@dataclass(frozen=True, slots=True)
+class VXLANDevice:
+    name: str
+    vni: int
+    port: int
+    local: ipaddress.IPv4Address
+    parent: str | None
+    mac: str
+    mtu: int
+    address: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class IPIPDevice:
+    name: str
+    mtu: int
+    address: ipaddress.IPv4Address | None
+
+
+@dataclass(frozen=True, slots=True)
+class IPSet:
+    family: str                        # inet | inet6
+    members: frozenset[str]
+
+
+@dataclass(frozen=True)
+class HostState:
+    sysctls: dict[str, str] = field(default_factory=dict)
+    routes: dict[tuple[int, IPNet], Route] = field(default_factory=dict)
+    neighbours: dict[tuple[str, IPAddr], str] = field(default_factory=dict)
+    fdb: dict[tuple[str, str], IPAddr] = field(default_factory=dict)
+    ipsets: dict[str, IPSet] = field(default_factory=dict)
+    tables: dict[tuple[int, str], chains.TableDesired] = field(default_factory=dict)
+    vxlan: VXLANDevice | None = None
+    ipip: IPIPDevice | None = None
+    workload_ifaces: frozenset[str] = frozenset()
+    mtu_vxlan: int = 0
+
+
+class Snapshot:
+    """The datastore objects Felix reads, by key. `apply` is the only mutator."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, Obj] = {}
+
+    def apply(self, key: str, obj: Obj | None) -> None:
+        if obj is None:
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = obj
+
+    def of(self, cls: type[Obj]) -> list[Obj]:
+        return [o for o in self.objects.values() if isinstance(o, cls)]
+
+    def felix_config(self, hostname: str) -> tuple[dict[str, object] | None,
+                                                   dict[str, object] | None]:
+        glob = node = None
+        for o in self.objects.values():
+            if isinstance(o, FelixConfigResource):
+                if o.name == "default":
+                    glob = o.spec
+                elif o.name == f"node.{hostname}":
+                    node = o.spec
+        return node, glob
+
+
+def vtep_mac(node: str, version: int = 4) -> str:
+    """Calico's derived VTEP MAC: 0x66 followed by the first five bytes of sha1(name)."""
+    seed = node if version == 4 else node + "-v6"
+    digest = hashlib.sha1(seed.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
+
+
+def _endpoint_sysctls(ep: Endpoint, rp_filter: str, ipv6: bool) -> dict[str, str]:
+    i = ep.iface
+    out = {
+        f"net/ipv6/conf/{i}/accept_ra": "0",
+        f"net/ipv4/conf/{i}/route_localnet": "1",
+        f"net/ipv4/neigh/{i}/proxy_delay": "0",
+        f"net/ipv4/conf/{i}/proxy_arp": "1",
+        f"net/ipv4/conf/{i}/forwarding": "1",
+        f"net/ipv4/conf/{i}/rp_filter": rp_filter,
+    }
+    if ipv6 and ep.ipv6:
+        out[f"net/ipv6/conf/{i}/proxy_ndp"] = "1"
+        out[f"net/ipv6/conf/{i}/forwarding"] = "1"
+    return out
+
+
+def _encap_enabled(setting: str, pools: list[Pool], attr: str) -> bool:
+    if setting:
+        return setting == "true"
+    return any(getattr(p, attr) != "Never" and not p.disabled for p in pools)
+
+
+def _pool_for(pools: list[Pool], net: IPNet) -> Pool | None:
+    best: Pool | None = None
+    for p in pools:
+        if (p.cidr.version == net.version and net.subnet_of(p.cidr)  # type: ignore[arg-type]
+                and (best is None or p.cidr.prefixlen > best.cidr.prefixlen)):
+            best = p
+    return best
+
+
+def _iface_with(ifaces: Mapping[str, Iface], ip: IPAddr) -> Iface | None:
+    for i in sorted(ifaces.values(), key=lambda x: x.name):
+        if any(a.ip == ip for a in i.addrs):
+            return i
+    return None
+
+
+def auto_mtu(ifaces: Mapping[str, Iface], pattern: str, overhead: int) -> int:
+    rx = re.compile(pattern)
+    mtus = [i.mtu for i in ifaces.values() if rx.search(i.name) and i.mtu > 0]
+    return (min(mtus) if mtus else 1500) - overhead
+
+
+def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
+            rp_filter: str = "1") -> HostState:
+    me = cfg.hostname
+    pools = [p for p in snap.of(Pool) if isinstance(p, Pool)]
+    nodes = {n.name: n for n in snap.of(NodeInfo) if isinstance(n, NodeInfo)}
+    blocks = [b for b in snap.of(Block) if isinstance(b, Block)]
+    profiles = {p.name: p for p in snap.of(Profile) if isinstance(p, Profile)}
+    local = sorted((e for e in snap.of(Endpoint)
+                    if isinstance(e, Endpoint) and e.node == me), key=lambda e: e.key)
+    # Two endpoints claiming one interface: the first by key wins (deterministic).
+    by_iface: dict[str, Endpoint] = {}
+    for e in local:
+        by_iface.setdefault(e.iface, e)
+    local = [by_iface[i] for i in sorted(by_iface)]
+    mynode = nodes.get(me)
+    vxlan_on = _encap_enabled(cfg.vxlan_enabled, pools, "vxlan_mode")
+    ipip_on = _encap_enabled(cfg.ipip_enabled, pools, "ipip_mode")
+
+    st = HostState(workload_ifaces=frozenset(by_iface))
+    if cfg.ip_forwarding == "Enabled":
+        st.sysctls["net/ipv4/ip_forward"] = "1"
+        if cfg.ipv6_support:
+            st.sysctls["net/ipv6/conf/all/forwarding"] = "1"
+
+    for ep in local:
+        iface = ifaces.get(ep.iface)
+        if iface is None or not iface.up:
+            continue
+        st.sysctls.update(_endpoint_sysctls(ep, rp_filter, cfg.ipv6_support))
+        for net in ep.ipv4 + (ep.ipv6 if cfg.ipv6_support else ()):
+            st.routes[(MAIN_TABLE, net)] = Route(net, dev=ep.iface, scope="link",
+                                                 proto=cfg.device_route_protocol)
+            if ep.mac and net.version == 4 and net.prefixlen == 32:
+                st.neighbours[(ep.iface, net.network_address)] = ep.mac
+
+    my_ip = mynode.ipv4 if mynode else None
+    parent = _iface_with(ifaces, my_ip.ip) if my_ip else None
+    vx_mtu = cfg.vxlan_mtu or auto_mtu(ifaces, cfg.mtu_iface_pattern, 50)
+    ipip_mtu = cfg.ipip_mtu or auto_mtu(ifaces, cfg.mtu_iface_pattern, 20)
+    if vxlan_on and mynode and my_ip and mynode.vxlan_addr:
+        st = _replace_vxlan(st, VXLANDevice(
+            VXLAN_DEVICE, cfg.vxlan_vni, cfg.vxlan_port, my_ip.ip,
+            parent.name if parent else None, mynode.vxlan_mac or vtep_mac(me), vx_mtu,
+            mynode.vxlan_addr), vx_mtu)
+    if ipip_on:
+        st = _replace_ipip(st, IPIPDevice(IPIP_DEVICE, ipip_mtu,
+                                          mynode.ipip_addr if mynode else None))
+
+    # Remote VTEPs.
+    if st.vxlan is not None:
+        for n in sorted(nodes.values(), key=lambda n: n.name):
+            if n.name == me or n.vxlan_addr is None or n.ipv4 is None:
+                continue
+            mac = n.vxlan_mac or vtep_mac(n.name)
+            st.neighbours[(VXLAN_DEVICE, n.vxlan_addr)] = mac
+            st.fdb[(VXLAN_DEVICE, mac)] = n.ipv4.ip
+
+    ipip_routes = cfg.program_cluster_routes in ("Enabled", "EnabledIPIPOnly")
+    noencap_routes = cfg.program_cluster_routes in ("Enabled", "EnabledNoEncapOnly")
+    for b in sorted(blocks, key=lambda b: (b.cidr.version, b.cidr)):
+        if b.host is None:
+            continue
+        pool = _pool_for(pools, b.cidr)
+        if b.host == me:
+            if b.cidr.prefixlen != b.cidr.max_prefixlen:
+                st.routes[(MAIN_TABLE, b.cidr)] = Route(b.cidr, type="blackhole")
+            continue
+        node = nodes.get(b.host)
+        if pool is None or node is None or node.ipv4 is None or b.cidr.version != 4:
+            continue
+        same = bool(my_ip) and node.ipv4.ip in my_ip.network  # type: ignore[union-attr]
+        via_vx = pool.vxlan_mode == "Always" or (pool.vxlan_mode == "CrossSubnet" and not same)
+        via_ipip = pool.ipip_mode == "Always" or (pool.ipip_mode == "CrossSubnet" and not same)
+        if via_vx:
+            if st.vxlan is not None and node.vxlan_addr is not None:
+                st.routes[(MAIN_TABLE, b.cidr)] = Route(
+                    b.cidr, dev=VXLAN_DEVICE, gateway=node.vxlan_addr, onlink=True,
+                    proto=cfg.device_route_protocol)
+        elif via_ipip:
+            if st.ipip is not None and ipip_routes:
+                st.routes[(MAIN_TABLE, b.cidr)] = Route(
+                    b.cidr, dev=IPIP_DEVICE, gateway=node.ipv4.ip, onlink=True)
+        elif same and parent is not None and (pool.vxlan_mode == "CrossSubnet" or
+                                              noencap_routes):
+            st.routes[(MAIN_TABLE, b.cidr)] = Route(
+                b.cidr, dev=parent.name, gateway=node.ipv4.ip, onlink=True)
+
+    # IP sets.
+    versions = [4] + ([6] if cfg.ipv6_support and (
+        any(p.cidr.version == 6 for p in pools) or any(e.ipv6 for e in local)) else [])
+    for v in versions:
+        fam = "inet" if v == 4 else "inet6"
+        vp = [p for p in pools if p.cidr.version == v]
+        st.ipsets[chains.set_name(v, "network-ip-pools")] = IPSet(
+            fam, frozenset(str(p.cidr) for p in vp))
+        st.ipsets[chains.set_name(v, "masq-ipam-pools")] = IPSet(
+            fam, frozenset(str(p.cidr) for p in vp if p.nat_outgoing and not p.disabled))
+        hosts = set()
+        for n in nodes.values():
+            a = n.ipv4 if v == 4 else n.ipv6
+            if a is not None:
+                hosts.add(str(a.ip))
+        st.ipsets[chains.set_name(v, "all-hosts-net")] = IPSet(fam, frozenset(hosts))
+        if v == 4 and st.vxlan is not None:
+            st.ipsets[chains.set_name(4, "all-vxlan-net")] = IPSet(fam, frozenset(
+                str(n.ipv4.ip) for n in nodes.values()
+                if n.name != me and n.vxlan_addr is not None and n.ipv4 is not None))
+
+        tunnels = []
+        if v == 4 and st.ipip is not None and st.ipip.address is not None:
+            tunnels.append(IPIP_DEVICE)
+        if v == 4 and st.vxlan is not None:
+            tunnels.append(VXLAN_DEVICE)
+        opts = chains.RuleOptions(
+            ip_version=v, prefixes=cfg.interface_prefix,
+            vxlan=st.vxlan is not None, ipip=st.ipip is not None, vxlan_port=cfg.vxlan_port,
+            insert_mode=cfg.chain_insert_mode,
+            endpoint_to_host_action=cfg.default_endpoint_to_host_action,
+            allow_vxlan_from_workloads=cfg.allow_vxlan_packets_from_workloads,
+            allow_ipip_from_workloads=cfg.allow_ipip_packets_from_workloads,
+            nat_outgoing=any(p.nat_outgoing and not p.disabled for p in vp),
+            tunnel_devices=tuple(tunnels),
+            failsafe_in=tuple((p.protocol, p.port) for p in cfg.failsafe_inbound_host_ports),
+            failsafe_out=tuple((p.protocol, p.port) for p in cfg.failsafe_outbound_host_ports),
+        )
+        eps = tuple(chains.EndpointPolicy(e.iface, e.profiles) for e in local)
+        for table, td in chains.build(opts, eps, profiles).items():
+            st.tables[(v, table)] = td
+    return st
+
+
+def _replace_vxlan(st: HostState, dev: VXLANDevice, mtu: int) -> HostState:
+    return HostState(st.sysctls, st.routes, st.neighbours, st.fdb, st.ipsets, st.tables,
+                     dev, st.ipip, st.workload_ifaces, mtu)
+
+
+def _replace_ipip(st: HostState, dev: IPIPDevice) -> HostState:
+    return HostState(st.sysctls, st.routes, st.neighbours, st.fdb, st.ipsets, st.tables,
+                     st.vxlan, dev, st.workload_ifaces, st.mtu_vxlan)
+
+
+__all__ = ["HostState", "Iface", "Route", "Rule", "Snapshot", "compute", "vtep_mac"]

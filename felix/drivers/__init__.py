@@ -1,0 +1,1 @@
+"""Drivers: desired versus kernel state for one kind of kernel object, applied in batches."""

@@ -1,0 +1,1 @@
+"""iptables: typed rules, Calico's hash comments, restore text, per-table reconciliation."""

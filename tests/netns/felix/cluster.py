@@ -1,0 +1,243 @@
+"""A small Calico "cluster" in network namespaces for Felix's live tests.
+
+Topology (all namespaces made through netns_factory, removed at teardown):
+
+    root ns: veth <rootdev> 198.19.N.1/24 ──┐            etcd listens on 198.19.N.1
+    underlay ns: bridge br0 ────────────────┼── eth0 of every host ns (198.19.N.10+i/24)
+                                            └── eth0 of the "outside" ns (198.19.N.200/24)
+    host ns i: calico-felix runs here (`ip netns exec`), default route via 198.19.N.200;
+               pods are veths cali<11 hex> into their own namespaces, /32 + 169.254.1.1.
+
+Felix runs as a real subprocess inside each host namespace, so every kernel object it writes
+(routes, neighbours, FDB, sysctls, iptables, ipsets, vxlan.calico) is in that namespace only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from libcalico.model import keys
+from tests.fixtures.netns import NetnsFactory, ns_exec
+
+REPO = Path(__file__).resolve().parents[3]
+FELIX = [sys.executable, "-m", "felix"]
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    ip: ipaddress.IPv4Interface
+    block: ipaddress.IPv4Network
+    tunnel: ipaddress.IPv4Address
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+@dataclass
+class Pod:
+    name: str
+    ns: str
+    host: Host
+    ip: ipaddress.IPv4Address
+    iface: str
+    mac: str
+
+
+class Cluster:
+    def __init__(self, netns: NetnsFactory, etcd_factory: object) -> None:
+        self.netns = netns
+        n = (os.getpid() % 200) + 20
+        self.net = ipaddress.IPv4Network(f"198.19.{n}.0/24")
+        self.gw = self.net[1]
+        self.outside_ip = self.net[200]
+        self.under = netns.new("fx-under")
+        self.rootdev = f"fxr{os.getpid() % 100000}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="felix-netns-"))
+        self.hosts: list[Host] = []
+        self.pods: list[Pod] = []
+        self._ip("link", "add", self.rootdev, "type", "veth", "peer", "name", "up0",
+                 "netns", self.under)
+        try:
+            self._ip("addr", "add", f"{self.gw}/24", "dev", self.rootdev)
+            self._ip("link", "set", self.rootdev, "up")
+            ns_exec(self.under, "ip", "link", "add", "br0", "type", "bridge")
+            ns_exec(self.under, "ip", "link", "set", "br0", "up")
+            ns_exec(self.under, "ip", "link", "set", "up0", "master", "br0", "up")
+            self.etcd = etcd_factory.new("felix", host=str(self.gw))  # type: ignore[attr-defined]
+            self.outside = netns.new("fx-out")
+            self._attach(self.outside, "o0", ipaddress.IPv4Interface(f"{self.outside_ip}/24"))
+        except Exception:
+            self.cleanup()
+            raise
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    def _attach(self, ns: str, port: str, addr: ipaddress.IPv4Interface) -> None:
+        ns_exec(self.under, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0",
+                "netns", ns)
+        ns_exec(self.under, "ip", "link", "set", port, "master", "br0", "up")
+        ns_exec(ns, "ip", "addr", "add", str(addr), "dev", "eth0")
+        ns_exec(ns, "ip", "link", "set", "eth0", "up")
+
+    # -- datastore ------------------------------------------------------------------------
+
+    def put(self, key: str, value: dict[str, object]) -> None:
+        self.etcd.ctl("put", key, json.dumps(value, separators=(",", ":")))
+
+    def delete(self, key: str) -> None:
+        self.etcd.ctl("del", key)
+
+    def pool(self, name: str, cidr: str, vxlan: str = "Always", ipip: str = "Never",
+             nat: bool = False) -> None:
+        self.put(keys.resource_key("IPPool", name), {
+            "kind": "IPPool", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": name},
+            "spec": {"cidr": cidr, "vxlanMode": vxlan, "ipipMode": ipip, "natOutgoing": nat,
+                     "blockSize": 26, "nodeSelector": "all()"}})
+
+    def allow_profile(self, name: str) -> None:
+        self.put(keys.resource_key("Profile", name), {
+            "kind": "Profile", "apiVersion": "projectcalico.org/v3", "metadata": {"name": name},
+            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}})
+
+    # -- hosts and pods -------------------------------------------------------------------
+
+    def add_host(self, name: str) -> Host:
+        i = len(self.hosts)
+        ns = self.netns.new(f"fx-{name}")
+        addr = ipaddress.IPv4Interface(f"{self.net[10 + i]}/24")
+        self._attach(ns, f"h{i}", addr)
+        ns_exec(ns, "ip", "route", "add", "default", "via", str(self.outside_ip))
+        block = ipaddress.IPv4Network(f"10.65.{i}.0/26")
+        h = Host(name, ns, addr, block, block[1])
+        self.hosts.append(h)
+        self.put(keys.resource_key("Node", name), {
+            "kind": "Node", "apiVersion": "projectcalico.org/v3", "metadata": {"name": name},
+            "spec": {"bgp": {"ipv4Address": str(addr)},
+                     "ipv4VXLANTunnelAddr": str(h.tunnel)}})
+        self.put(keys.block_key(block), {
+            "cidr": str(block), "affinity": f"host:{name}", "allocations": [None] * 64,
+            "unallocated": list(range(64)), "attributes": [], "deleted": False})
+        return h
+
+    def felix_env(self, host: Host, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FELIX_")}
+        env.update({
+            "ETCD_ENDPOINTS": self.etcd.endpoint, "DATASTORE_TYPE": "etcdv3",
+            "FELIX_FELIXHOSTNAME": host.name, "FELIX_IPV6SUPPORT": "false",
+            "FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT",
+            "FELIX_ROUTEREFRESHINTERVAL": "2", "FELIX_IPTABLESREFRESHINTERVAL": "2",
+            "FELIX_IPSETSREFRESHINTERVAL": "2", "FELIX_INTERFACEREFRESHINTERVAL": "5",
+            "GRPC_ENABLE_FORK_SUPPORT": "false", "PYTHONPATH": str(REPO),
+            "FELIX_LOGSEVERITYSCREEN": "INFO",
+        })
+        env.update(extra)
+        return env
+
+    def start_felix(self, host: Host, **extra: str) -> None:
+        host.log_path = self.tmp / f"felix-{host.name}.log"
+        logf = open(host.log_path, "ab")  # noqa: SIM115 - handed to the child
+        host.proc = subprocess.Popen(
+            ["ip", "netns", "exec", host.ns, *FELIX, "-c", str(self.tmp / "none.cfg")],
+            env=self.felix_env(host, **extra), stdout=logf, stderr=subprocess.STDOUT,
+            cwd=REPO)
+        logf.close()
+
+    def stop_felix(self, host: Host) -> None:
+        if host.proc is not None and host.proc.poll() is None:
+            host.proc.terminate()
+            try:
+                host.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                host.proc.kill()
+                host.proc.wait(5)
+        host.proc = None
+
+    def applies(self, host: Host) -> list[str]:
+        return [ln for ln in host.log().splitlines() if "apply #" in ln]
+
+    def wait_applied(self, host: Host, count: int = 1, timeout: float = 60.0) -> None:
+        def ok() -> bool:
+            if host.proc is not None and host.proc.poll() is not None:
+                raise AssertionError(f"felix on {host.name} exited:\n{host.log()[-3000:]}")
+            return len(self.applies(host)) >= count
+        wait_for(ok, timeout, f"felix apply on {host.name}:\n{host.log()[-2000:]}")
+
+    def add_pod(self, host: Host, index: int, profiles: tuple[str, ...] = ("kns.default",),
+                write: bool = True) -> Pod:
+        ip = host.block[10 + index]
+        name = f"{host.name}-p{index}"
+        ns = self.netns.new(f"fx-{name}")
+        iface = "cali" + hashlib.sha1(name.encode()).hexdigest()[:11]
+        ns_exec(host.ns, "ip", "link", "add", iface, "type", "veth", "peer", "name", "eth0",
+                "netns", ns)
+        ns_exec(ns, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+        ns_exec(ns, "ip", "link", "set", "eth0", "up")
+        ns_exec(ns, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+        ns_exec(ns, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        ns_exec(host.ns, "ip", "link", "set", iface, "up")
+        mac = json.loads(ns_exec(ns, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+        pod = Pod(name, ns, host, ip, iface, mac)
+        self.pods.append(pod)
+        if write:
+            self.write_wep(pod, profiles)
+        return pod
+
+    def wep_key(self, pod: Pod) -> str:
+        return keys.resource_key("WorkloadEndpoint", f"{pod.host.name}-k8s-{pod.name}-eth0",
+                                 "default")
+
+    def write_wep(self, pod: Pod, profiles: tuple[str, ...] = ("kns.default",)) -> None:
+        self.put(self.wep_key(pod), {
+            "kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": f"{pod.host.name}-k8s-{pod.name}-eth0",
+                         "namespace": "default"},
+            "spec": {"orchestrator": "k8s", "node": pod.host.name, "pod": pod.name,
+                     "endpoint": "eth0", "ipNetworks": [f"{pod.ip}/32"],
+                     "profiles": list(profiles), "interfaceName": pod.iface,
+                     "mac": pod.mac}})
+
+    def cleanup(self) -> None:
+        for h in self.hosts:
+            with contextlib.suppress(Exception):
+                self.stop_felix(h)
+        subprocess.run(["ip", "link", "del", self.rootdev], capture_output=True, check=False,
+                       timeout=30)
+        import shutil
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def ping(ns: str, dst: object, count: int = 1, timeout: int = 2, src: str | None = None
+         ) -> bool:
+    argv = ["ping", "-c", str(count), "-W", str(timeout)]
+    if src:
+        argv += ["-I", src]
+    r = subprocess.run(["ip", "netns", "exec", ns, *argv, str(dst)], capture_output=True,
+                       timeout=30, check=False)
+    return r.returncode == 0
