@@ -13,7 +13,7 @@ from libcalico.errors import FieldError
 from libcalico.model import validate as v
 from libcalico.model.metadata import KindSpec, Metadata, register
 from libcalico.model.schema import AS_NUMBER, fld, opt
-from libcalico.model.types import AddressOrInterface, IPAddress, IPInterface, IPNetwork
+from libcalico.model.types import AddressOrInterface, IPAddress, IPNetwork
 
 PURE = True
 
@@ -192,6 +192,12 @@ class NodeAddress:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NodeInterface:
+    name: str = fld(omitempty=False)
+    addresses: tuple[str, ...] = fld(default=())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeSpec:
     bgp: NodeBGPSpec | None = opt()
     ipv4_vxlan_tunnel_addr: IPAddress | None = opt("ipv4VXLANTunnelAddr", check=v.version(4))
@@ -201,6 +207,7 @@ class NodeSpec:
     orch_refs: tuple[OrchRef, ...] = fld(default=())
     wireguard: NodeWireguardSpec | None = opt()
     addresses: tuple[NodeAddress, ...] = fld(default=())
+    interfaces: tuple[NodeInterface, ...] = fld(default=())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,8 +235,3 @@ def node_check(node: Node) -> list[FieldError]:
 
 
 register(KindSpec(Node, check=node_check, has_status=True))
-
-__all__ = [
-    "IPInterface",
-    "IPNetwork",
-]
