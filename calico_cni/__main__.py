@@ -1,11 +1,12 @@
-"""Entry point placeholder: this command is not built yet."""
+"""calico CNI plugin entry point (console script `calico`)."""
 
 import sys
 
 
 def main() -> None:
-    print("calico_cni: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    from calico_cni import context, plugin
+
+    sys.exit(context.run(plugin.handle))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
-"""Entry point placeholder for calico-ipam: not built yet."""
+"""calico-ipam entry point (console script `calico-ipam`)."""
 
 import sys
 
 
 def main() -> None:
-    print("calico-ipam: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    from calico_cni import context, ipam_plugin
+
+    sys.exit(context.run(ipam_plugin.handle))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The edges both plugins share: node name, datastore connection, host lock, the run wrapper
+that turns every failure into CNI error JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from calico_cni import spec
+from calico_cni.netconf import NetConf
+from calico_cni.spec import CNIError
+from libcalico.datastore.api import Backend
+from libcalico.errors import (
+    CalicoError,
+    ConfigError,
+    DatastoreError,
+    NotFound,
+    Unavailable,
+    ValidationError,
+)
+from libcalico.model import keys
+
+log = logging.getLogger("calico_cni")
+
+
+def nodename(conf: NetConf, environ: Mapping[str, str]) -> str:
+    """`nodename` > contents of `nodename_file` (verbatim) > deprecated `hostname` > OS
+    hostname. Unless `nodename_file_optional`, the file must exist (calico-node writes it)."""
+    if conf.nodename:
+        return conf.nodename
+    try:
+        with open(conf.nodename_file) as f:
+            name = f.read()
+        if name:
+            return name
+    except FileNotFoundError:
+        if not conf.nodename_file_optional:
+            raise CNIError(
+                spec.INVALID_NETWORK_CONFIG,
+                f"stat {conf.nodename_file}: no such file or directory: check that the "
+                "calico/node container is running and has mounted /var/lib/calico/",
+                "or set \"nodename\" (or \"nodename_file_optional\": true) in the network "
+                "configuration") from None
+    if conf.hostname:
+        return conf.hostname
+    return os.uname().nodename
+
+
+def mtu(conf: NetConf) -> int:
+    if conf.mtu:
+        return conf.mtu
+    try:
+        with open("/var/lib/calico/mtu") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 1500
+
+
+def connect(conf: NetConf, environ: Mapping[str, str]) -> Backend:
+    endpoints = conf.etcd_endpoints or environ.get("ETCD_ENDPOINTS", "")
+    if not endpoints:
+        raise CNIError(spec.INVALID_NETWORK_CONFIG, "no datastore configured",
+                       "set \"etcd_endpoints\" (e.g. \"http://127.0.0.1:2379\") in the network "
+                       "configuration or ETCD_ENDPOINTS in the environment")
+    from calico_cni.etcdgw import GatewayBackend
+
+    try:
+        return GatewayBackend(
+            [e for e in endpoints.split(",") if e.strip()],
+            cert_file=conf.etcd_cert_file or environ.get("ETCD_CERT_FILE", ""),
+            key_file=conf.etcd_key_file or environ.get("ETCD_KEY_FILE", ""),
+            ca_file=conf.etcd_ca_cert_file or environ.get("ETCD_CA_CERT_FILE", ""),
+        )
+    except ConfigError as exc:
+        raise CNIError(spec.INVALID_NETWORK_CONFIG, str(exc)) from None
+
+
+def require_ready(backend: Backend) -> None:
+    """ClusterInformation `default` must say the datastore is ready (as Calico checks)."""
+    key = keys.resource_key("ClusterInformation", "default")
+    try:
+        doc = json.loads(backend.get(key).value)
+    except NotFound:
+        raise CNIError(spec.TRY_AGAIN_LATER,
+                       "error getting ClusterInformation: resource does not exist: "
+                       "ClusterInformation(default)",
+                       "start calico-node (or `calicoctl datastore migrate unlock`) so that "
+                       "the cluster is initialised") from None
+    except json.JSONDecodeError as exc:
+        raise CNIError(spec.INTERNAL, f"ClusterInformation default is not JSON: {exc}") from None
+    if not (doc.get("spec") or {}).get("datastoreReady"):
+        raise CNIError(spec.TRY_AGAIN_LATER,
+                       "Calico is currently not ready to process requests",
+                       "ClusterInformation default has spec.datastoreReady false")
+
+
+@contextlib.contextmanager
+def host_lock(path: str) -> Iterator[None]:
+    """Host-wide flock around IPAM (best effort: no lock file, no lock)."""
+    fd = -1
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        log.warning("cannot take IPAM lock %s (%s): continuing without it", path, exc)
+        if fd >= 0:
+            os.close(fd)
+            fd = -1
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def translate(exc: BaseException) -> CNIError:
+    if isinstance(exc, CNIError):
+        return exc
+    if isinstance(exc, Unavailable):
+        return CNIError(spec.TRY_AGAIN_LATER, f"datastore unavailable: {exc}",
+                        "check that etcd is reachable at the configured etcd_endpoints")
+    if isinstance(exc, ValidationError):
+        return CNIError(spec.INVALID_NETWORK_CONFIG, str(exc))
+    if isinstance(exc, ConfigError):
+        return CNIError(spec.INVALID_NETWORK_CONFIG, str(exc))
+    if isinstance(exc, DatastoreError | CalicoError):
+        return CNIError(spec.INTERNAL, str(exc))
+    return CNIError(spec.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def setup_logging(level: str = "") -> None:
+    lvl = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}.get(level.lower(), logging.WARNING)
+    logging.basicConfig(stream=sys.stderr, level=lvl,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(handler: Callable[[spec.Env, dict[str, Any], str, Mapping[str, str]], str | None],
+        environ: Mapping[str, str] | None = None) -> int:
+    """Parse env and stdin, call `handler(env, config, cni_version, environ)`, print its
+    output or the error JSON. Returns the exit status."""
+    environ = os.environ if environ is None else environ
+    version = "1.1.0"
+    try:
+        env = spec.parse_env(environ)
+        if env.command == "VERSION":
+            sys.stdout.write(spec.version_output())
+            return 0
+        try:
+            data = sys.stdin.buffer.read()
+        except OSError as exc:
+            raise CNIError(spec.IO_FAILURE, f"error reading stdin: {exc}") from None
+        doc = spec.decode_config(data)
+        version = spec.check_config(doc, env.command)
+        setup_logging(str(doc.get("log_level") or ""))
+        out = handler(env, doc, version, environ)
+        if out:
+            sys.stdout.write(out)
+        return 0
+    except BaseException as exc:  # the one boundary that reports everything
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        err = translate(exc)
+        if not isinstance(exc, CNIError):
+            log.debug("failure", exc_info=exc)
+        sys.stdout.write(err.to_json())
+        return 1

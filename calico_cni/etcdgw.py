@@ -1,0 +1,226 @@
+"""A `Backend` over etcd's JSON gateway (`/v3/kv/*`), for the CNI plugins' start time.
+
+The plugins run once per container operation, so their start-up cost is paid on every ADD:
+importing grpc and pyetcd (what `libcalico.datastore.etcd` uses) costs more than the whole
+budget of an ADD here. etcd serves the same KV API as JSON over HTTP (the grpc-gateway, on the
+client port), and the standard library's http.client speaks that in a few milliseconds of
+import time. The protocol is the same one libcalico-go uses, transaction for transaction:
+
+- create: `If(Version(key) == 0) Then(Put) Else(Range)`   -> AlreadyExists
+- update: `If(ModRevision(key) == rev) Then(Put) Else(Range)` -> Conflict, NotFound when gone
+- delete: `[If(ModRevision(key) == rev)] Then(DeleteRange prevKV) Else(Range)`
+
+A failed transaction omits `succeeded` (proto3 JSON drops false): missing means false.
+Reads go to the next endpoint on a connection failure; writes only when the request was
+provably never sent (connection refused), since a lost answer may hide an applied write.
+Watches are not offered here (the plugins never watch).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from libcalico.datastore.api import KVPair, Listing, WatchStream
+from libcalico.errors import AlreadyExists, ConfigError, Conflict, NotFound, Unavailable
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    raw = bytearray(prefix.encode())
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return base64.b64encode(bytes(raw)).decode()
+        raw.pop()
+    return base64.b64encode(b"\0").decode()
+
+
+def _kv(doc: dict[str, Any]) -> KVPair:
+    return KVPair(_unb64(doc["key"]), _unb64(doc.get("value", "")),
+                  int(doc.get("mod_revision", 0)))
+
+
+class _NotSent(Exception):
+    pass
+
+
+class GatewayBackend:
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 10.0,
+                 cert_file: str = "", key_file: str = "", ca_file: str = "") -> None:
+        if not endpoints:
+            raise ConfigError("no etcd endpoints configured: set etcd_endpoints in the CNI "
+                              "network configuration (or ETCD_ENDPOINTS)")
+        self._targets = []
+        for url in endpoints:
+            parts = urlsplit(url.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"invalid etcd endpoint {url!r}: expected "
+                                  "http://host:port or https://host:port")
+            self._targets.append((parts.scheme, parts.hostname, parts.port or 2379))
+        self._timeout = timeout
+        self._tls = (cert_file, key_file, ca_file)
+        self._conn: http.client.HTTPConnection | None = None
+        self._current = 0
+
+    # ---- transport ----------------------------------------------------------------------
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._conn is not None:
+            return self._conn
+        scheme, host, port = self._targets[self._current]
+        if scheme == "https":
+            import ssl
+
+            cert, key, ca = self._tls
+            ctx = ssl.create_default_context(cafile=ca or None)
+            if cert:
+                ctx.load_cert_chain(cert, key or None)
+            self._conn = http.client.HTTPSConnection(host, port, timeout=self._timeout,
+                                                     context=ctx)
+        else:
+            self._conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        conn = self._connect()
+        data = json.dumps(body)
+        try:
+            if conn.sock is None:
+                try:
+                    conn.connect()
+                except OSError as exc:
+                    self._drop()
+                    raise _NotSent(str(exc)) from exc
+            conn.request("POST", path, data, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            text = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
+            raise Unavailable(f"etcd {self.endpoint}: {exc}") from exc
+        doc = json.loads(text) if text else {}
+        if resp.status != 200:
+            msg = doc.get("message") or doc.get("error") or text[:200].decode(errors="replace")
+            if resp.status in (502, 503, 504):
+                raise Unavailable(f"etcd {self.endpoint}: {msg}")
+            raise Unavailable(f"etcd {self.endpoint} answered {resp.status}: {msg}")
+        return dict(doc)
+
+    @property
+    def endpoint(self) -> str:
+        scheme, host, port = self._targets[self._current]
+        return f"{scheme}://{host}:{port}"
+
+    def _call(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
+        last: Exception | None = None
+        for _ in range(2 * len(self._targets)):
+            try:
+                return self._once(path, body)
+            except _NotSent as exc:
+                last = exc
+            except Unavailable as exc:
+                last = exc
+                if not idempotent:
+                    raise
+            self._current = (self._current + 1) % len(self._targets)
+        if isinstance(last, Unavailable):
+            raise last
+        raise Unavailable(f"cannot reach etcd at {', '.join(self._urls())}: {last}")
+
+    def _urls(self) -> list[str]:
+        return [f"{s}://{h}:{p}" for s, h, p in self._targets]
+
+    # ---- Backend -------------------------------------------------------------------------
+    def get(self, key: str) -> KVPair:
+        doc = self._call("/v3/kv/range", {"key": _b64(key)}, idempotent=True)
+        kvs = doc.get("kvs") or []
+        if not kvs:
+            raise NotFound(key)
+        return _kv(kvs[0])
+
+    def list(self, prefix: str) -> Listing:
+        doc = self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)},
+                         idempotent=True)
+        return Listing(tuple(_kv(k) for k in doc.get("kvs") or []),
+                       int(doc.get("header", {}).get("revision", 0)))
+
+    def _txn(self, compare: Sequence[dict[str, Any]], success: dict[str, Any],
+             key: str) -> tuple[bool, dict[str, Any]]:
+        body = {"compare": [*compare], "success": [success],
+                "failure": [{"request_range": {"key": _b64(key)}}]}
+        doc = self._call("/v3/kv/txn", body, idempotent=False)
+        return bool(doc.get("succeeded", False)), doc
+
+    def create(self, key: str, value: str) -> KVPair:
+        ok, doc = self._txn([{"target": "VERSION", "key": _b64(key), "result": "EQUAL",
+                              "version": "0"}],
+                            {"request_put": {"key": _b64(key), "value": _b64(value)}}, key)
+        if not ok:
+            raise AlreadyExists(key)
+        return KVPair(key, value, int(doc["header"]["revision"]))
+
+    def update(self, key: str, value: str, revision: int) -> KVPair:
+        ok, doc = self._txn([{"target": "MOD", "key": _b64(key), "result": "EQUAL",
+                              "mod_revision": str(revision)}],
+                            {"request_put": {"key": _b64(key), "value": _b64(value)}}, key)
+        if not ok:
+            self._failed(key, revision, doc)
+        return KVPair(key, value, int(doc["header"]["revision"]))
+
+    def _failed(self, key: str, revision: int, doc: dict[str, Any]) -> None:
+        rng = (doc.get("responses") or [{}])[0].get("response_range") or {}
+        if not rng.get("kvs"):
+            raise NotFound(key)
+        raise Conflict(key, revision)
+
+    def apply(self, key: str, value: str) -> KVPair:
+        doc = self._call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)},
+                         idempotent=False)
+        return KVPair(key, value, int(doc["header"]["revision"]))
+
+    def delete(self, key: str, revision: int | None = None) -> KVPair:
+        req = {"request_delete_range": {"key": _b64(key), "prev_kv": True}}
+        if revision is None:
+            ok, doc = self._txn([], req, key)
+        else:
+            ok, doc = self._txn([{"target": "MOD", "key": _b64(key), "result": "EQUAL",
+                                  "mod_revision": str(revision)}], req, key)
+            if not ok:
+                self._failed(key, revision, doc)
+        resp = (doc.get("responses") or [{}])[0].get("response_delete_range") or {}
+        prev = resp.get("prev_kvs") or []
+        if not prev:
+            raise NotFound(key)
+        return _kv(prev[0])
+
+    def watch(self, prefix: str, start_revision: int) -> WatchStream:
+        raise ConfigError("the CNI gateway backend does not watch")
+
+    def close(self) -> None:
+        self._drop()
+
+
+def probe(endpoint: str, timeout: float = 1.0) -> bool:
+    """True when something listens at the endpoint (used by tests and diagnostics)."""
+    parts = urlsplit(endpoint)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 2379), timeout):
+            return True
+    except OSError:
+        return False
