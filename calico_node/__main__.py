@@ -63,9 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in and args_in[0] == "demo":
-        from calico_node.demo import cli
+        from calico_node.demo.cli import main as demo_main
 
-        cli.main(args_in[1:])
+        demo_main(args_in[1:])
         return
     args = _parser().parse_args(_normalise(args_in))
     if args.version:

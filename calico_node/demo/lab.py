@@ -1,0 +1,239 @@
+"""Plumbing for the demo: namespaces, veths, bridges, processes, all tracked for teardown.
+
+Every kernel object lives inside namespaces named `<prefix>-…`; the root namespace gets no
+interface, route or rule. `Lab.close()` removes everything it made, in reverse order, even
+after a failure, and `sweep(prefix)` removes what a killed run left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from libcalico import proc
+
+log = logging.getLogger(__name__)
+
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = Path("/run/netns")
+MOUNTPOINTS = ("/etc/calico", "/var/run/calico", "/var/lib/calico")
+
+
+def ip(*args: str, ns: str | None = None, timeout: float = 30, check: bool = True) -> str:
+    argv = ["ip", *(["-n", ns] if ns else []), *args]
+    return proc.run(argv, timeout=timeout, check=check).stdout
+
+
+def ip_batch(lines: Sequence[str], ns: str | None = None) -> None:
+    if lines:
+        proc.run(["ip", *(["-n", ns] if ns else []), "-batch", "-"], input="\n".join(lines) + "\n",
+                 timeout=60)
+
+
+def in_ns(ns: str, *argv: str, timeout: float = 30, check: bool = True,
+          env: Mapping[str, str] | None = None) -> proc.Completed:
+    return proc.run(["ip", "netns", "exec", ns, *argv], timeout=timeout, check=check, env=env)
+
+
+def socket_in_netns(ns: str, family: int = socket.AF_INET,
+                    kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket created inside namespace `ns` (by a short-lived thread that enters it), so
+    that the calling thread never changes namespace."""
+    result: list[socket.socket | BaseException] = []
+
+    def work() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {ns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result.append(socket.socket(family, kind))
+        except BaseException as exc:  # handed back to the caller
+            result.append(exc)
+
+    t = threading.Thread(target=work, name=f"netns-{ns}")
+    t.start()
+    t.join()
+    got = result[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+class Relay:
+    """A TCP relay: listens inside a namespace, connects from the root namespace.
+
+    It lets processes in the node namespaces reach an etcd that listens on the root
+    namespace's loopback, without giving the root namespace an interface."""
+
+    def __init__(self, ns: str, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self.sock = socket_in_netns(ns)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(listen)
+        self.sock.listen(128)
+        self._closed = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="relay", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def drop_connections(self) -> None:
+        """Cut every open connection (as an outage would); new ones are still accepted."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.drop_connections()
+        self._thread.join(5)
+
+
+def delete_netns(name: str) -> None:
+    pids = ip("netns", "pids", name, check=False).split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pids and time.monotonic() < deadline:
+        pids = ip("netns", "pids", name, check=False).split()
+        time.sleep(0.05)
+    ip("netns", "del", name, check=False)
+
+
+def sweep(prefix: str) -> list[str]:
+    """Remove every namespace whose name starts with `prefix` (a killed run's leftovers)."""
+    gone = []
+    if NETNS_DIR.is_dir():
+        for entry in sorted(NETNS_DIR.iterdir()):
+            if entry.name.startswith(prefix):
+                delete_netns(entry.name)
+                gone.append(entry.name)
+    return gone
+
+
+class Lab:
+    """Owns what the demo (or a test) makes: namespaces, processes, directories, mountpoints."""
+
+    def __init__(self, prefix: str, workdir: Path) -> None:
+        self.prefix = prefix
+        self.workdir = workdir
+        self.namespaces: list[str] = []
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.cleanups: list[Callable[[], None]] = []
+        self.made_dirs: list[Path] = []
+
+    def ns(self, suffix: str) -> str:
+        name = f"{self.prefix}-{suffix}"
+        ip("netns", "add", name)
+        self.namespaces.append(name)
+        ip("link", "set", "lo", "up", ns=name)
+        return name
+
+    def drop_ns(self, name: str) -> None:
+        delete_netns(name)
+        if name in self.namespaces:
+            self.namespaces.remove(name)
+
+    def spawn(self, name: str, argv: Sequence[str], log_name: str,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        logf = self.workdir / "logs" / f"{log_name}.log"
+        logf.parent.mkdir(parents=True, exist_ok=True)
+        with open(logf, "ab") as out:
+            p = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, env=dict(env) if env else None,
+                                 start_new_session=True)
+        self.procs.append((name, p))
+        return p
+
+    def stop(self, p: subprocess.Popen[bytes], timeout: float = 15) -> None:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        # children that left the group (none should) die with their namespace
+
+    def ensure_mountpoints(self) -> None:
+        """calico-node's fixed paths must exist as mountpoints for the per-node bind mounts."""
+        for m in MOUNTPOINTS:
+            path = Path(m)
+            if not path.exists():
+                missing = [path]
+                while not missing[-1].parent.exists():
+                    missing.append(missing[-1].parent)
+                path.mkdir(parents=True)
+                self.made_dirs += missing
+
+    def close(self) -> None:
+        for fn in reversed(self.cleanups):
+            with contextlib.suppress(Exception):
+                fn()
+        self.cleanups.clear()
+        for _, p in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                self.stop(p, timeout=10)
+        self.procs.clear()
+        for name in reversed(self.namespaces):
+            delete_netns(name)
+        self.namespaces.clear()
+        for d in self.made_dirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        self.made_dirs.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""The demo's addressing plan and the edge router's BIRD configuration (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+
+PURE = True
+
+SUBNETS = (ipaddress.ip_network("172.30.0.0/24"), ipaddress.ip_network("172.30.1.0/24"))
+RELAY_IP = ipaddress.IPv4Address("172.30.0.254")   # etcd, reached through the relay
+ROUTER_IPS = (ipaddress.IPv4Address("172.30.0.1"), ipaddress.IPv4Address("172.30.1.1"))
+EDGE_IP = ipaddress.ip_address("172.30.0.250")
+EDGE_AS = 65000
+CLUSTER_AS = 64512
+POOL = ipaddress.ip_network("10.244.0.0/16")
+ETCD_PORT = 2379
+NETWORK = "demo-net"
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    index: int
+    name: str
+    subnet: int
+    ip: ipaddress.IPv4Interface
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return ROUTER_IPS[self.subnet] if self.subnet else RELAY_IP
+
+
+def nodes(count: int, two_subnets: bool) -> tuple[NodePlan, ...]:
+    if not 1 <= count <= 40:
+        raise ValueError("--nodes must be between 1 and 40")
+    out = []
+    for i in range(1, count + 1):
+        subnet = (i + 1) % 2 if two_subnets else 0
+        net = SUBNETS[subnet]
+        out.append(NodePlan(i, f"node-{i}", subnet,
+                            ipaddress.IPv4Interface(f"{net.network_address + 10 + i}/24")))
+    return tuple(out)
+
+
+def container_id(prefix: str, node: str, pod: int) -> str:
+    return hashlib.sha256(f"{prefix}/{node}/{pod}".encode()).hexdigest()
+
+
+def edge_bird_config(peers: tuple[NodePlan, ...]) -> str:
+    """Plain BIRD as a data-centre router: eBGP to every node, learned routes to the kernel."""
+    lines = [
+        f"router id {EDGE_IP};",
+        "protocol device { scan time 5; }",
+        "protocol kernel { persist off; scan time 5; import none; export all; }",
+    ]
+    for p in peers:
+        lines.append(
+            f"protocol bgp {p.name.replace('-', '_')} {{ local {EDGE_IP} as {EDGE_AS}; "
+            f"neighbor {p.ip.ip} as {CLUSTER_AS}; import all; export none; }}"
+        )
+    return "\n".join(lines) + "\n"
