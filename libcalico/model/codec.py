@@ -24,7 +24,7 @@ from libcalico.model import resources
 from libcalico.model.keys import API_VERSION
 from libcalico.model.metadata import KINDS, KindSpec
 from libcalico.model.resources import Resource
-from libcalico.model.schema import BAD, check_struct, decode_struct, encode_struct
+from libcalico.model.schema import BAD, decode_struct, encode_struct
 
 PURE = True
 
@@ -107,12 +107,14 @@ def v_label(value: str, path: str) -> list[FieldError]:
 
 
 def validate(res: Resource, document: str = "") -> Resource:
-    """Check a resource built in code as `decode` checks a document; return it defaulted."""
-    ks = kind_spec(res.KIND)
-    errs = check_struct(res, "")
-    if errs:
-        raise ValidationError(errs, document or _res_label(res))
-    return _finish(res, ks, document or _res_label(res))
+    """Check a resource built in code exactly as `decode` checks a document (types included:
+    it is encoded and decoded again); return it with Calico's defaults filled."""
+    label = document or _res_label(res)
+    try:
+        doc = encode(res)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValidationError(f"malformed {res.KIND} value: {exc}", label) from exc
+    return decode(doc, label)
 
 
 def _label(doc: Mapping[str, object]) -> str:

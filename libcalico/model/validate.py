@@ -118,6 +118,9 @@ def selector(value: str, path: str) -> list[FieldError]:
     try:
         selector_mod.parse(value)
     except ValidationError as exc:
+        at = getattr(exc, "at", None)
+        if callable(at):  # SelectorError: the reason and the position of the problem
+            return [FieldError(path, e.reason) for e in at(path).errors]
         return _err(path, f"invalid selector {value!r}: {_reason(exc)}")
     return []
 

@@ -1,0 +1,297 @@
+"""Typed CRUD over a Backend, as Calico's clientv3 does it for the etcdv3 datastore.
+
+- `create` fills `metadata.uid` (uuid4) and `creationTimestamp` (UTC, from the injected clock)
+  when empty, refuses a set `resourceVersion`, and writes only if the key does not exist.
+- `update` is a compare-and-swap on `metadata.resourceVersion` (the key's mod revision); it
+  keeps the stored `uid` and `creationTimestamp`.
+- `apply` creates, or updates the current object (keeping its uid/creationTimestamp),
+  retrying when another writer gets in between.
+- Reads set `metadata.resourceVersion` to the key's mod revision. Stored values are
+  validated on read like any other input.
+- WorkloadEndpoints: the name is derived from (or checked against) the spec's identifiers,
+  and the labels `projectcalico.org/namespace` / `projectcalico.org/orchestrator` are set.
+- Profile `projectcalico-default-allow` is synthetic: returned by get/list, never stored.
+
+Every resource is validated (and Calico's defaults filled) before it is written; errors are
+ValidationError naming the resource, the field and the reason. Datastore errors are the
+Backend's (libcalico.errors).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast, overload
+
+from libcalico.datastore.api import Backend, KVPair
+from libcalico.errors import AlreadyExists, Conflict, FieldError, NotFound, ValidationError
+from libcalico.model import codec, keys
+from libcalico.model.resources import (
+    KINDS,
+    LABEL_NAMESPACE,
+    LABEL_ORCHESTRATOR,
+    Profile,
+    Resource,
+    WorkloadEndpoint,
+    default_allow_profile,
+    workload_endpoint_name,
+)
+from libcalico.model.resources_endpoint import DEFAULT_ALLOW_PROFILE
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
+
+APPLY_RETRIES = 10
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _uuid4() -> str:
+    return str(uuid.uuid4())
+
+
+class Client:
+    """Typed v3 resources over `backend`. `clock` and `new_uid` are injectable for tests."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        new_uid: Callable[[], str] = _uuid4,
+    ) -> None:
+        self.backend = backend
+        self._clock = clock
+        self._new_uid = new_uid
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @overload
+    def get(self, kind: type[R], name: str, namespace: str | None = None) -> R: ...
+    @overload
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Resource: ...
+
+    def get(self, kind: type[R] | str, name: str, namespace: str | None = None) -> Resource:
+        kind_name = _kind_name(kind)
+        if kind_name == Profile.KIND and name == DEFAULT_ALLOW_PROFILE:
+            return default_allow_profile()
+        kv = self.backend.get(_key(kind_name, name, namespace))
+        return self._from_kv(kv)
+
+    @overload
+    def list(self, kind: type[R], namespace: str | None = None) -> builtins.list[R]: ...
+    @overload
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[Resource]: ...
+
+    def list(self, kind: type[R] | str, namespace: str | None = None
+             ) -> builtins.list[Any]:
+        """All resources of a kind (in `namespace`, or every namespace when None), sorted by
+        namespace and name. Values that fail validation are skipped with a warning."""
+        kind_name = _kind_name(kind)
+        info = keys.KINDS[kind_name]
+        listing = self.backend.list(keys.resource_prefix(kind_name, namespace))
+        out: builtins.list[Resource] = []
+        for kv in listing.kvs:
+            parsed = keys.parse_resource_key(kv.key)
+            if parsed is None or parsed[0] != kind_name:
+                continue
+            try:
+                out.append(self._from_kv(kv))
+            except ValidationError as exc:
+                log.warning("skipping invalid stored resource key=%s error=%s", kv.key, exc)
+        if kind_name == Profile.KIND:
+            out.append(default_allow_profile())
+        if info.namespaced:
+            out.sort(key=lambda r: (r.metadata.namespace or "", r.metadata.name))
+        else:
+            out.sort(key=lambda r: r.metadata.name)
+        return out
+
+    def _from_kv(self, kv: KVPair) -> Resource:
+        res = codec.loads(kv.value, document=kv.key)
+        return replace(res, metadata=replace(res.metadata, resource_version=str(kv.revision)))
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def create(self, res: R) -> R:
+        res = self._prepare(res)
+        md = res.metadata
+        if md.resource_version:
+            raise ValidationError(
+                [FieldError("metadata.resourceVersion", "must not be set when creating")],
+                codec.label(res),
+            )
+        _refuse_default_allow(res, "create")
+        res = replace(res, metadata=replace(
+            md,
+            uid=md.uid or self._new_uid(),
+            creation_timestamp=md.creation_timestamp or self._clock(),
+        ))
+        kv = self.backend.create(_res_key(res), codec.dumps(res))
+        return _with_revision(res, kv.revision)
+
+    def update(self, res: R) -> R:
+        """Compare-and-swap on `metadata.resource_version`: Conflict if the stored object has
+        changed since it was read, NotFound if it is gone."""
+        res = self._prepare(res)
+        md = res.metadata
+        if not md.resource_version:
+            raise ValidationError(
+                [FieldError("metadata.resourceVersion", "required for an update (read the"
+                            " resource first, or use apply)")],
+                codec.label(res),
+            )
+        _refuse_default_allow(res, "update")
+        try:
+            revision = int(md.resource_version)
+        except ValueError:
+            raise ValidationError(
+                [FieldError("metadata.resourceVersion",
+                            f"invalid resource version {md.resource_version!r}")],
+                codec.label(res),
+            ) from None
+        key = _res_key(res)
+        if md.uid is None or md.creation_timestamp is None:
+            current = self.backend.get(key)
+            res = _keep_identity(res, current.value)
+        kv = self.backend.update(key, codec.dumps(res), revision)
+        return _with_revision(res, kv.revision)
+
+    def apply(self, res: R) -> R:
+        """Create, or replace the current object (keeping its uid and creationTimestamp)."""
+        if res.metadata.resource_version:
+            return self.update(res)
+        res = self._prepare(res)
+        _refuse_default_allow(res, "apply")
+        key = _res_key(res)
+        for _ in range(APPLY_RETRIES):
+            try:
+                return self.create(res)
+            except AlreadyExists:
+                pass
+            try:
+                current = self.backend.get(key)
+            except NotFound:
+                continue
+            merged = _keep_identity(res, current.value)
+            try:
+                kv = self.backend.update(key, codec.dumps(merged), current.revision)
+            except (Conflict, NotFound):
+                continue
+            return _with_revision(merged, kv.revision)
+        raise Conflict(key)
+
+    @overload
+    def delete(self, kind: type[R], name: str, namespace: str | None = None, *,
+               revision: int | None = None) -> R | None: ...
+    @overload
+    def delete(self, kind: str, name: str, namespace: str | None = None, *,
+               revision: int | None = None) -> Resource | None: ...
+
+    def delete(self, kind: type[R] | str, name: str, namespace: str | None = None, *,
+               revision: int | None = None) -> Resource | None:
+        """Delete and return the deleted resource (None if its stored value was invalid).
+        With `revision`, only if the key's mod revision still equals it (else Conflict)."""
+        kind_name = _kind_name(kind)
+        if kind_name == Profile.KIND and name == DEFAULT_ALLOW_PROFILE:
+            raise ValidationError(f"{DEFAULT_ALLOW_PROFILE} is built in and cannot be deleted",
+                                  f"Profile({name})")
+        kv = self.backend.delete(_key(kind_name, name, namespace), revision)
+        try:
+            return self._from_kv(kv)
+        except ValidationError as exc:
+            log.warning("deleted invalid stored resource key=%s error=%s", kv.key, exc)
+            return None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _prepare(self, res: R) -> R:
+        if isinstance(res, WorkloadEndpoint):
+            res = _prepare_wep(res)  # type: ignore[assignment]
+        ks = KINDS[res.KIND]
+        if ks.namespaced and not res.metadata.namespace:
+            raise ValidationError(
+                [FieldError("metadata.namespace", f"required: {res.KIND} is namespaced")],
+                codec.label(res),
+            )
+        return cast(R, codec.validate(res))
+
+
+def _prepare_wep(wep: WorkloadEndpoint) -> WorkloadEndpoint:
+    md = wep.metadata
+    if not md.name:
+        name = workload_endpoint_name(wep.spec)
+        if name is None:
+            raise ValidationError(
+                [FieldError("metadata.name", "required: no name given and the spec lacks node,"
+                            " orchestrator, workload/pod and endpoint to derive one")],
+                "WorkloadEndpoint",
+            )
+        md = replace(md, name=name)
+    labels = dict(md.labels)
+    if md.namespace:
+        labels[LABEL_NAMESPACE] = md.namespace
+    if wep.spec.orchestrator:
+        labels[LABEL_ORCHESTRATOR] = wep.spec.orchestrator
+    return replace(wep, metadata=replace(md, labels=labels))
+
+
+def _refuse_default_allow(res: Resource, op: str) -> None:
+    if isinstance(res, Profile) and res.metadata.name == DEFAULT_ALLOW_PROFILE:
+        raise ValidationError(f"{DEFAULT_ALLOW_PROFILE} is built in: {op} is not allowed",
+                              codec.label(res))
+
+
+def _keep_identity(res: R, stored: str) -> R:
+    """Copy uid and creationTimestamp from the stored JSON (which may itself be invalid)."""
+    try:
+        doc = json.loads(stored)
+        md = doc.get("metadata") or {}
+        uid = md.get("uid")
+        ts_text = md.get("creationTimestamp")
+        ts = datetime.fromisoformat(ts_text) if isinstance(ts_text, str) else None
+    except (ValueError, AttributeError):
+        uid, ts = None, None
+    cur = res.metadata
+    return replace(res, metadata=replace(
+        cur,
+        uid=uid if isinstance(uid, str) and uid else cur.uid,
+        creation_timestamp=ts or cur.creation_timestamp,
+    ))
+
+
+def _with_revision(res: R, revision: int) -> R:
+    return replace(res, metadata=replace(res.metadata, resource_version=str(revision)))
+
+
+def _kind_name(kind: type | str) -> str:
+    name = kind if isinstance(kind, str) else str(getattr(kind, "KIND", ""))
+    if name not in KINDS:
+        raise ValidationError(
+            [FieldError("kind", f"unknown kind {name!r}: expected one of"
+                        f" {', '.join(sorted(KINDS))}")]
+        )
+    return name
+
+
+def _key(kind: str, name: str, namespace: str | None) -> str:
+    if not name:
+        raise ValidationError([FieldError("metadata.name", "required")], kind)
+    if "/" in name or (namespace and "/" in namespace):
+        raise ValidationError([FieldError("metadata.name", f"invalid name {name!r}")], kind)
+    try:
+        return keys.resource_key(kind, name, namespace)
+    except ValueError as exc:
+        raise ValidationError([FieldError("metadata.namespace", str(exc))], kind) from None
+
+
+def _res_key(res: Resource) -> str:
+    return _key(res.KIND, res.metadata.name, res.metadata.namespace)
