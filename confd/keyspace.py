@@ -715,7 +715,6 @@ def _node_peer(res: Resources, n: Node, version: int) -> dict[str, Any] | None:
         "as_num": str(_node_as(res, n)),
         "rr_cluster_id": n.rr_cluster_id,
         "port": port if port != DEFAULT_PORT else 0,
-        "calico_node": True,
     }
 
 
@@ -750,6 +749,15 @@ def _peer_fields(res: Resources, p: Peer, data: dict[str, Any],
         "next_hop_mode": "",
         "peer_name": p.name,
     }
+    nhm = spec.get("nextHopMode") or ""
+    local_as = asn(spec.get("localASNumber"), "spec.localASNumber")
+    base.update({
+        "local_as_num": str(local_as or ""),
+        "ttl_security": int(spec.get("ttlSecurity") or 0),
+        "num_allow_local_as": int(spec.get("numAllowedLocalASNumbers") or 0),
+        "keep_next_hop": bool(spec.get("keepOriginalNextHop")) and not nhm,
+        "next_hop_mode": nhm,
+    })
     rt = duration_seconds(spec.get("maxRestartTime"), "spec.maxRestartTime")
     if rt is not None:
         base["restart_time"] = str(rt)
@@ -801,20 +809,12 @@ def _explicit_peers(res: Resources, p: Peer, warnings: list[str]) -> list[dict[s
     reach = spec.get("reachableBy") or ""
     if reach and ipaddress.ip_address(reach).version != ip.version:
         return []
-    keep = bool(spec.get("keepOriginalNextHop"))
-    nhm = spec.get("nextHopMode") or ""
-    local_as = asn(spec.get("localASNumber"), "spec.localASNumber")
     d = _peer_fields(res, p, {
         "ip": str(ip),
         "as_num": str(p.as_number or ""),
-        "local_as_num": str(local_as or ""),
         "port": port if port != DEFAULT_PORT else 0,
         "calico_node": calico_node,
-        "ttl_security": int(spec.get("ttlSecurity") or 0),
         "reachable_by": reach,
-        "num_allow_local_as": int(spec.get("numAllowedLocalASNumbers") or 0),
-        "keep_next_hop": keep and not nhm,
-        "next_hop_mode": nhm,
     }, warnings)
     return [d] if d else []
 

@@ -17,6 +17,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,19 +29,24 @@ import yaml
 from confd import keyspace
 from confd.render import CALICO_JOBS, Renderer, RenderError, RenderJob
 from libcalico.errors import CalicoError, ConfigError, ValidationError
+from libcalico.model import codec
 from libcalico.model import keys as calico_keys
 
 
 class _Loader(yaml.CSafeLoader):
-    """YAML without 1.1's sexagesimal numbers: `5663:12` (a BGP community) stays a string, as
-    Go's YAML decoder reads it; otherwise the safe loader."""
+    """The safe loader with YAML 1.2 scalars: `5663:12` (a BGP community) stays a string
+    rather than a base-60 number, and `yes`/`on` stay strings (label values)."""
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers
-            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                           "tag:yaml.org,2002:bool")]
     for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
 }
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o?[0-7_]+)$"),
@@ -83,9 +89,28 @@ def _name(doc: Mapping[str, Any], where: str) -> str:
     return name
 
 
+def _scalar_text(v: Any) -> Any:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    return v
+
+
 def resource_value(doc: Mapping[str, Any]) -> str:
-    """The JSON Calico stores for a v3 resource (compact, as calicoctl writes it)."""
-    return json.dumps(dict(doc), separators=(",", ":"), sort_keys=True)
+    """The JSON Calico stores for a v3 resource (compact, as calicoctl writes it).
+
+    Label and annotation values are strings in Calico's API; a YAML scalar such as `true`
+    is read as its text, as Calico's YAML decoder does for string fields."""
+    out = dict(doc)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        meta = dict(meta)
+        for f in ("labels", "annotations"):
+            if isinstance(meta.get(f), dict):
+                meta[f] = {k: _scalar_text(v) for k, v in meta[f].items()}
+        out["metadata"] = meta
+    return json.dumps(out, separators=(",", ":"), sort_keys=True)
 
 
 def snapshot_from_documents(docs: Iterable[Mapping[str, Any]],
@@ -97,6 +122,10 @@ def snapshot_from_documents(docs: Iterable[Mapping[str, Any]],
         where = f"{source}document {i + 1} ({kind})"
         if kind in KINDS:
             name = _name(doc, where)
+            # Validated by the shared codec (errors name the field); stored as written, as
+            # Calico stores string fields verbatim (the codec canonicalises CIDRs, and
+            # BGPFilter rules are printed into BIRD exactly as the user wrote them).
+            codec.decode(doc, where)
             snap[calico_keys.resource_key(str(kind), name)] = resource_value(doc)
         elif kind == "BlockAffinity":
             spec = doc.get("spec") or {}
@@ -142,17 +171,29 @@ def jobs_from_confdir(confdir: Path | None, node: str) -> tuple[RenderJob, ...]:
     return tuple(r.job() for r in resource.load_dir(confdir, node=node))
 
 
-def run_render(node: str, from_file: Path, out_dir: Path | None, template_dir: Path,
-               confdir: Path | None) -> int:
+SHIPPED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+def run_render(node: str, from_file: Path | None = None, out_dir: Path | None = None,
+               template_dir: Path | None = None, confdir: Path | None = None, *,
+               source: Path | None = None, out: Path | None = None) -> int:
     """`calico-confd render`: 0 on success, 1 on bad input or a render error (message on
-    stderr, nothing written)."""
+    stderr, nothing written). `source`/`out` are aliases of `from_file`/`out_dir`; templates
+    come from `template_dir`, else `<confdir>/templates`, else the shipped ones."""
+    from_file = from_file if from_file is not None else source
+    out_dir = out_dir if out_dir is not None else out
+    if from_file is None:
+        print("calico-confd render: no snapshot file given (--from)", file=sys.stderr)
+        return 1
+    if template_dir is None:
+        template_dir = confdir / "templates" if confdir is not None else SHIPPED_TEMPLATES
     try:
         text = from_file.read_text() if str(from_file) != "-" else sys.stdin.read()
         snap = snapshot_from_documents(load_documents(text, str(from_file)),
                                        f"{from_file}: ")
         jobs = jobs_from_confdir(confdir, node)
         renderer = Renderer(template_dir)
-        texts = renderer.render(snap, node, {"NODENAME": node}, jobs)
+        texts = renderer.render(snap, node, {**os.environ, "NODENAME": node}, jobs)
     except (CalicoError, OSError) as exc:
         print(f"calico-confd render: {exc}", file=sys.stderr)
         return 1
