@@ -139,18 +139,21 @@ class IpBatchNetlink:
                 dst = _parse_dst(str(r.get("dst", "")), fam)
                 if dst is None:
                     continue
-                table = r.get("table", "main")
-                table_no = 254 if table == "main" else (int(table) if str(table).isdigit()
-                                                        else -1)
-                if table_no != 254:
+                # With -N, iproute2 omits defaults: table main, type unicast, proto boot.
+                if str(r.get("table", "254")) not in ("254", "main"):
                     continue
+                rtype = {"1": "unicast", "unicast": "unicast", "6": "blackhole",
+                         "blackhole": "blackhole"}.get(str(r.get("type", "1")))
+                if rtype is None:
+                    continue
+                proto = str(r.get("protocol", "3"))
                 gw = r.get("gateway")
                 routes.append(Route(
-                    dst=dst, type=str(r.get("type", "unicast")), dev=r.get("dev"),
+                    dst=dst, type=rtype, dev=r.get("dev"),
                     gateway=ipaddress.ip_address(gw) if gw else None,
                     onlink="onlink" in (r.get("flags") or []),
                     scope="link" if str(r.get("scope")) in ("253", "link") else "global",
-                    proto=int(r["protocol"]) if str(r.get("protocol", "")).isdigit() else 0,
+                    proto=int(proto) if proto.isdigit() else 0,
                     table=254))
         return routes
 

@@ -43,6 +43,7 @@ class RouteDriver:
         self.fdb: DeltaTracker[tuple[str, str], IPAddr] = DeltaTracker()
         self._stale_since: dict[RouteKey, float] = {}
         self._workload_ifaces: frozenset[str] = frozenset()
+        self._was_desired: set[RouteKey] = set()
         self.last_errors: list[str] = []
 
     def _is_workload(self, dev: str | None) -> bool:
@@ -59,6 +60,7 @@ class RouteDriver:
 
     def set_desired(self, st: HostState) -> None:
         self.routes.set_desired(st.routes)
+        self._was_desired.update(st.routes)
         self.neigh.set_desired(st.neighbours)
         self.fdb.set_desired(st.fdb)
         self._workload_ifaces = st.workload_ifaces
@@ -97,7 +99,7 @@ class RouteDriver:
             for key in self.routes.pending_deletions():
                 r = self.routes.dataplane()[key]
                 if (self._is_workload(r.dev) and r.dev not in self._workload_ifaces
-                        and r.proto != PROTO_FELIX):
+                        and r.proto != PROTO_FELIX and key not in self._was_desired):
                     first = self._stale_since.setdefault(key, now)
                     if now - first < GRACE_SECONDS:
                         continue
@@ -118,6 +120,7 @@ class RouteDriver:
                 self.routes.applied_update((op.route.table, op.route.dst), op.route)
             elif op.kind == "route-del" and op.route is not None:
                 self.routes.applied_delete((op.route.table, op.route.dst))
+                self._was_desired.discard((op.route.table, op.route.dst))
                 self._stale_since.pop((op.route.table, op.route.dst), None)
             elif op.kind == "neigh-replace" and op.ip is not None:
                 self.neigh.applied_update((op.dev, op.ip), op.mac)
