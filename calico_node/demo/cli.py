@@ -107,6 +107,7 @@ def main(argv: Sequence[str]) -> None:
         print(f"removed {len(gone)} namespaces: {' '.join(gone) or '-'}")
         return
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # the demo prints its own errors
     if args.encap == "ipip":
         ok, why = clustermod.ipip_supported()
         if not ok:

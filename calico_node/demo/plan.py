@@ -25,10 +25,8 @@ class NodePlan:
     name: str
     subnet: int
     ip: ipaddress.IPv4Interface
-
-    @property
-    def gateway(self) -> ipaddress.IPv4Address:
-        return ROUTER_IPS[self.subnet] if self.subnet else RELAY_IP
+    gateway: ipaddress.IPv4Address
+    """The node's default route: the router between the subnets, else the underlay."""
 
 
 def nodes(count: int, two_subnets: bool) -> tuple[NodePlan, ...]:
@@ -39,7 +37,8 @@ def nodes(count: int, two_subnets: bool) -> tuple[NodePlan, ...]:
         subnet = (i + 1) % 2 if two_subnets else 0
         net = SUBNETS[subnet]
         out.append(NodePlan(i, f"node-{i}", subnet,
-                            ipaddress.IPv4Interface(f"{net.network_address + 10 + i}/24")))
+                            ipaddress.IPv4Interface(f"{net.network_address + 10 + i}/24"),
+                            ROUTER_IPS[subnet] if two_subnets else RELAY_IP))
     return tuple(out)
 
 
