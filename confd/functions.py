@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
+
 from libcalico.errors import CalicoError
 
 PURE = True
@@ -52,6 +54,8 @@ def finalize(value: object) -> object:
     """Jinja2 `finalize`: the gate every `{{ expression }}` passes through."""
     if isinstance(value, BirdText):
         return value
+    if isinstance(value, jinja2.Undefined):
+        return str(value)  # StrictUndefined raises, naming the missing field
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -443,14 +443,15 @@ def validate_config(spec: dict[str, Any]) -> None:
         if not isinstance(cs, list):
             raise DecodeError(f"{path}.communities", "expected a list")
         for j, c in enumerate(cs):
-            if isinstance(c, str) and c in named:
+            # A name may be defined here or (for node.<name>) in the default configuration;
+            # names that resolve to nothing are dropped when the keys are built.
+            if isinstance(c, str) and (c in named or _COMMUNITY_NAME.match(c)):
                 continue
             try:
                 bgpfilter._community(c, f"{path}.communities[{j}]")
             except bgpfilter.FilterError as exc:
                 raise DecodeError(exc.field_path,
-                                  "neither a defined community name nor a community value"
-                                  ) from exc
+                                  "neither a community name nor a community value") from exc
     for f in ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs"):
         items = spec.get(f) or []
         if not isinstance(items, list):
@@ -574,7 +575,8 @@ def _loglevel(v: Any) -> str:
     return text if text in ("debug", "info") else "none"
 
 
-def _prefix_advertisements(spec: Mapping[str, Any], version: int) -> str:
+def _prefix_advertisements(spec: Mapping[str, Any], version: int, where: str,
+                           warnings: list[str]) -> str:
     named: dict[str, str] = {}
     for c in spec.get("communities") or []:
         named[c["name"]] = c["value"]
@@ -583,8 +585,17 @@ def _prefix_advertisements(spec: Mapping[str, Any], version: int) -> str:
         net = ipaddress.ip_network(adv["cidr"], strict=False)
         if net.version != version:
             continue
-        values = sorted({named.get(c, c) for c in adv.get("communities") or []})
-        out.append({"cidr": str(net), "communities": values})
+        values: set[str] = set()
+        for c in adv.get("communities") or []:
+            value = named.get(c, c)
+            try:
+                bgpfilter._community(value, "")
+            except bgpfilter.FilterError:
+                warnings.append(f"BGPConfiguration {where!r}: community {c[:60]!r} of "
+                                f"{net} is not defined; left out")
+                continue
+            values.add(value)
+        out.append({"cidr": str(net), "communities": sorted(values)})
     return json.dumps(out, separators=(",", ":"))
 
 
@@ -600,6 +611,7 @@ def _node_port(res: Resources, name: str) -> int:
 
 def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpace:
     v: dict[str, str] = {}
+    warnings = list(res.warnings)
     g = ROOT + "bgp/v1/global/"
     default = res.configs.get("default", {})
     gas = asn(default.get("asNumber"), "asNumber")
@@ -611,7 +623,8 @@ def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpac
         v[g + "listen_port"] = str(default["listenPort"])
     if default.get("prefixAdvertisements"):
         for ver in (4, 6):
-            v[g + f"prefix_advertisements/ip_v{ver}"] = _prefix_advertisements(default, ver)
+            v[g + f"prefix_advertisements/ip_v{ver}"] = _prefix_advertisements(
+                default, ver, "default", warnings)
     for name, spec in res.configs.items():
         if not name.startswith("node."):
             continue
@@ -622,9 +635,11 @@ def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpac
             v[h + "loglevel"] = _loglevel(spec["logSeverityScreen"])
         if spec.get("prefixAdvertisements"):
             merged = dict(spec)
-            merged.setdefault("communities", default.get("communities"))
+            merged["communities"] = [*(default.get("communities") or []),
+                                     *(spec.get("communities") or [])]
             for ver in (4, 6):
-                v[h + f"prefix_advertisements/ip_v{ver}"] = _prefix_advertisements(merged, ver)
+                v[h + f"prefix_advertisements/ip_v{ver}"] = _prefix_advertisements(
+                    merged, ver, name, warnings)
     for n in res.nodes.values():
         h = f"{ROOT}bgp/v1/host/{n.name}/"
         v[h + "ip_addr_v4"] = str(n.ipv4.ip) if n.ipv4 else ""
@@ -655,7 +670,6 @@ def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpac
         v["/calico/" + key[len("/calico/"):]] = json.dumps(
             {"state": state, "deleted": False}, separators=(",", ":"))
     _static_routes(v, res, node, environ)
-    warnings = list(res.warnings)
     _peerings(v, res, warnings)
     v.update(res.raw)
     return KeySpace(values=v, resources=res, warnings=tuple(warnings))

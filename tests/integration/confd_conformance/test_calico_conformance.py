@@ -12,6 +12,7 @@ when it is absent. Kubernetes-only cases (Secrets, Services) are skipped with th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -103,10 +104,8 @@ def _run_ops(backend: Backend, case_dir: Path, ops: list[dict[str, Any]]) -> Non
         if kind in ("apply", "upsert", "create", "update"):
             _apply_file(backend, case_dir / op["file"])
         elif kind == "delete":
-            try:
+            with contextlib.suppress(NotFound):
                 backend.delete(calico_keys.resource_key(op["kind"], op["name"]))
-            except NotFound:
-                pass
         else:
             raise AssertionError(f"conformance op {kind!r} is not supported by this harness")
 
