@@ -149,6 +149,8 @@ class MemoryBackend:
             self._check()
             if start_revision <= 0:  # as in etcd: from the next change on
                 start_revision = self._revision + 1
+            if start_revision < self._compacted:
+                raise Compacted(start_revision, self._compacted)
             return MemoryWatchStream(self, prefix, start_revision, self._epoch)
 
     def close(self) -> None:
@@ -167,7 +169,7 @@ class MemoryBackend:
                     return None
                 if not self._available or self._epoch != epoch:
                     raise Unavailable("memory backend watch broken (test outage)")
-                if after + 1 <= self._compacted:
+                if after + 1 < self._compacted:
                     raise Compacted(after + 1, self._compacted)
                 i = bisect.bisect_right(self._history_revs, after)
                 found = [e for e in self._history[i:] if e.key.startswith(stream.prefix)]
