@@ -51,14 +51,14 @@ class SysctlDriver:
         return bool(self.tracker.pending_updates())
 
     def apply(self) -> tuple[int, int]:
-        """Write differing values. We never "remove" a sysctl: values of deleted
+        """Returns (values written, writes failed). Write differing values. We never "remove" a sysctl: values of deleted
         interfaces vanish with them, so the believed state is simply forgotten."""
         for k in self.tracker.pending_deletions():
             self.tracker.applied_delete(k)
         todo = self.tracker.pending_updates()
         # Read before writing: values already right (restart, or set by someone else)
         # are not rewritten.
-        failed = 0
+        failed = written = 0
         self.last_errors = []
         for path, value in todo.items():
             cur = self.fs.read(path)
@@ -71,8 +71,9 @@ class SysctlDriver:
                 failed += 1
                 self.last_errors.append(f"{path}: {exc.strerror or exc}")
                 continue
+            written += 1
             self.tracker.applied_update(path, value)
         if failed:
             log.warning("%d sysctl writes failed (will retry): %s", failed,
                         "; ".join(self.last_errors[:3]))
-        return len(todo), failed
+        return written, failed
