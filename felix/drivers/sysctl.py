@@ -51,8 +51,9 @@ class SysctlDriver:
         return bool(self.tracker.pending_updates())
 
     def apply(self) -> tuple[int, int]:
-        """Returns (values written, writes failed). Write differing values. We never "remove" a sysctl: values of deleted
-        interfaces vanish with them, so the believed state is simply forgotten."""
+        """Write differing values; returns (values written, writes failed). We never
+        "remove" a sysctl: values of deleted interfaces vanish with them, so the believed
+        state is simply forgotten."""
         for k in self.tracker.pending_deletions():
             self.tracker.applied_delete(k)
         todo = self.tracker.pending_updates()
