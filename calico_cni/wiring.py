@@ -82,8 +82,15 @@ def setup(w: Wiring) -> str:
     has6 = any(i.version == 6 for i in w.ips)
     mac = random_mac()
     queues = f" numtxqueues {w.num_queues} numrxqueues {w.num_queues}" if w.num_queues > 1 else ""
-    _ip_batch([f"link add {w.host_veth} mtu {w.mtu} address {HOST_MAC}{queues} type veth "
-               f"peer name {w.ifname} mtu {w.mtu} address {mac}{queues} netns {w.netns}"])
+    try:
+        _ip_batch([f"link add {w.host_veth} mtu {w.mtu} address {HOST_MAC}{queues} type veth "
+                   f"peer name {w.ifname} mtu {w.mtu} address {mac}{queues} netns {w.netns}"])
+    except WiringError as exc:
+        if "File exists" in str(exc):
+            raise WiringError(
+                f"cannot create {w.ifname} in {w.netns}: an interface named {w.ifname} already "
+                "exists in the container (remove it or use another CNI_IFNAME)") from None
+        raise
     try:
         _host_sysctls(w.host_veth, has4, has6)
         _container(w, mac, has4, has6)
