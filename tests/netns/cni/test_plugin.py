@@ -185,7 +185,8 @@ def test_add_failure_after_ipam_releases_addresses(env: dict[str, Any]) -> None:
     ns, path = new_ns(env, "cni-d")
     cid = "dead0000beef"
     env["veths"].append("cali" + cid[:11])
-    ns_exec(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0")  # the interface already exists
+    # the interface already exists in the container
+    ns_exec(ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0")
     rc, out = cnirun.run("ADD", env["conf"], cid=cid, netns=path)
     assert rc == 1 and out["code"] == 999 and "eth0" in (out["msg"] + out.get("details", ""))
     be = env["be"]
@@ -200,7 +201,7 @@ def test_add_failure_after_ipam_releases_addresses(env: dict[str, Any]) -> None:
 
 
 def test_fixed_address_from_cni_args_and_versions(env: dict[str, Any]) -> None:
-    ns, path = new_ns(env, "cni-e")
+    _, path = new_ns(env, "cni-e")
     cid = "fixed00000001"
     env["veths"].append("cali" + cid[:11])
     conf = {**env["conf"], "cniVersion": "0.3.1"}
@@ -210,7 +211,7 @@ def test_fixed_address_from_cni_args_and_versions(env: dict[str, Any]) -> None:
     rc, out = cnirun.run("CHECK", conf, cid=cid, netns=path)
     assert rc == 1 and out["code"] == 1 and "CHECK" in out["msg"]
     # the same address for another container is refused, with nothing left behind
-    ns2, path2 = new_ns(env, "cni-f")
+    _, path2 = new_ns(env, "cni-f")
     rc, out = cnirun.run("ADD", conf, cid="fixed00000002", netns=path2,
                          args="IP=10.199.0.77")
     assert rc == 1 and "already assigned" in out["msg"]
