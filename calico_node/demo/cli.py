@@ -26,7 +26,6 @@ from types import FrameType
 
 from calico_node.demo import cluster as clustermod
 from calico_node.demo import lab as labmod
-from calico_node.demo import plan
 from libcalico.errors import CalicoError
 
 PREFIX = "cdemo"
@@ -141,30 +140,9 @@ def run(args: argparse.Namespace) -> int:
         from libcalico.datastore.etcd import EtcdBackend
 
         backend = EtcdBackend([url])
-        lab.ensure_mountpoints()
         cl = clustermod.Cluster(opts, lab, url, backend, say)
-        say(f"underlay: bridge{'s' if opts.two_subnets else ''} in {prefix}-ul"
-            + (", router between 172.30.0.0/24 and 172.30.1.0/24" if opts.two_subnets
-               else ", one subnet 172.30.0.0/24")
-            + f", etcd relayed at {plan.RELAY_IP}:{plan.ETCD_PORT}")
-        cl.build_underlay()
-        cl.seed()
-        nodes = [cl.add_node(p) for p in plan.nodes(opts.nodes, opts.two_subnets)]
-        say(f"starting calico-node on {len(nodes)} nodes "
-            f"(backend {opts.backend}, encap {opts.encap}, topology {opts.topology})")
-        for n in nodes:
-            cl.start_node(n)
-        cl.wait_started(nodes, timeout=90)
-        say("startup done on every node: Node resources, default pool, tunnel addresses")
-        if opts.topology == "rr":
-            cl.set_topology("rr")
-            say(f"route reflector: {nodes[0].name} (routeReflectorClusterID 224.0.0.1)")
-        if opts.edge and opts.backend == "bird":
-            cl.start_edge()
-            say(f"edge router {plan.EDGE_IP} AS {plan.EDGE_AS}: plain BIRD, eBGP to each node")
-        if opts.backend == "bird":
-            t = cl.wait_established(timeout=90)
-            say(f"all BGP sessions Established ({t:.1f}s)")
+        cl.bring_up()
+        nodes = list(cl.nodes.values())
         say(f"starting {opts.pods} pod(s) per node through the CNI plugin")
         for n in nodes:
             for j in range(1, opts.pods + 1):

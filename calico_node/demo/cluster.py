@@ -99,6 +99,35 @@ class Cluster:
     edge: str = ""
     relay: labmod.Relay | None = None
 
+    # ---- the whole sequence --------------------------------------------------------------
+    def bring_up(self, timeout: float = 90) -> None:
+        """Underlay, configuration, calico-node on every node, edge router, BGP Established."""
+        opts = self.opts
+        say = self.say
+        say(f"underlay: bridge{'s' if opts.two_subnets else ''} in {self.lab.prefix}-ul"
+            + (", router between 172.30.0.0/24 and 172.30.1.0/24" if opts.two_subnets
+               else ", one subnet 172.30.0.0/24")
+            + f", etcd relayed at {plan.RELAY_IP}:{plan.ETCD_PORT}")
+        self.lab.ensure_mountpoints()
+        self.build_underlay()
+        self.seed()
+        nodes = [self.add_node(p) for p in plan.nodes(opts.nodes, opts.two_subnets)]
+        say(f"starting calico-node on {len(nodes)} nodes "
+            f"(backend {opts.backend}, encap {opts.encap}, topology {opts.topology})")
+        for n in nodes:
+            self.start_node(n)
+        self.wait_started(nodes, timeout=timeout)
+        say("startup done on every node: Node resources, default pool, tunnel addresses")
+        if opts.topology == "rr":
+            self.set_topology("rr")
+            say(f"route reflector: {nodes[0].name} (routeReflectorClusterID 224.0.0.1)")
+        if opts.edge and opts.backend == "bird":
+            self.start_edge()
+            say(f"edge router {plan.EDGE_IP} AS {plan.EDGE_AS}: plain BIRD, eBGP to each node")
+        if opts.backend == "bird":
+            t = self.wait_established(timeout=timeout)
+            say(f"all BGP sessions Established ({t:.1f}s)")
+
     # ---- underlay ------------------------------------------------------------------------
     def build_underlay(self) -> None:
         """Bridges in their own namespace, a router between the two subnets, the etcd relay."""
@@ -319,33 +348,41 @@ class Cluster:
         except CalicoError:
             return ()
 
-    def expected_peers(self, node: Node) -> int:
+    def expected_peers(self, node: Node) -> set[tuple[str, str]]:
+        """(peer address, peer type) of every session `node` should have."""
         if self.opts.backend != "bird":
-            return 0
-        others = len(self.nodes) - 1
+            return set()
+        others = [n for n in self.nodes.values() if n is not node]
+        first = next(iter(self.nodes.values()))
         if self.opts.topology == "rr":
-            first = next(iter(self.nodes))
-            n = others if node.name == first else min(1, others)
+            want = {(str(n.plan.ip.ip), "node specific")
+                    for n in (others if node is first else [first] if node is not first
+                              else [])}
         else:
-            n = others
+            want = {(str(n.plan.ip.ip), "node-to-node mesh") for n in others}
         if self.opts.edge and self.edge and node.plan.subnet == 0:
-            n += 1
-        return n
+            want.add((str(plan.EDGE_IP), "global"))
+        return want
 
     def wait_established(self, timeout: float = 60) -> float:
-        """Until every node has all its expected sessions Established; returns seconds."""
+        """Until every node has exactly its expected sessions, all Established."""
         start = time.monotonic()
         while True:
             missing = []
             for n in self.nodes.values():
+                if n.proc is None:
+                    continue
                 want = self.expected_peers(n)
-                got = sum(1 for p in self.peers(n) if p.established)
-                if got < want:
-                    missing.append(f"{n.name} {got}/{want}")
+                got = {(str(p.address), p.peer_type) for p in self.peers(n) if p.established}
+                have = {(str(p.address), p.peer_type) for p in self.peers(n)}
+                if got != want or have != want:
+                    missing.append(f"{n.name} {len(got & want)}/{len(want)}"
+                                   + (f" (+{len(have - want)} unexpected)" if have - want
+                                      else ""))
             if not missing:
                 return time.monotonic() - start
             if time.monotonic() - start > timeout:
-                raise ClusterError("BGP sessions not established: " + ", ".join(missing))
+                raise ClusterError("BGP sessions not as expected: " + ", ".join(missing))
             time.sleep(0.2)
 
     def node_status(self, node: Node) -> str:
