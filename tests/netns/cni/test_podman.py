@@ -1,7 +1,8 @@
-"""A real container runtime drives the plugins: Debian's podman (CNI network backend) starts a
-busybox container through a conflist of `calico` (with `calico-ipam`) chained with Debian's
-`portmap`. The container gets a Calico address, the host reaches it, and removing the container
-releases the address and the endpoint."""
+"""A real container runtime drives the plugins: Debian's podman (CNI network backend) starts
+a busybox container (an image made with `podman import` from Debian's busybox-static) through
+a conflist of `calico` (with `calico-ipam`) chained with Debian's `portmap`. The container gets
+a Calico address, the host reaches it, and removing the container releases the address and
+the endpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,9 +78,15 @@ def podman(etcd: EtcdServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
             raise AssertionError(f"podman {' '.join(args)}: {r.stdout}{r.stderr}")
         return r
 
-    yield {"pm": pm, "rootfs": str(rootfs), "be": be, "names": names}
+    # an image made from Debian's busybox-static with `podman import` (no registry)
+    tarball = tmp_path / "busybox.tar"
+    with tarfile.open(tarball, "w") as tf:
+        tf.add(rootfs, arcname=".")
+    pm("import", str(tarball), "localhost/calico-test-busybox:latest")
+    yield {"pm": pm, "image": "localhost/calico-test-busybox:latest", "be": be, "names": names}
     for n in names:
         pm("rm", "-f", "-t", "0", n, check=False)
+    pm("rmi", "-f", "localhost/calico-test-busybox:latest", check=False)
     subprocess.run(["umount", "-R", str(state / "r")], capture_output=True, check=False)
     shutil.rmtree(state, ignore_errors=True)
     be.close()
@@ -88,8 +96,7 @@ def test_podman_container_gets_calico_address(podman: dict[str, Any]) -> None:
     pm, be = podman["pm"], podman["be"]
     name = f"calitest{os.getpid()}"
     podman["names"].append(name)
-    pm("run", "-d", "--name", name, "--network", "calipod", "--rootfs", podman["rootfs"],
-       "/bin/sleep", "600")
+    pm("run", "-d", "--name", name, "--network", "calipod", podman["image"], "/bin/sleep", "600")
     cid = pm("inspect", "--format", "{{.Id}}", name).stdout.strip()
     out = pm("exec", name, "/bin/ip", "-4", "addr", "show", "eth0").stdout
     addr = next(line.split()[1] for line in out.splitlines() if "inet " in line)
