@@ -40,7 +40,9 @@ DEFAULT_CONFDIR = "/etc/calico/confd"
               help="Render and replace, but run no check_cmd or reload_cmd.")
 @click.option("--noop", is_flag=True,
               help="Render and print a unified diff of what would change; write nothing.")
-@click.option("--keep-stage-file", is_flag=True, help="Keep the .<dest>XXXX stage files.")
+@click.option("--keep-stage-file", is_flag=True,
+              help="Keep stage files (.<dest>XXXX) that were not installed, e.g. rejected "
+                   "by check_cmd.")
 @click.option("--dest-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Prefix every dest path with DIR (like DESTDIR), e.g. for tests.")
 @click.option("--node", envvar="NODENAME", default="",
