@@ -210,8 +210,8 @@ def _communities(values: Mapping[str, str], node: str, version: int) -> tuple[Ad
     return tuple(out)
 
 
-def _prefixed(values: Mapping[str, str], prefix: str) -> list[tuple[str, str]]:
-    return sorted((k, v) for k, v in values.items() if k.startswith(prefix))
+def _prefixed(ks: keyspace.KeySpace, prefix: str) -> list[tuple[str, str]]:
+    return ks.items_under(prefix)
 
 
 class _Context:
@@ -226,18 +226,7 @@ class _Context:
         self.config: dict[str, Any] = ks.resources.configs.get("default", {})
         self.host = f"/calico/bgp/v1/host/{node}/"
         self.warnings: list[str] = []
-        self.hosts = self._hosts()
-
-    def _hosts(self) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
-        base = "/calico/bgp/v1/host/"
-        for k, v in self.values.items():
-            if not k.startswith(base):
-                continue
-            name, _, rest = k[len(base):].partition("/")
-            if rest and "/" not in rest:
-                out.setdefault(name, {})[rest] = v
-        return out
+        self.hosts = ks.hosts
 
     def get(self, key: str, default: str = "") -> str:
         return self.values.get(key, default)
@@ -348,7 +337,7 @@ def _explicit(ctx: _Context, version: int, node_ip: str, node_as: int,
     my_cluster = me.get("rr_cluster_id", "")
     out = []
     for kind, prefix in (("global", "/calico/bgp/v1/global/"), ("node", ctx.host)):
-        for _, text in _prefixed(ctx.values, f"{prefix}peer_v{version}/"):
+        for _, text in _prefixed(ctx.ks, f"{prefix}peer_v{version}/"):
             d = json.loads(text)
             ip = d["ip"]
             if ip == node_ip:
@@ -405,7 +394,7 @@ def _peers(ctx: _Context, version: int, node_ip: str, node_as: int,
 def _blocks(ctx: _Context, version: int) -> tuple[Block, ...]:
     prefix = f"/calico/ipam/v2/host/{ctx.node}/ipv{version}/block/"
     out = []
-    for k, text in _prefixed(ctx.values, prefix):
+    for k, text in _prefixed(ctx.ks, prefix):
         seg = k[len(prefix):]
         cidr = seg.rsplit("-", 1)[0] + "/" + seg.rsplit("-", 1)[1]
         net = ipaddress.ip_network(cidr, strict=False)
@@ -416,14 +405,14 @@ def _blocks(ctx: _Context, version: int) -> tuple[Block, ...]:
 
 def _routes(ctx: _Context, kind: str, version: int) -> tuple[str, ...]:
     prefix = f"/calico/{kind}{'v6' if version == 6 else ''}/"
-    return tuple(v for _, v in _prefixed(ctx.values, prefix))
+    return tuple(v for _, v in _prefixed(ctx.ks, prefix))
 
 
 def _reachable(ctx: _Context, version: int) -> tuple[tuple[str, str], ...]:
     out = []
     bits = 32 if version == 4 else 128
     for prefix in ("/calico/bgp/v1/global/", ctx.host):
-        for _, text in _prefixed(ctx.values, f"{prefix}peer_v{version}/"):
+        for _, text in _prefixed(ctx.ks, f"{prefix}peer_v{version}/"):
             d = json.loads(text)
             if d.get("reachable_by"):
                 out.append((f"{d['ip']}/{bits}", d["reachable_by"]))
@@ -431,7 +420,7 @@ def _reachable(ctx: _Context, version: int) -> tuple[tuple[str, str], ...]:
 
 
 def _pool_docs(ctx: _Context, version: int) -> list[dict[str, Any]]:
-    return [json.loads(t) for _, t in _prefixed(ctx.values, f"/calico/v1/ipam/v{version}/pool/")]
+    return [json.loads(t) for _, t in _prefixed(ctx.ks, f"/calico/v1/ipam/v{version}/pool/")]
 
 
 def _pools(ctx: _Context, version: int, disabled: bool) -> tuple[str, ...]:

@@ -203,15 +203,18 @@ def _glob(pattern: str) -> re.Pattern[str]:
 
 
 class KeyView:
-    """memkv's Store over one template resource's slice of the key space (read-only)."""
+    """memkv's Store over one template resource's slice of the key space (read-only).
+
+    `sorted_keys` (all keys of `values`, sorted) lets listings bisect instead of scanning; it
+    is shared by every resource rendered from the same key space."""
 
     def __init__(self, values: Mapping[str, str], prefix: str, keys: Sequence[str],
-                 node: str) -> None:
+                 node: str, sorted_keys: Sequence[str] | None = None) -> None:
         self._values = values
+        self._prefix = prefix
         self._trim = prefix.rstrip("/")
         self._expanded = expand_keys(prefix, keys, node)
-        self._sorted: list[str] | None = None
-        self._prefix = prefix
+        self._all = sorted_keys if sorted_keys is not None else sorted(values)
 
     def _full(self, rel: str) -> str:
         return self._trim + clean_path("/" + rel)
@@ -220,20 +223,17 @@ class KeyView:
         return any(full.startswith(e) for e in self._expanded)
 
     def _rel(self, full: str) -> str:
-        return join_path("/", full[len(self._prefix):] if full.startswith(self._prefix)
-                         else full)
+        rest = full[len(self._prefix):] if full.startswith(self._prefix) else full
+        return rest if rest.startswith("/") else "/" + rest
 
-    def _keys(self) -> list[str]:
-        if self._sorted is None:
-            rels = {self._rel(k) for k in self._values if self._visible(k)}
-            self._sorted = sorted(rels)
-        return self._sorted
-
-    def _range(self, start: str) -> Iterable[str]:
-        keys = self._keys()
+    def _range(self, rel_start: str) -> Iterable[str]:
+        """Relative keys (visible to this resource) that start with `rel_start`, sorted."""
+        start = self._trim + rel_start
+        keys = self._all
         i = bisect.bisect_left(keys, start)
         while i < len(keys) and keys[i].startswith(start):
-            yield keys[i]
+            if self._visible(keys[i]):
+                yield self._rel(keys[i])
             i += 1
 
     # -- memkv functions -----------------------------------------------------------------------
@@ -267,9 +267,7 @@ class KeyView:
     def ls(self, path: str) -> list[str]:
         p = clean_path("/" + path)
         found: set[str] = set()
-        keys = self._keys()
-        i = bisect.bisect_left(keys, p)
-        if i < len(keys) and keys[i] == p:
+        if self.exists(p):
             found.add(base(p))
         start = p if p.endswith("/") else p + "/"
         for k in self._range(start):

@@ -25,6 +25,7 @@ would be unsafe in BIRD (addresses, AS numbers, names), is left out and reported
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import json
 import re
@@ -171,6 +172,8 @@ class Node:
     rr_cluster_id: str
     wireguard_v4: str
     wireguard_v6: str
+    host_fields: tuple[tuple[str, str], ...] = ()
+    """The `/calico/bgp/v1/host/<name>/` leaves this Node produces (computed once, at decode)."""
 
     def ip(self, version: int) -> IPAddress | None:
         iface = self.ipv4 if version == 4 else self.ipv6
@@ -229,15 +232,26 @@ def decode_node(name: str, doc: dict[str, Any]) -> Node:
                               "must be an IPv4 address") from exc
     wg4 = _interface_cidr(wg.get("interfaceIPv4Address"), "spec.wireguard.interfaceIPv4Address")
     wg6 = _interface_cidr(wg.get("interfaceIPv6Address"), "spec.wireguard.interfaceIPv6Address")
+    as_number = asn(bgp.get("asNumber"), "spec.bgp.asNumber")
+    fields = [("ip_addr_v4", str(v4.ip) if v4 else ""), ("ip_addr_v6", str(v6.ip) if v6 else "")]
+    if v4:
+        fields.append(("network_v4", str(v4.network)))
+    if v6:
+        fields.append(("network_v6", str(v6.network)))
+    if as_number:
+        fields.append(("as_num", str(as_number)))
+    fields += [("rr_cluster_id", rr), ("wireguard_addr_v4", str(wg4.ip) if wg4 else ""),
+               ("wireguard_addr_v6", str(wg6.ip) if wg6 else "")]
     return Node(
         name=name,
         labels=_labels(meta),
         ipv4=v4,
         ipv6=v6,
-        as_number=asn(bgp.get("asNumber"), "spec.bgp.asNumber"),
+        as_number=as_number,
         rr_cluster_id=rr,
         wireguard_v4=str(wg4.ip) if wg4 else "",
         wireguard_v6=str(wg6.ip) if wg6 else "",
+        host_fields=tuple(fields),
     )
 
 
@@ -559,11 +573,37 @@ def _affinity(res: Resources, key: str, text: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class KeySpace:
-    values: Mapping[str, str]
-    resources: Resources
-    warnings: tuple[str, ...]
+    """The synthesised keys (`values`) plus the decoded resources they came from. Read-only
+    once built; `sorted_keys` is computed on first use and shared by every reader."""
+
+    def __init__(self, values: Mapping[str, str], resources: Resources,
+                 warnings: tuple[str, ...],
+                 hosts: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self.values = values
+        self.hosts: Mapping[str, Mapping[str, str]] = hosts or {}
+        """Node name → the leaf keys of `/calico/bgp/v1/host/<name>/` (ip_addr_v4, as_num,
+        listen_port...): the same data as `values`, indexed for the view."""
+        self.resources = resources
+        self.warnings = warnings
+        self._sorted: list[str] | None = None
+
+    @property
+    def sorted_keys(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.values)
+        return self._sorted
+
+    def keys_under(self, prefix: str) -> list[str]:
+        """Keys starting with `prefix`, in byte order (memkv's order)."""
+        keys = self.sorted_keys
+        i = bisect.bisect_left(keys, prefix)
+        j = bisect.bisect_left(keys, prefix + "\U0010ffff")
+        return keys[i:j]
+
+    def items_under(self, prefix: str) -> list[tuple[str, str]]:
+        values = self.values
+        return [(k, values[k]) for k in self.keys_under(prefix)]
 
 
 def _seg(net: IPNetwork) -> str:
@@ -640,19 +680,19 @@ def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpac
             for ver in (4, 6):
                 v[h + f"prefix_advertisements/ip_v{ver}"] = _prefix_advertisements(
                     merged, ver, name, warnings)
+    hosts: dict[str, dict[str, str]] = {}
     for n in res.nodes.values():
         h = f"{ROOT}bgp/v1/host/{n.name}/"
-        v[h + "ip_addr_v4"] = str(n.ipv4.ip) if n.ipv4 else ""
-        v[h + "ip_addr_v6"] = str(n.ipv6.ip) if n.ipv6 else ""
-        if n.ipv4:
-            v[h + "network_v4"] = str(n.ipv4.network)
-        if n.ipv6:
-            v[h + "network_v6"] = str(n.ipv6.network)
-        if n.as_number:
-            v[h + "as_num"] = str(n.as_number)
-        v[h + "rr_cluster_id"] = n.rr_cluster_id
-        v[h + "wireguard_addr_v4"] = n.wireguard_v4
-        v[h + "wireguard_addr_v6"] = n.wireguard_v6
+        fields = dict(n.host_fields)
+        hosts[n.name] = fields
+        for leaf, value in n.host_fields:
+            v[h + leaf] = value
+    for name in res.configs:
+        if name.startswith("node.") and name[5:] in hosts:
+            prefix = f"{ROOT}bgp/v1/host/{name[5:]}/"
+            for leaf in ("listen_port", "loglevel"):
+                if prefix + leaf in v:
+                    hosts[name[5:]][leaf] = v[prefix + leaf]
     for pool in res.pools.values():
         key = f"{ROOT}v1/ipam/v{pool.cidr.version}/pool/{_seg(pool.cidr)}"
         v[key] = json.dumps({
@@ -672,7 +712,7 @@ def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpac
     _static_routes(v, res, node, environ)
     _peerings(v, res, warnings)
     v.update(res.raw)
-    return KeySpace(values=v, resources=res, warnings=tuple(warnings))
+    return KeySpace(values=v, resources=res, warnings=tuple(warnings), hosts=hosts)
 
 
 def _static_routes(v: dict[str, str], res: Resources, node: str,

@@ -152,7 +152,8 @@ class Renderer:
 
     def context(self, view: bgpview.NodeView, environ: Mapping[str, str],
                 job: RenderJob) -> dict[str, Any]:
-        kv = functions.KeyView(view.keyspace.values, job.prefix, job.keys, view.node)
+        kv = functions.KeyView(view.keyspace.values, job.prefix, job.keys, view.node,
+                               view.keyspace.sorted_keys)
         ctx: dict[str, Any] = {}
         ctx.update(functions.helper_functions(environ))
         ctx.update(kv.functions())
