@@ -251,6 +251,7 @@ def decode_all(text: str) -> list[Resource]:
 
 
 __all__ = [
+    "YamlLoader",
     "decode",
     "decode_all",
     "dumps",
@@ -261,3 +262,6 @@ __all__ = [
     "resources",
     "validate",
 ]
+
+YamlLoader = _Loader
+"""The YAML loader calicoctl and tests use to read documents as Calico (Go yaml.v2) does."""

@@ -285,11 +285,15 @@ def _network(strict: bool) -> Decoder:
             errs.append(FieldError(path, f"expected a CIDR string, got {_what(raw)}"))
             return BAD
         try:
+            return ipaddress.ip_network(raw)
+        except ValueError:
+            pass
+        try:
             net = ipaddress.ip_network(raw, strict=False)
         except ValueError:
             errs.append(FieldError(path, f"invalid CIDR {raw!r}"))
             return BAD
-        if strict and "/" in raw and ipaddress.ip_interface(raw).ip != net.network_address:
+        if strict:
             errs.append(
                 FieldError(path, f"CIDR {raw!r} has host bits set (the network is {net})")
             )

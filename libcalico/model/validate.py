@@ -7,6 +7,7 @@ patterns and communities are limited to the characters Calico allows.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -111,6 +112,15 @@ def annotation_map(value: Mapping[str, str], path: str) -> list[FieldError]:
 
 def selector(value: str, path: str) -> list[FieldError]:
     """Parse with libcalico.model.selector (Calico's selector language)."""
+    return [FieldError(path, reason) for reason in _selector_problems(value)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _selector_problems(value: str) -> tuple[str, ...]:
+    return tuple(e.reason for e in _parse_selector(value, ""))
+
+
+def _parse_selector(value: str, path: str) -> list[FieldError]:
     try:
         from libcalico.model import selector as selector_mod
     except ImportError:  # pragma: no cover - until the selector module lands
@@ -244,9 +254,11 @@ def all_of(*checks: Check) -> Check:
     return run
 
 
+_LINK_LOCAL_V4 = ipaddress.IPv4Network("169.254.0.0/16")
+_LINK_LOCAL_V6 = ipaddress.IPv6Network("fe80::/10")
+
+
 def overlaps_link_local(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    ll: ipaddress.IPv4Network | ipaddress.IPv6Network = (
-        ipaddress.IPv4Network("169.254.0.0/16") if net.version == 4
-        else ipaddress.IPv6Network("fe80::/10")
-    )
-    return net.overlaps(ll)
+    if isinstance(net, ipaddress.IPv4Network):
+        return net.overlaps(_LINK_LOCAL_V4)
+    return net.overlaps(_LINK_LOCAL_V6)
