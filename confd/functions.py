@@ -371,4 +371,12 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "bird_string": bird_string,
     "bird_symbol": bird_symbol,
     "safe_bird": safe,
+    # The pure helpers also work as filters: `getvs("/v1/ipam/v4/pool/*") | map("json")`.
+    "json": to_json,
+    "jsonArray": to_json_array,
+    "base": base,
+    "dir": dirname,
+    "toUpper": str.upper,
+    "toLower": str.lower,
+    "base64Decode": b64decode,
 }
