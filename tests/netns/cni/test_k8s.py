@@ -1,0 +1,239 @@
+"""Kubernetes workloads (policy.type k8s) against a small local API server on loopback serving
+Pod and Namespace objects, and host-local delegation through CNI_PATH."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from calico_cni.etcdgw import GatewayBackend
+from libcalico.errors import NotFound
+from libcalico.ipam.check import check
+from libcalico.model import keys
+from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.netns import NetnsFactory
+from tests.integration.ipam import seed
+from tests.netns.cni import cnirun
+
+pytestmark = pytest.mark.netns
+NODE = "k8s-node"
+
+
+class FakeAPI:
+    """Serves /api/v1/namespaces/<ns> and /api/v1/namespaces/<ns>/pods/<pod> from dicts."""
+
+    def __init__(self) -> None:
+        self.namespaces: dict[str, dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.tokens: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                api.tokens.append(self.headers.get("Authorization", ""))
+                parts = self.path.strip("/").split("/")
+                obj = None
+                if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4:
+                    obj = api.namespaces.get(parts[3])
+                elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6:
+                    obj = api.pods.get((parts[3], parts[5]))
+                body = json.dumps(obj or {"kind": "Status", "code": 404}).encode()
+                self.send_response(200 if obj else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def namespace(self, name: str, annotations: dict[str, str] | None = None) -> None:
+        self.namespaces[name] = {"kind": "Namespace", "metadata": {
+            "name": name, "labels": {"kubernetes.io/metadata.name": name},
+            "annotations": annotations or {}}}
+
+    def pod(self, ns: str, name: str, labels: dict[str, str],
+            annotations: dict[str, str] | None = None, sa: str = "default") -> None:
+        self.pods[(ns, name)] = {"kind": "Pod", "metadata": {
+            "name": name, "namespace": ns, "labels": labels, "annotations": annotations or {}},
+            "spec": {"serviceAccountName": sa}}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def k8s(etcd: EtcdServer, netns_factory: NetnsFactory, tmp_path: Path) -> Iterator[
+        dict[str, Any]]:
+    api = FakeAPI()
+    be = GatewayBackend([etcd.endpoint])
+    seed.cluster(be, [NODE], {"a-default": {"cidr": "10.190.0.0/24", "blockSize": 28},
+                              "b-ns": {"cidr": "10.191.0.0/24", "blockSize": 28,
+                                       "nodeSelector": "!all()"},
+                              "c-pod": {"cidr": "10.192.0.0/24", "blockSize": 28,
+                                        "nodeSelector": "!all()"}})
+    conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
+            "etcd_endpoints": etcd.endpoint, "nodename": NODE,
+            "ipam_lock_file": str(tmp_path / "lock"), "ipam": {"type": "calico-ipam"},
+            "policy": {"type": "k8s", "k8s_api_root": api.url, "k8s_auth_token": "s3cret"}}
+    veths: list[str] = []
+    yield {"api": api, "be": be, "conf": conf, "ns": netns_factory, "veths": veths,
+           "tmp": tmp_path}
+    for v in veths:
+        subprocess.run(["ip", "link", "del", v], capture_output=True, check=False, timeout=30)
+    api.close()
+    be.close()
+
+
+def add(k: dict[str, Any], ns: str, pod: str, cid: str, conf: dict[str, Any] | None = None
+        ) -> tuple[int, Any, str]:
+    netns = k["ns"].new(cid[:12])
+    k["veths"].append("cali" + hashlib.sha1(f"{ns}.{pod}".encode()).hexdigest()[:11])
+    rc, out = cnirun.run("ADD", conf or k["conf"], cid=cid, netns=f"/var/run/netns/{netns}",
+                         args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod};"
+                              f"K8S_POD_INFRA_CONTAINER_ID={cid}")
+    return rc, out, f"/var/run/netns/{netns}"
+
+
+def delete(k: dict[str, Any], ns: str, pod: str, cid: str, netns: str,
+           conf: dict[str, Any] | None = None) -> int:
+    rc, _ = cnirun.run("DEL", conf or k["conf"], cid=cid, netns=netns,
+                       args=f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod}")
+    return rc
+
+
+def in_net(addr: str, net: str) -> bool:
+    return ipaddress.ip_interface(addr).ip in ipaddress.ip_network(net)
+
+
+def test_pod_endpoint_profiles_and_pool_annotations(k8s: dict[str, Any]) -> None:
+    api, be = k8s["api"], k8s["be"]
+    api.namespace("plain")
+    api.namespace("annotated", {"cni.projectcalico.org/ipv4pools": '["b-ns"]'})
+    api.pod("plain", "web-7d8b49557c-x2k4j", {"app": "web"}, sa="websa")
+    api.pod("annotated", "nsp", {})
+    api.pod("annotated", "podp", {}, {"cni.projectcalico.org/ipv4pools": '["10.192.0.0/24"]'})
+
+    rc, res, netns = add(k8s, "plain", "web-7d8b49557c-x2k4j", "c0ffee000001")
+    assert rc == 0, res
+    assert in_net(res["ips"][0]["address"], "10.190.0.0/24")
+    veth = "cali" + hashlib.sha1(b"plain.web-7d8b49557c-x2k4j").hexdigest()[:11]
+    assert res["interfaces"][0]["name"] == veth
+    assert api.tokens[-1] == "Bearer s3cret"
+    name = "k8s--node-k8s-web--7d8b49557c--x2k4j-eth0"
+    wep = json.loads(be.get(keys.resource_key("WorkloadEndpoint", name, "plain")).value)
+    assert wep["spec"]["pod"] == "web-7d8b49557c-x2k4j" and wep["spec"]["orchestrator"] == "k8s"
+    assert wep["spec"]["profiles"] == ["kns.plain", "ksa.plain.websa"]
+    assert wep["spec"]["serviceAccountName"] == "websa"
+    assert wep["metadata"]["labels"] == {"app": "web", "projectcalico.org/namespace": "plain",
+                                         "projectcalico.org/orchestrator": "k8s",
+                                         "projectcalico.org/serviceaccount": "websa"}
+    with pytest.raises(NotFound):  # policy type k8s: no network Profile
+        be.get(keys.resource_key("Profile", "k8s-pod-network"))
+    handle = json.loads(be.get(keys.handle_key("k8s-pod-network.c0ffee000001")).value)
+    assert sum(handle["block"].values()) == 1
+    assert delete(k8s, "plain", "web-7d8b49557c-x2k4j", "c0ffee000001", netns) == 0
+
+    rc, res, netns = add(k8s, "annotated", "nsp", "c0ffee000002")
+    assert rc == 0, res
+    assert in_net(res["ips"][0]["address"], "10.191.0.0/24"), "namespace annotation"
+    assert delete(k8s, "annotated", "nsp", "c0ffee000002", netns) == 0
+    rc, res, netns = add(k8s, "annotated", "podp", "c0ffee000003")
+    assert rc == 0, res
+    assert in_net(res["ips"][0]["address"], "10.192.0.0/24"), "pod annotation wins"
+    assert delete(k8s, "annotated", "podp", "c0ffee000003", netns) == 0
+    assert check(be).clean
+
+    # without policy.type k8s annotations are ignored and the network Profile is made
+    conf = {**k8s["conf"]}
+    conf.pop("policy")
+    rc, res, netns = add(k8s, "annotated", "podp", "c0ffee000004", conf)
+    assert rc == 0, res
+    assert in_net(res["ips"][0]["address"], "10.190.0.0/24")
+    prof = json.loads(be.get(keys.resource_key("Profile", "k8s-pod-network")).value)
+    assert prof["spec"]["ingress"] == [{"action": "Allow", "source": {}, "destination": {}}]
+    assert delete(k8s, "annotated", "podp", "c0ffee000004", netns, conf) == 0
+
+
+def test_ip_addrs_annotations(k8s: dict[str, Any]) -> None:
+    api, be = k8s["api"], k8s["be"]
+    api.namespace("fixed")
+    api.pod("fixed", "one", {}, {"cni.projectcalico.org/ipAddrs": '["10.190.0.200"]'})
+    api.pod("fixed", "noipam", {}, {"cni.projectcalico.org/ipAddrsNoIpam": '["10.250.0.9"]'})
+    api.pod("fixed", "both", {}, {"cni.projectcalico.org/ipAddrsNoIpam": '["10.250.0.9"]',
+                                  "cni.projectcalico.org/ipAddrs": '["10.190.0.9"]'})
+    api.pod("fixed", "bad", {}, {"cni.projectcalico.org/ipAddrs": '["10.190.0.1", "10.190.0.2"]'})
+
+    rc, res, netns = add(k8s, "fixed", "one", "f1xed0000001")
+    assert rc == 0, res
+    assert res["ips"][0]["address"] == "10.190.0.200/32"
+    assert be.get(keys.handle_key("k8s-pod-network.f1xed0000001"))
+    assert delete(k8s, "fixed", "one", "f1xed0000001", netns) == 0
+
+    rc, res, _ = add(k8s, "fixed", "noipam", "f1xed0000002")
+    assert rc == 1 and res["code"] == 7 and "ip_addrs_no_ipam" in res["msg"]
+    conf = {**k8s["conf"], "feature_control": {"ip_addrs_no_ipam": True}}
+    rc, res, netns = add(k8s, "fixed", "noipam", "f1xed0000003", conf)
+    assert rc == 0, res
+    assert res["ips"][0]["address"] == "10.250.0.9/32"
+    assert be.list(keys.HANDLE_PREFIX).kvs == (), "ipAddrsNoIpam bypasses IPAM"
+    assert delete(k8s, "fixed", "noipam", "f1xed0000003", netns, conf) == 0
+
+    rc, res, _ = add(k8s, "fixed", "both", "f1xed0000004", conf)
+    assert rc == 1 and "can't have both annotations" in res["msg"]
+    rc, res, _ = add(k8s, "fixed", "bad", "f1xed0000005")
+    assert rc == 1 and "at most one IPv4" in res["msg"]
+    assert check(be).clean
+
+
+def test_host_local_delegation(k8s: dict[str, Any]) -> None:
+    data = k8s["tmp"] / "host-local"
+    conf = {"cniVersion": "1.1.0", "name": "hl-net", "type": "calico",
+            "etcd_endpoints": k8s["conf"]["etcd_endpoints"], "nodename": NODE,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.196.0.0/24"}]],
+                     "dataDir": str(data)}}
+    netns = k8s["ns"].new("hl")
+    path = f"/var/run/netns/{netns}"
+    cid = "h0571oca1000"
+    k8s["veths"].append("cali" + cid[:11])
+    rc, res = cnirun.run("ADD", conf, cid=cid, netns=path, cni_path="/usr/lib/cni")
+    assert rc == 0, res
+    assert res["cniVersion"] == "1.1.0"
+    addr = res["ips"][0]["address"]
+    assert addr == "10.196.0.2/32"
+    assert (data / "hl-net" / "10.196.0.2").exists()
+    rc, _ = cnirun.run("DEL", conf, cid=cid, netns=path, cni_path="/usr/lib/cni")
+    assert rc == 0
+    assert not (data / "hl-net" / "10.196.0.2").exists()
+    # the delegate's own errors come back unchanged (message and code)
+    bad = {**conf, "ipam": {"type": "host-local", "ranges": [[{"subnet": "nonsense"}]],
+                            "dataDir": str(data)}}
+    rc, res = cnirun.run("ADD", bad, cid=cid, netns=path, cni_path="/usr/lib/cni")
+    assert rc == 1 and res == {"code": 999, "msg": "invalid CIDR address: nonsense"}, res
+    fake = k8s["tmp"] / "fakeipam"
+    fake.mkdir()
+    (fake / "odd-ipam").write_text('#!/bin/sh\necho \'{"code":42,"msg":"pool drained",'
+                                   '"details":"add a range"}\'\nexit 1\n')
+    (fake / "odd-ipam").chmod(0o755)
+    rc, res = cnirun.run("ADD", {**conf, "ipam": {"type": "odd-ipam"}}, cid=cid, netns=path,
+                         cni_path=str(fake))
+    assert (rc, res) == (1, {"code": 42, "msg": "pool drained", "details": "add a range"})
+    rc, res = cnirun.run("ADD", conf, cid=cid, netns=path, cni_path=str(k8s["tmp"]))
+    assert rc == 1 and res["code"] == 7 and "host-local" in res["msg"]
+    assert os.path.exists(path)
