@@ -20,6 +20,7 @@ Backend's (libcalico.errors).
 from __future__ import annotations
 
 import builtins
+import ipaddress
 import json
 import logging
 import uuid
@@ -35,6 +36,7 @@ from libcalico.model.resources import (
     KINDS,
     LABEL_NAMESPACE,
     LABEL_ORCHESTRATOR,
+    IPPool,
     Profile,
     Resource,
     WorkloadEndpoint,
@@ -130,6 +132,8 @@ class Client:
                 codec.label(res),
             )
         _refuse_default_allow(res, "create")
+        if isinstance(res, IPPool):
+            self._check_pool_overlap(res)
         res = replace(res, metadata=replace(
             md,
             uid=md.uid or self._new_uid(),
@@ -159,9 +163,10 @@ class Client:
                 codec.label(res),
             ) from None
         key = _res_key(res)
-        if md.uid is None or md.creation_timestamp is None:
+        if md.uid is None or md.creation_timestamp is None or isinstance(res, IPPool):
             current = self.backend.get(key)
             res = _keep_identity(res, current.value)
+            _check_immutable(res, current.value)
         kv = self.backend.update(key, codec.dumps(res), revision)
         return _with_revision(res, kv.revision)
 
@@ -182,6 +187,7 @@ class Client:
             except NotFound:
                 continue
             merged = _keep_identity(res, current.value)
+            _check_immutable(merged, current.value)
             try:
                 kv = self.backend.update(key, codec.dumps(merged), current.revision)
             except (Conflict, NotFound):
@@ -212,6 +218,18 @@ class Client:
             return None
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _check_pool_overlap(self, pool: IPPool) -> None:
+        """Calico refuses a pool whose CIDR overlaps another pool's."""
+        for other in self.list(IPPool):
+            if other.metadata.name != pool.metadata.name and \
+                    other.spec.cidr.version == pool.spec.cidr.version and \
+                    other.spec.cidr.overlaps(pool.spec.cidr):
+                raise ValidationError(
+                    [FieldError("spec.cidr", f"{pool.spec.cidr} overlaps IPPool"
+                                f" {other.metadata.name} ({other.spec.cidr})")],
+                    codec.label(pool),
+                )
 
     def _prepare(self, res: R) -> R:
         if isinstance(res, WorkloadEndpoint):
@@ -266,6 +284,31 @@ def _keep_identity(res: R, stored: str) -> R:
         uid=uid if isinstance(uid, str) and uid else cur.uid,
         creation_timestamp=ts or cur.creation_timestamp,
     ))
+
+
+def _check_immutable(res: Resource, stored: str) -> None:
+    """IPPool cidr and blockSize cannot change once created (Calico's clientv3 rule)."""
+    if not isinstance(res, IPPool):
+        return
+    try:
+        spec = json.loads(stored).get("spec") or {}
+    except (ValueError, AttributeError):
+        return
+    errs: list[FieldError] = []
+    old_cidr = spec.get("cidr")
+    if isinstance(old_cidr, str):
+        try:
+            same = ipaddress.ip_network(old_cidr, strict=False) == res.spec.cidr
+        except ValueError:
+            same = True
+        if not same:
+            errs.append(FieldError("spec.cidr", f"cannot be changed (it is {old_cidr}): create"
+                                   " a new pool instead"))
+    old_size = spec.get("blockSize")
+    if isinstance(old_size, int) and old_size and old_size != res.spec.block_size:
+        errs.append(FieldError("spec.blockSize", f"cannot be changed (it is {old_size})"))
+    if errs:
+        raise ValidationError(errs, codec.label(res))
 
 
 def _with_revision(res: R, revision: int) -> R:

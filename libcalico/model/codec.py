@@ -65,6 +65,11 @@ def decode(doc: Mapping[str, object], document: str = "") -> Resource:
         if k not in allowed:
             errs.append(FieldError(str(k), f"unknown field {str(k)!r}"))
     raw = {k: doc[k] for k in ("metadata", "spec", "status") if k in doc and doc[k] is not None}
+    md = raw.get("metadata")
+    if isinstance(md, dict) and ("selfLink" in md or "managedFields" in md):
+        # Known to ObjectMeta but never stored by Calico: accepted and dropped.
+        raw["metadata"] = {k: val for k, val in md.items()
+                           if k not in ("selfLink", "managedFields")}
     res = decode_struct(ks.cls, raw, "", errs)
     if errs or res is BAD:
         raise ValidationError(errs, label)

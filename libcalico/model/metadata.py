@@ -1,8 +1,9 @@
 """ObjectMeta as Calico stores it, and the registry of resource kinds.
 
-Field order is Kubernetes' ObjectMeta order (name, namespace, uid, resourceVersion,
-generation, creationTimestamp, labels, annotations, finalizers), so encoded values match
-Calico's byte for byte.
+Field order is Kubernetes' ObjectMeta order (name, generateName, namespace, uid,
+resourceVersion, generation, creationTimestamp, deletionTimestamp, deletionGracePeriodSeconds,
+labels, annotations, ownerReferences, finalizers), so encoded values match Calico's byte for
+byte. (selfLink and managedFields are not kept, as Calico does not store them.)
 """
 
 # ruff: noqa: RUF009 - schema.fld/opt are dataclass field specifiers (dataclasses.field)
@@ -21,18 +22,32 @@ from libcalico.model.schema import fld, opt
 PURE = True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerReference:
+    api_version: str = fld(omitempty=False)
+    kind: str = fld(omitempty=False)
+    name: str = fld(omitempty=False)
+    uid: str = fld(omitempty=False)
+    controller: bool | None = opt(ptr=True)
+    block_owner_deletion: bool | None = opt(ptr=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Metadata:
     name: str = fld()
     _: KW_ONLY
+    generate_name: str | None = opt()
     namespace: str | None = opt()
     uid: str | None = opt()
     resource_version: str | None = opt("resourceVersion")
     """The key's etcd mod revision (as text); never stored in the value."""
     generation: int | None = opt()
     creation_timestamp: datetime | None = opt("creationTimestamp", omitempty=False)
+    deletion_timestamp: datetime | None = opt()
+    deletion_grace_period_seconds: int | None = opt(ptr=True)
     labels: dict[str, str] = fld(factory=dict, check=v.label_map)
     annotations: dict[str, str] = fld(factory=dict, check=v.annotation_map)
+    owner_references: tuple[OwnerReference, ...] = fld(default=())
     finalizers: tuple[str, ...] = fld(default=())
 
 

@@ -10,7 +10,7 @@ order is Calico's Go struct order (it is the JSON field order).
 
 from __future__ import annotations
 
-from libcalico.model.metadata import KINDS, KindSpec, Metadata
+from libcalico.model.metadata import KINDS, KindSpec, Metadata, OwnerReference
 from libcalico.model.resources_bgp import (
     AddCommunity,
     BGPConfiguration,
@@ -216,6 +216,7 @@ __all__ = [
     "NodeStatus",
     "NodeWireguardSpec",
     "OrchRef",
+    "OwnerReference",
     "PeerType",
     "PrefixAdvertisement",
     "PrefixLength",

@@ -191,3 +191,38 @@ def test_bad_kind_and_names(client: Client) -> None:
         client.get(r.IPPool, "../nodes/x")
     with pytest.raises(ValidationError):
         client.get(r.WorkloadEndpoint, "x")  # namespaced: namespace required
+
+
+def test_overlapping_pool_is_refused(client: Client) -> None:
+    client.create(pool("a", "10.0.0.0/16"))
+    client.create(pool("v6", "fd00::/64"))
+    with pytest.raises(ValidationError) as info:
+        client.create(pool("b", "10.0.128.0/24"))
+    assert info.value.errors[0].path == "spec.cidr"
+    assert "overlaps IPPool a" in info.value.errors[0].reason
+    client.create(pool("c", "10.1.0.0/16"))
+
+
+def test_pool_cidr_and_block_size_are_immutable(client: Client) -> None:
+    created = client.create(pool())
+    with pytest.raises(ValidationError) as info:
+        client.update(replace(created, spec=replace(
+            created.spec, cidr=ipaddress.IPv4Network("10.0.0.0/15"))))
+    assert info.value.errors[0].path == "spec.cidr"
+    with pytest.raises(ValidationError) as info:
+        client.apply(pool(block_size=28))
+    assert info.value.errors[0].path == "spec.blockSize"
+    assert client.get(r.IPPool, "pool1").spec.block_size == 26
+
+
+def test_metadata_fields_known_to_kubernetes_are_kept_or_dropped() -> None:
+    from libcalico.model import codec
+
+    res = codec.decode({"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {
+        "name": "n", "selfLink": "/x", "managedFields": [{}], "generation": 3,
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "u"}],
+        "finalizers": ["a/b"]}})
+    md = codec.encode(res)["metadata"]
+    assert md == {"name": "n", "generation": 3, "creationTimestamp": None,
+                  "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n",
+                                       "uid": "u"}], "finalizers": ["a/b"]}
