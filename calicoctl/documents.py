@@ -17,8 +17,6 @@ import yaml
 
 from libcalico.errors import ValidationError
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 
 class DocumentError(Exception):
     """The input cannot be read or split into documents (a message for the user)."""
@@ -73,8 +71,11 @@ def split(text: str, source: str) -> list[Document]:
     if stripped.startswith(("{", "[")):
         raw = _json_stream(text, source)
     else:
+        # The codec's loader reads YAML as Go's yaml.v2 does (no base-60 numbers, ...).
+        from libcalico.model.codec import _Loader as loader
+
         try:
-            for i, doc in enumerate(yaml.load_all(text, Loader=_LOADER), 1):
+            for i, doc in enumerate(yaml.load_all(text, Loader=loader), 1):
                 if doc is not None:
                     raw.append((f"{source} document {i}", doc))
         except yaml.YAMLError as exc:

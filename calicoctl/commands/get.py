@@ -28,7 +28,7 @@ FORMATS = ("ps", "wide", "yaml", "json")
 def get(kind: str, names: tuple[str, ...], fmt: str, namespace: str | None,
         all_namespaces: bool) -> None:
     """Show resources of one kind (all of them, or those named)."""
-    from libcalico.errors import NotFound
+    from libcalico.errors import CalicoError, NotFound
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -42,17 +42,20 @@ def get(kind: str, names: tuple[str, ...], fmt: str, namespace: str | None,
     ns = (None if all_namespaces else namespace or "default") if info.namespaced else None
     client = context().client()
     found: list[Resource] = []
-    if names:
-        for name in names:
-            try:
-                found.append(client.get(info.kind, name, ns))
-            except NotFound as exc:
-                who = f"{info.kind}({ns}/{name})" if ns else f"{info.kind}({name})"
-                raise Failed(f"Failed to get resources: resource does not exist: {who}") \
-                    from exc
-    else:
-        found = sorted(client.list(info.kind, ns),
-                       key=lambda r: (r.metadata.namespace or "", r.metadata.name))
+    try:
+        if names:
+            for name in names:
+                try:
+                    found.append(client.get(info.kind, name, ns))
+                except NotFound as exc:
+                    who = f"{info.kind}({ns}/{name})" if ns else f"{info.kind}({name})"
+                    raise Failed(f"Failed to get resources: resource does not exist: {who}") \
+                        from exc
+        else:
+            found = sorted(client.list(info.kind, ns),
+                           key=lambda r: (r.metadata.namespace or "", r.metadata.name))
+    except CalicoError as exc:
+        raise Failed(f"Failed to get resources: {exc}") from exc
     click.echo(render(info, [_encode(r) for r in found], fmt, single=len(names) == 1,
                       with_namespace=info.namespaced and all_namespaces), nl=False)
 

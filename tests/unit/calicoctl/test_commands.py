@@ -1,0 +1,310 @@
+"""Every calicoctl command through click's runner, against a Client over MemoryBackend.
+
+The in-memory backend stands in for etcd here only to test parsing, messages and output;
+tests/integration/calicoctl runs the same commands against a real etcd.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from calicoctl.cli import calicoctl
+from calicoctl.context import Context
+from libcalico.client import Client
+from libcalico.datastore.memory import MemoryBackend
+from libcalico.model import keys
+
+POOLS = """\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: pool-a
+spec:
+  cidr: 10.1.0.0/16
+  ipipMode: Always
+  natOutgoing: true
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: pool-b
+spec:
+  cidr: 10.2.0.0/16
+  vxlanMode: Always
+  nodeSelector: has(edge)
+"""
+
+BAD_SECOND = """\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: good-1}
+spec: {cidr: 10.1.0.0/16}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: bad}
+spec: {cidr: 10.2.0.0/33}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: good-2}
+spec: {peerIP: 192.0.2.1, asNumber: 64512}
+"""
+
+MIXED = POOLS + """\
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: rr}
+spec: {peerSelector: has(rr), nodeSelector: "!has(rr)"}
+"""
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def backend() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def run(backend: MemoryBackend, tmp_path: Path) -> Run:
+    def invoke(*args: str, stdin: str | None = None, files: dict[str, str] | None = None) -> Result:
+        for name, text in (files or {}).items():
+            (tmp_path / name).write_text(text)
+        argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+        ctx = Context(client_factory=lambda: Client(backend))
+        return CliRunner().invoke(calicoctl, argv, input=stdin, obj=ctx)
+
+    return invoke
+
+
+def _keys(backend: MemoryBackend) -> list[str]:
+    return [kv.key for kv in backend.list("/calico/").kvs]
+
+
+def test_apply_writes_calico_keys_and_reports(run: Run, backend: MemoryBackend) -> None:
+    r = run("apply", "-f", "{tmp}/pools.yaml", files={"pools.yaml": POOLS})
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully applied 2 'IPPool' resource(s)\n"
+    assert _keys(backend) == [keys.resource_key("IPPool", "pool-a"),
+                              keys.resource_key("IPPool", "pool-b")]
+    stored = json.loads(backend.get(keys.resource_key("IPPool", "pool-a")).value)
+    assert stored["spec"]["cidr"] == "10.1.0.0/16"
+    assert stored["spec"]["blockSize"] == 26  # Calico's default filled in
+    assert stored["metadata"]["uid"]
+    # apply again: updates, keeps the uid
+    r2 = run("apply", "-f", "{tmp}/pools.yaml")
+    assert r2.exit_code == 0, r2.output
+    again = json.loads(backend.get(keys.resource_key("IPPool", "pool-a")).value)
+    assert again["metadata"]["uid"] == stored["metadata"]["uid"]
+
+
+def test_mixed_kinds_message(run: Run) -> None:
+    r = run("create", "-f", "{tmp}/m.yaml", files={"m.yaml": MIXED})
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully created 3 resource(s)\n"
+
+
+def test_bad_document_writes_nothing_and_names_document_field_reason(
+        run: Run, backend: MemoryBackend) -> None:
+    r = run("apply", "-f", "{tmp}/bad.yaml", files={"bad.yaml": BAD_SECOND})
+    assert r.exit_code == 1
+    err = r.stderr
+    assert "Failed to apply 'IPPool' resource:" in err
+    assert "bad.yaml document 2 (IPPool 'bad')" in err
+    assert "error with field spec.cidr = '10.2.0.0/33'" in err
+    assert "Nothing was written" in err
+    assert r.stdout == ""
+    assert _keys(backend) == []
+
+
+def test_every_bad_document_is_reported(run: Run, backend: MemoryBackend) -> None:
+    text = BAD_SECOND + "---\nkind: Nonsense\napiVersion: projectcalico.org/v3\n" \
+        "metadata: {name: x}\n"
+    r = run("create", "-f", "{tmp}/bad.yaml", files={"bad.yaml": text})
+    assert r.exit_code == 1
+    assert "document 2 (IPPool 'bad')" in r.stderr
+    assert "document 4 (Nonsense 'x')" in r.stderr
+    assert "error with field kind = 'Nonsense'" in r.stderr
+    assert "2 of 4 document(s) failed validation" in r.stderr
+    assert _keys(backend) == []
+
+
+def test_unparseable_file_and_missing_file(run: Run, backend: MemoryBackend) -> None:
+    r = run("apply", "-f", "{tmp}/x.yaml", files={"x.yaml": "kind: [\n"})
+    assert r.exit_code == 1 and "Failed to parse" in r.stderr and "invalid YAML" in r.stderr
+    r = run("apply", "-f", "{tmp}/missing.yaml")
+    assert r.exit_code == 1 and "Failed to read file" in r.stderr
+    assert _keys(backend) == []
+
+
+def test_stdin(run: Run, backend: MemoryBackend) -> None:
+    r = run("create", "-f", "-", stdin=POOLS)
+    assert r.exit_code == 0, r.output
+    assert len(_keys(backend)) == 2
+    r = run("create", "-f", "-", stdin=POOLS)
+    assert r.exit_code == 1
+    assert r.stderr.strip() == \
+        "Failed to create 'IPPool' resource: [resource already exists: IPPool(pool-a)]"
+
+
+def test_create_skip_exists_and_partial_success(run: Run, backend: MemoryBackend) -> None:
+    run("create", "-f", "-", stdin=POOLS.split("---")[1])  # pool-b exists
+    r = run("create", "-f", "-", stdin=POOLS)
+    assert r.exit_code == 1
+    assert "Partial success: created the first 1 out of 2 'IPPool' resources:" in r.stdout
+    assert "resource already exists: IPPool(pool-b)" in r.stderr
+    r = run("create", "--skip-exists", "-f", "-", stdin=POOLS)
+    assert r.exit_code == 0, r.output
+
+
+def test_get_table_wide_yaml_json(run: Run) -> None:
+    assert run("apply", "-f", "-", stdin=POOLS).exit_code == 0
+    r = run("get", "ippools")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "CIDR", "SELECTOR"]
+    assert [line.split() for line in lines[1:]] == [["pool-a", "10.1.0.0/16", "all()"],
+                                                    ["pool-b", "10.2.0.0/16", "has(edge)"]]
+    wide = run("get", "ipp", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[:5] == ["NAME", "CIDR", "NAT", "IPIPMODE", "VXLANMODE"]
+    assert wide[1].split() == ["pool-a", "10.1.0.0/16", "true", "Always", "Never", "false",
+                               "false", "all()"]
+    one = yaml.safe_load(run("get", "ippool", "pool-b", "-o", "yaml").stdout)
+    assert one["kind"] == "IPPool" and one["metadata"]["name"] == "pool-b"
+    assert one["metadata"]["resourceVersion"]
+    many = yaml.safe_load(run("get", "IPPool", "-o", "yaml").stdout)
+    assert many["kind"] == "IPPoolList" and many["apiVersion"] == "projectcalico.org/v3"
+    assert [i["metadata"]["name"] for i in many["items"]] == ["pool-a", "pool-b"]
+    js = json.loads(run("get", "ippool", "-o", "json").stdout)
+    assert js["kind"] == "IPPoolList" and len(js["items"]) == 2
+    two = yaml.safe_load(run("get", "ippool", "pool-a", "pool-b", "-o", "yaml").stdout)
+    assert two["kind"] == "IPPoolList"
+
+
+@pytest.mark.parametrize("alias", ["ippool", "ippools", "ipp", "IPPool", "pools"])
+def test_get_aliases(run: Run, alias: str) -> None:
+    run("apply", "-f", "-", stdin=POOLS)
+    r = run("get", alias, "pool-a", "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["metadata"]["name"] == "pool-a"
+
+
+def test_get_errors(run: Run) -> None:
+    r = run("get", "ippol")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == "Failed to get resources: resource type 'ippol' is not supported"
+    r = run("get", "ippool", "nope")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == "Failed to get resources: resource does not exist: IPPool(nope)"
+    r = run("get", "ippool", "-o", "xml")
+    assert r.exit_code == 1 and "unrecognized output format 'xml'" in r.stderr
+
+
+def test_get_empty_prints_header(run: Run) -> None:
+    r = run("get", "bgppeers")
+    assert r.exit_code == 0
+    assert r.stdout.split() == ["NAME", "PEERIP", "NODE", "ASN"]
+
+
+def test_delete_by_name_and_file(run: Run, backend: MemoryBackend) -> None:
+    run("apply", "-f", "-", stdin=MIXED)
+    r = run("delete", "ippool", "pool-a")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully deleted 1 'IPPool' resource(s)\n"
+    r = run("delete", "ippool", "pool-a")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == \
+        "Failed to delete 'IPPool' resource: [resource does not exist: IPPool(pool-a)]"
+    assert run("delete", "--skip-not-exists", "ippool", "pool-a").exit_code == 0
+    r = run("delete", "-f", "-", stdin=MIXED.replace("pool-a", "pool-b", 1))
+    # pool-b named twice: the second delete finds nothing
+    assert r.exit_code == 1 and "Partial success: deleted the first 1 out of 3" in r.stdout
+    assert _keys(backend) == [keys.resource_key("BGPPeer", "rr")]
+    assert run("delete", "bgpp", "rr").exit_code == 0
+    assert _keys(backend) == []
+
+
+def test_replace(run: Run, backend: MemoryBackend) -> None:
+    r = run("replace", "-f", "-", stdin=POOLS)
+    assert r.exit_code == 1
+    assert "resource does not exist: IPPool(pool-a)" in r.stderr
+    run("create", "-f", "-", stdin=POOLS)
+    before = json.loads(backend.get(keys.resource_key("IPPool", "pool-a")).value)
+    r = run("replace", "-f", "-", stdin=POOLS.replace("natOutgoing: true", "natOutgoing: false"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully replaced 2 'IPPool' resource(s)\n"
+    after = json.loads(backend.get(keys.resource_key("IPPool", "pool-a")).value)
+    assert after["spec"].get("natOutgoing", False) is False
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_replace_with_stale_resource_version_conflicts(run: Run, backend: MemoryBackend) -> None:
+    run("create", "-f", "-", stdin=POOLS)
+    current = yaml.safe_load(run("get", "ippool", "pool-a", "-o", "yaml").stdout)
+    run("patch", "ippool", "pool-a", "-p", '{"spec":{"natOutgoing":false}}')
+    current["spec"]["disabled"] = True
+    r = run("replace", "-f", "-", stdin=yaml.safe_dump(current))
+    assert r.exit_code == 1
+    assert "update conflict: IPPool(pool-a)" in r.stderr
+    stored = json.loads(backend.get(keys.resource_key("IPPool", "pool-a")).value)
+    assert not stored["spec"].get("disabled")
+
+
+def test_patch(run: Run, backend: MemoryBackend) -> None:
+    run("create", "-f", "-", stdin=POOLS)
+    r = run("patch", "ippool", "pool-b", "-p", '{"spec":{"disabled":true,"nodeSelector":null}}')
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully patched 1 'IPPool' resource\n"
+    stored = json.loads(backend.get(keys.resource_key("IPPool", "pool-b")).value)
+    assert stored["spec"]["disabled"] is True
+    assert stored["spec"]["nodeSelector"] == "all()"  # removed, so defaulted again
+    before = backend.get(keys.resource_key("IPPool", "pool-b"))
+    bad = run("patch", "ippool", "pool-b", "-p", '{"spec":{"blockSize":8}}')
+    assert bad.exit_code == 1
+    assert "error with field spec.blockSize = '8'" in bad.stderr
+    assert backend.get(keys.resource_key("IPPool", "pool-b")) == before
+    assert run("patch", "ippool", "pool-b", "-p", "{nope").exit_code == 1
+    r = run("patch", "ippool", "pool-b", "-p", '{"metadata":{"name":"other"}}')
+    assert r.exit_code == 1 and "metadata.name (cannot be changed)" in r.stderr
+    r = run("patch", "ippool", "ghost", "-p", "{}")
+    assert r.exit_code == 1 and "resource does not exist: IPPool(ghost)" in r.stderr
+
+
+def test_version_reads_cluster_information(run: Run, backend: MemoryBackend) -> None:
+    r = run("version")
+    assert r.exit_code == 0
+    assert r.stdout.startswith("Client Version:    v")
+    assert "Unable to retrieve Cluster Version or Type" in r.stdout
+    backend.create(keys.resource_key("ClusterInformation", "default"), json.dumps({
+        "kind": "ClusterInformation", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "default"},
+        "spec": {"calicoVersion": "v3.28.0", "clusterType": "bgp", "datastoreReady": True}}))
+    r = run("version")
+    assert "Cluster Version:   v3.28.0" in r.stdout
+    assert "Cluster Type:      bgp" in r.stdout
+
+
+def test_global_and_per_command_options_accepted(run: Run) -> None:
+    assert run("--allow-version-mismatch", "get", "ippool").exit_code == 0
+    assert run("get", "ippool", "--allow-version-mismatch").exit_code == 0
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(calicoctl, ["get", "ippool", "--config", str(tmp_path / "nope")])
+    assert r.exit_code == 1
+    assert "config file" in r.stderr and "does not exist" in r.stderr
+
+
+def test_help_lists_commands() -> None:
+    r = CliRunner().invoke(calicoctl, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("apply", "create", "replace", "delete", "get", "patch", "version", "node"):
+        assert f"  {cmd}" in r.stdout
