@@ -158,3 +158,28 @@ def test_password_file_is_owner_only_and_password_not_logged(etcd: EtcdServer,
     assert stat.S_IMODE((cfg / "bird6.cfg").stat().st_mode) == 0o644
     assert secret not in r.stderr + r.stdout
     assert os.listdir(cfg)
+
+
+def test_interval_mode_polls_the_datastore(etcd: EtcdServer, tmp_path: Path) -> None:
+    seed(etcd.endpoint)
+    log = tmp_path / "reloads"
+    confdir = c.make_confdir(tmp_path, reload_log=log)
+    bird = tmp_path / "out" / c.CONFIG_DIR / "bird.cfg"
+    with c.daemon(etcd.endpoint, "n1", "--interval", "0.5",
+                  *watch_args(confdir, tmp_path / "out"), log_path=tmp_path / "confd.log") as d:
+        c.wait_for("first render", lambda: "Mesh_10_20_0_3" in c.text(bird), log=d.log)
+        be = c.backend(etcd.endpoint)
+        try:
+            c.node(be, "n4", "10.20.0.4/24")
+        finally:
+            be.close()
+        c.wait_for("polled change", lambda: "Mesh_10_20_0_4" in c.text(bird), log=d.log)
+        c.wait_for("one pass per poll", lambda: d.log().count("confd pass") >= 4, log=d.log)
+        assert c.text(log).split().count("bird") == 2, "reload only when something changed"
+
+
+def test_onetime_and_interval_are_exclusive(etcd: EtcdServer, tmp_path: Path) -> None:
+    r = c.run_confd(etcd.endpoint, "n1", "--onetime", "--interval", "5", "--confdir",
+                    str(c.make_confdir(tmp_path)))
+    assert r.returncode == 2
+    assert "exclusive" in r.stderr
