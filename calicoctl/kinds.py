@@ -54,6 +54,23 @@ def _bgppeer_node(doc: Doc) -> str:
             or "(global)")
 
 
+def _wep_workload(doc: Doc) -> str:
+    """`workload`, or the pod name for Kubernetes endpoints (calicoctl's WORKLOAD column)."""
+    return text(_path(doc, "spec.workload")) or text(_path(doc, "spec.pod"))
+
+
+def node_asn(default_asn: str) -> Getter:
+    """Node ASN for `-o wide`: its own, else the global one in parentheses, as calicoctl."""
+
+    def get(doc: Doc) -> str:
+        own = text(_path(doc, "spec.bgp.asNumber"))
+        if own:
+            return own
+        return f"({default_asn})" if isinstance(_path(doc, "spec.bgp"), Mapping) else ""
+
+    return get
+
+
 def _wep_nats(doc: Doc) -> str:
     nats = _path(doc, "spec.ipNATs")
     if not isinstance(nats, list):
@@ -122,7 +139,7 @@ _KINDS = (
     ResourceKind("NetworkSet", ("networkset", "networksets", "netset", "netsets"),
                  namespaced=True),
     ResourceKind("Node", ("node", "nodes", "no", "nos"),
-                 wide=(NAME, ("ASN", col("spec.bgp.asNumber")),
+                 wide=(NAME, ("ASN", node_asn("64512")),
                        ("IPV4", col("spec.bgp.ipv4Address")),
                        ("IPV6", col("spec.bgp.ipv6Address")))),
     ResourceKind("Profile", ("profile", "profiles", "pro", "pros"),
@@ -130,10 +147,10 @@ _KINDS = (
     ResourceKind("Tier", ("tier", "tiers")),
     ResourceKind("WorkloadEndpoint",
                  ("workloadendpoint", "workloadendpoints", "wep", "weps"), namespaced=True,
-                 ps=(("WORKLOAD", col("spec.workload")), ("NODE", col("spec.node")),
+                 ps=(("WORKLOAD", _wep_workload), ("NODE", col("spec.node")),
                      ("NETWORKS", col("spec.ipNetworks")),
                      ("INTERFACE", col("spec.interfaceName"))),
-                 wide=(NAME, ("WORKLOAD", col("spec.workload")), ("NODE", col("spec.node")),
+                 wide=(NAME, ("WORKLOAD", _wep_workload), ("NODE", col("spec.node")),
                        ("NETWORKS", col("spec.ipNetworks")),
                        ("INTERFACE", col("spec.interfaceName")),
                        ("PROFILES", col("spec.profiles")), ("NATS", _wep_nats))),
@@ -150,11 +167,14 @@ class UnknownKind(LookupError):
 
 
 def resolve(name: str) -> ResourceKind:
-    """The kind named by `name` (any alias, any case); raises UnknownKind."""
-    try:
-        return _BY_ALIAS[name.lower()]
-    except KeyError:
-        raise UnknownKind(f"resource type '{name}' is not supported") from None
+    """The kind named by `name` (any alias, any case) if the resource model supports it;
+    raises UnknownKind."""
+    from libcalico.model.resources import KINDS as MODEL_KINDS
+
+    found = _BY_ALIAS.get(name.lower())
+    if found is None or found.kind not in MODEL_KINDS:
+        raise UnknownKind(f"resource type '{name}' is not supported")
+    return found
 
 
 def lookup(kind: str) -> ResourceKind | None:

@@ -43,8 +43,8 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def resource_table(kind: ResourceKind, docs: Sequence[Mapping[str, object]], wide: bool,
-                   with_namespace: bool) -> str:
-    cols: tuple[Column, ...] = kind.columns(wide)
+                   with_namespace: bool, columns: tuple[Column, ...] | None = None) -> str:
+    cols: tuple[Column, ...] = columns or kind.columns(wide)
     if with_namespace:
         cols = (("NAMESPACE", _namespace), *cols)
     rows = [[h for h, _ in cols]]

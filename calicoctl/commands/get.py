@@ -12,6 +12,7 @@ from calicoctl.cli import common_options, context
 from calicoctl.context import Failed
 
 if TYPE_CHECKING:
+    from libcalico.client import Client
     from libcalico.model.resources import Resource
 
 FORMATS = ("ps", "wide", "yaml", "json")
@@ -56,8 +57,26 @@ def get(kind: str, names: tuple[str, ...], fmt: str, namespace: str | None,
                            key=lambda r: (r.metadata.namespace or "", r.metadata.name))
     except CalicoError as exc:
         raise Failed(f"Failed to get resources: {exc}") from exc
+    columns = None
+    if info.kind == "Node" and fmt == "wide":
+        columns = (kinds.NAME, ("ASN", kinds.node_asn(_global_asn(client))),
+                   *info.columns(True)[2:])
     click.echo(render(info, [_encode(r) for r in found], fmt, single=len(names) == 1,
-                      with_namespace=info.namespaced and all_namespaces), nl=False)
+                      with_namespace=info.namespaced and all_namespaces, columns=columns),
+               nl=False)
+
+
+def _global_asn(client: Client) -> str:
+    """The AS number nodes without their own use: BGPConfiguration default, else 64512."""
+    from libcalico.errors import NotFound
+    from libcalico.model import codec
+
+    try:
+        spec = codec.encode(client.get("BGPConfiguration", "default")).get("spec")
+    except NotFound:
+        return "64512"
+    asn = spec.get("asNumber") if isinstance(spec, dict) else None
+    return str(asn) if asn else "64512"
 
 
 def _encode(res: Resource) -> dict[str, Any]:
@@ -67,9 +86,9 @@ def _encode(res: Resource) -> dict[str, Any]:
 
 
 def render(info: kinds.ResourceKind, docs: list[dict[str, Any]], fmt: str, single: bool,
-           with_namespace: bool) -> str:
+           with_namespace: bool, columns: tuple[kinds.Column, ...] | None = None) -> str:
     if fmt in ("ps", "wide"):
-        return output.resource_table(info, docs, fmt == "wide", with_namespace)
+        return output.resource_table(info, docs, fmt == "wide", with_namespace, columns)
     body: Mapping[str, object] = docs[0] if single and docs else output.as_list(info.kind, docs)
     return output.to_yaml(body) if fmt == "yaml" else output.to_json(body)
 

@@ -308,3 +308,66 @@ def test_help_lists_commands() -> None:
     assert r.exit_code == 0
     for cmd in ("apply", "create", "replace", "delete", "get", "patch", "version", "node"):
         assert f"  {cmd}" in r.stdout
+
+
+WEP = """\
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: node1-k8s-nginx-eth0
+spec:
+  node: node1
+  orchestrator: k8s
+  pod: nginx
+  endpoint: eth0
+  interfaceName: cali0ef24ba1234
+  ipNetworks: [10.244.0.5/32]
+"""
+
+
+def test_namespaced_kind_defaults_namespace_and_lists_across(
+        run: Run, backend: MemoryBackend) -> None:
+    r = run("apply", "-f", "-", stdin=WEP)
+    assert r.exit_code == 0, r.output
+    assert _keys(backend) == [keys.resource_key("WorkloadEndpoint", "node1-k8s-nginx-eth0",
+                                                "default")]
+    r = run("create", "-n", "prod", "-f", "-", stdin=WEP)
+    assert r.exit_code == 0, r.output
+    ps = run("get", "weps").stdout.splitlines()
+    assert ps[0].split() == ["WORKLOAD", "NODE", "NETWORKS", "INTERFACE"]
+    assert ps[1].split() == ["nginx", "node1", "10.244.0.5/32", "cali0ef24ba1234"]
+    assert len(ps) == 2
+    everywhere = run("get", "wep", "-A").stdout.splitlines()
+    assert [line.split()[0] for line in everywhere] == ["NAMESPACE", "default", "prod"]
+    assert run("get", "wep", "-n", "other").stdout.splitlines()[1:] == []
+    assert run("delete", "wep", "node1-k8s-nginx-eth0", "-n", "prod").exit_code == 0
+    assert len(_keys(backend)) == 1
+
+
+def test_node_wide_shows_global_asn(run: Run) -> None:
+    node = ("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node1}\n"
+            "spec: {bgp: {ipv4Address: 10.0.0.1/24}}\n")
+    assert run("apply", "-f", "-", stdin=node).exit_code == 0
+    assert run("get", "nodes", "-o", "wide").stdout.splitlines()[1].split() == \
+        ["node1", "(64512)", "10.0.0.1/24"]
+    bgp = ("apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\n"
+           "metadata: {name: default}\nspec: {asNumber: 65001}\n")
+    assert run("apply", "-f", "-", stdin=bgp).exit_code == 0
+    assert run("get", "no", "-o", "wide").stdout.splitlines()[1].split()[1] == "(65001)"
+    assert run("get", "node").stdout.split() == ["NAME", "node1"]
+
+
+def test_unsupported_kind_in_get_delete_patch(run: Run) -> None:
+    for args in (["get", "gnp"], ["delete", "gnp", "x"], ["patch", "gnp", "x", "-p", "{}"]):
+        r = run(*args)
+        assert r.exit_code == 1
+        assert "resource type 'gnp' is not supported" in r.stderr
+
+
+def test_optional_groups_registered_when_their_module_exists() -> None:
+    import importlib.util
+
+    listed = CliRunner().invoke(calicoctl, ["--help"]).stdout
+    for name in ("ipam", "node"):
+        present = importlib.util.find_spec(f"calicoctl.commands.{name}") is not None
+        assert (f"  {name} " in listed) is present, name

@@ -159,3 +159,23 @@ def test_merge_patch_rfc7386() -> None:
         "a": "z", "c": {"d": "e"}, "l": [3]}
     assert target == {"a": "b", "c": {"d": "e", "f": "g"}, "l": [1, 2]}
     assert merge_patch({"a": 1}, {"b": {"c": None}}) == {"a": 1, "b": {}}
+
+
+def test_kinds_the_model_lacks_are_not_supported() -> None:
+    with pytest.raises(kinds.UnknownKind, match="resource type 'networkpolicy' is not supported"):
+        kinds.resolve("networkpolicy")
+
+
+def test_wep_workload_column_falls_back_to_pod() -> None:
+    info = kinds.resolve("weps")
+    docs = [{"metadata": {"name": "a"}, "spec": {"pod": "nginx-1", "node": "n1"}},
+            {"metadata": {"name": "b"}, "spec": {"workload": "vm-1", "node": "n2"}}]
+    lines = output.resource_table(info, docs, False, False).splitlines()
+    assert [line.split()[:2] for line in lines[1:]] == [["nginx-1", "n1"], ["vm-1", "n2"]]
+
+
+def test_node_wide_asn_own_or_global_in_parentheses() -> None:
+    get = kinds.node_asn("65000")
+    assert get({"spec": {"bgp": {"asNumber": 64999, "ipv4Address": "10.0.0.1/24"}}}) == "64999"
+    assert get({"spec": {"bgp": {"ipv4Address": "10.0.0.1/24"}}}) == "(65000)"
+    assert get({"spec": {}}) == ""
