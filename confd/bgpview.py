@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confd import bgpfilter, keyspace
+from confd import bgpfilter, decode, keyspace
 from confd.functions import BirdText, is_bird_string_safe
 from libcalico.errors import CalicoError
 
@@ -310,7 +310,7 @@ def _mesh(ctx: _Context, version: int, node_ip: str, node_as: int) -> list[Peer]
             ctx.warnings.append("BGPConfiguration default: nodeMeshPassword holds a character "
                                 "BIRD cannot quote; mesh rendered without a password")
             password = None
-    restart = keyspace.duration_seconds(ctx.config.get("nodeMeshMaxRestartTime"), "")
+    restart = decode.duration_seconds(ctx.config.get("nodeMeshMaxRestartTime"), "")
     out = []
     for name, h in sorted(ctx.hosts.items()):
         ip = h.get(f"ip_addr_v{version}", "")
