@@ -57,6 +57,13 @@ def _read(p: Path) -> str:
         return ""
 
 
+def _ino(p: Path) -> int:
+    try:
+        return p.stat().st_ino
+    except FileNotFoundError:
+        return 0
+
+
 def watch_limit(backend: Backend, samples: int = SAMPLES) -> list[float]:
     """etcd write -> event on a watch of that key, seconds."""
     key = "/calico/bench/watch-limit"
@@ -121,9 +128,12 @@ def run(samples: int = SAMPLES) -> dict[str, float]:
                 time.sleep(1.2)  # beyond the minimum pass interval: each change stands alone
                 ip = f"10.41.{i // 250}.{i % 250 + 1}"
                 name = "Global_" + ip.replace(".", "_")
+                ino = bird.stat().st_ino
                 t0 = time.monotonic()
                 c.put(be, "BGPPeer", "bench-peer", {"peerIP": ip, "asNumber": 65001})
-                t1 = _wait(lambda name=name: name in _read(bird), 30)
+                # dest is replaced by rename: watch the inode, then confirm the content
+                t1 = _wait(lambda ino=ino: _ino(bird) != ino, 30)
+                assert name in _read(bird), f"{name} missing after the first rewrite"
                 lat.append(t1 - t0)
             limit_watch = watch_limit(be)
             limit_bird = bird_parse_time(bird)

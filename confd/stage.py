@@ -2,6 +2,7 @@
 
 For one resource and its freshly rendered text (`sync`):
 
+0. If dest already has exactly this content, mode and owner, stop here (no stage file).
 1. Create a stage file beside dest (`.<dest name>XXXXXX`, same directory so the final rename
    is atomic and includes resolve as they will for dest), write the text, chmod and chown it.
 2. Compare content, mode and owner with dest. Equal: remove the stage file, done (dest's
@@ -102,6 +103,10 @@ def sync(res: TemplateResource, text: str, options: Options, shell: Shell = run_
         res.dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SyncError(f"{res.name}: cannot create {res.dest.parent}: {exc.strerror}") from exc
+    if not options.keep_stage_file and _same(res, data, mode):
+        # Nothing to do: skip the stage file (and its fsync) altogether.
+        log.debug("%s: %s is up to date", res.name, res.dest)
+        return Outcome(changed=False)
     stage = _write_stage(res, data, mode)
     try:
         if _same(res, data, mode):
