@@ -72,6 +72,9 @@ def decode(doc: Mapping[str, object], document: str = "") -> Resource:
                            if k not in ("selfLink", "managedFields")}
     res = decode_struct(ks.cls, raw, "", errs)
     if errs or res is BAD:
+        name = md.get("name") if isinstance(md, dict) else None
+        if isinstance(name, str) and name and not any(e.path == "metadata.name" for e in errs):
+            errs += ks.name_check(name, "metadata.name")  # report it with the others
         raise ValidationError(errs, label)
     out = res
     return _finish(cast(Resource, out), ks, label)

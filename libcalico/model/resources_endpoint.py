@@ -173,7 +173,8 @@ class IPNAT:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadEndpointPort:
-    name: str = fld(omitempty=False)
+    name: str = fld(default="", omitempty=False)
+    """May be empty for a bare host port."""
     protocol: ProtocolValue = fld(codec=PROTOCOL, omitempty=False)
     port: int = fld(omitempty=False, check=v.int_range(1, 65535))
     host_port: int | None = opt(check=v.int_range(1, 65535))

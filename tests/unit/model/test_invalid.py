@@ -242,3 +242,10 @@ def test_stored_value_with_unknown_field_is_rejected_on_read() -> None:
     with pytest.raises(ValidationError) as info:
         codec.loads(text, "/calico/resources/v3/projectcalico.org/ippools/p")
     assert info.value.errors[0].path == "spec.ipipMode"
+
+
+def test_bad_name_is_reported_together_with_field_errors() -> None:
+    d = doc("IPPool", {"cidr": "nope"}, name="Bad_Name")
+    with pytest.raises(ValidationError) as info:
+        codec.decode(d)
+    assert {e.path for e in info.value.errors} == {"spec.cidr", "metadata.name"}

@@ -128,3 +128,19 @@ def test_junk_specs_raise_only_validation_errors(kind: str, spec: object) -> Non
         assert exc.errors and all(e.reason for e in exc.errors)
     else:
         assert codec.loads(codec.dumps(res)) == res
+
+
+wep_part = st.from_regex(r"\A[a-z0-9]([a-z0-9.-]{0,8}[a-z0-9])?\Z")
+
+
+@settings(max_examples=300)
+@given(st.tuples(wep_part, wep_part, st.from_regex(r"\Aeth[0-9]{1,2}\Z")),
+       st.tuples(wep_part, wep_part, st.from_regex(r"\Aeth[0-9]{1,2}\Z")))
+def test_workload_endpoint_names_are_unambiguous(a: tuple[str, str, str],
+                                                 b: tuple[str, str, str]) -> None:
+    """Doubling '-' inside each part makes the derived name injective."""
+    def name(ids: tuple[str, str, str]) -> str | None:
+        return r.workload_endpoint_name(r.WorkloadEndpointSpec(
+            orchestrator="k8s", node=ids[0], pod=ids[1], endpoint=ids[2]))
+
+    assert (name(a) == name(b)) == (a == b)
