@@ -38,7 +38,7 @@ class DecodeError(ValueError):
 
     def __init__(self, field_path: str, reason: str) -> None:
         self.field_path = field_path
-        super().__init__(f"{field_path}: {reason}")
+        super().__init__(f"{field_path}: {reason}" if field_path else reason)
 
 
 # ----------------------------------------------------------------------------------------------
