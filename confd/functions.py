@@ -257,6 +257,8 @@ class KeyView:
         raise TemplateValueError(f"key does not exist: {key}")
 
     def gets(self, pattern: str) -> list[KVPair]:
+        if not pattern.startswith("/"):
+            pattern = "/" + pattern
         rx = _glob(pattern)
         lit = re.split(r"[*?\[\\]", pattern, maxsplit=1)[0]
         return [KVPair(k, self._values[self._full(k)]) for k in self._range(lit) if rx.match(k)]

@@ -76,6 +76,9 @@ def test_gets_glob_star_does_not_cross_slashes_and_results_are_sorted() -> None:
     assert [p.key for p in v.gets("/bgp/v1/host/node?/ip_addr_v4")] == [
         "/bgp/v1/host/node1/ip_addr_v4", "/bgp/v1/host/node2/ip_addr_v4"]
     assert v.getvs("/bgp/v1/host/*/ip_addr_v4") == ["10.0.0.1", "10.0.0.10", "10.0.0.2"]
+    assert v.getvs("bgp/v1/host/*/ip_addr_v4") == v.getvs("/bgp/v1/host/*/ip_addr_v4")
+    assert [p.key for p in v.gets("/bgp/v1/host/node[12]/ip_addr_v4")] == [
+        "/bgp/v1/host/node1/ip_addr_v4", "/bgp/v1/host/node2/ip_addr_v4"]
 
 
 def test_helpers() -> None:
