@@ -34,17 +34,30 @@ def decode_all(docs: Sequence[documents.Document], verb: str,
 
     out: list[Resource] = []
     problems: list[str] = []
+    seen: dict[str, str] = {}
     for doc in docs:
+        what = f"'{doc.kind}' resource" if doc.kind else "resource"
         try:
             res = codec.decode(dict(doc.data), document=doc.describe())
-            info = kinds.lookup(res.KIND)
-            if info is not None and info.namespaced and not res.metadata.namespace:
-                res = with_metadata(res, namespace=namespace or "default")
-            out.append(res)
         except ValidationError as exc:
-            what = f"'{doc.kind}' resource" if doc.kind else "resource"
             problems.append(f"Failed to {verb} {what}: {doc.describe()}: "
                             f"{documents.describe_errors(exc, doc.data)}")
+            continue
+        info = kinds.lookup(res.KIND)
+        if info is not None and info.namespaced and not res.metadata.namespace:
+            res = with_metadata(res, namespace=namespace or "default")
+        if verb == "create":
+            # What the datastore would refuse half-way through, refused before any write.
+            rv = res.metadata.resource_version
+            if rv:
+                problems.append(f"Failed to create {what}: {doc.describe()}: [error with field "
+                                f"metadata.resourceVersion = '{rv}' (must not be set when "
+                                "creating)]")
+            first = seen.setdefault(ident(res), doc.label)
+            if first != doc.label:
+                problems.append(f"Failed to create {what}: {doc.describe()}: [{ident(res)} is "
+                                f"also defined by {first}]")
+        out.append(res)
     if problems:
         total = len(docs)
         tail = (f"Nothing was written: {len(problems)} of {total} document(s) failed "
@@ -63,9 +76,11 @@ def ident(res: Resource) -> str:
 def datastore_reason(exc: Exception, res: Resource | None = None,
                      kind: str = "", name: str = "") -> str:
     """A datastore error in calicoctl's words (names the resource, not the etcd key)."""
-    from libcalico.errors import AlreadyExists, Conflict, NotFound
+    from libcalico.errors import AlreadyExists, Conflict, NotFound, ValidationError
 
     who = ident(res) if res is not None else f"{kind}({name})"
+    if isinstance(exc, ValidationError):
+        return documents.describe_errors(exc)[1:-1]
     if isinstance(exc, NotFound):
         return f"resource does not exist: {who}"
     if isinstance(exc, AlreadyExists):

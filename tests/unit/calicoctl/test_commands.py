@@ -371,3 +371,39 @@ def test_optional_groups_registered_when_their_module_exists() -> None:
     for name in ("ipam", "node"):
         present = importlib.util.find_spec(f"calicoctl.commands.{name}") is not None
         assert (f"  {name} " in listed) is present, name
+
+
+def test_create_refuses_resource_version_and_duplicates_before_writing(
+        run: Run, backend: MemoryBackend) -> None:
+    exported = POOLS.replace("name: pool-b", "name: pool-b\n  resourceVersion: '12'")
+    r = run("create", "-f", "-", stdin=exported)
+    assert r.exit_code == 1
+    assert ("stdin document 2 (IPPool 'pool-b'): [error with field metadata.resourceVersion "
+            "= '12' (must not be set when creating)]") in r.stderr
+    r = run("create", "-f", "-", stdin=POOLS + "---\n" + POOLS.split("---\n")[0])
+    assert r.exit_code == 1
+    assert "stdin document 3 (IPPool 'pool-a'): [IPPool(pool-a) is also defined by stdin " \
+        "document 1]" in r.stderr
+    assert _keys(backend) == []
+
+
+def test_exported_list_applies_back(run: Run, backend: MemoryBackend) -> None:
+    assert run("create", "-f", "-", stdin=POOLS).exit_code == 0
+    exported = run("get", "ippools", "-o", "yaml").stdout
+    r = run("apply", "-f", "-", stdin=exported.replace("natOutgoing: true", "natOutgoing: false"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully applied 2 'IPPool' resource(s)\n"
+    stored = json.loads(backend.get(keys.resource_key("IPPool", "pool-a")).value)
+    assert not stored["spec"].get("natOutgoing")
+    # the exported resourceVersions are stale now: applying them again is a conflict
+    r = run("apply", "-f", "-", stdin=exported)
+    assert r.exit_code == 1 and "update conflict: IPPool(pool-a)" in r.stderr
+
+
+def test_malformed_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "calicoctl.cfg"
+    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n"
+                   "spec: {datastoreType: etcdv3, etcdEndpoint: http://x:2379}\n")
+    r = CliRunner().invoke(calicoctl, ["get", "ippool", "-c", str(cfg)])
+    assert r.exit_code == 1
+    assert "etcdEndpoint" in r.stderr
