@@ -17,6 +17,7 @@ import pytest
 
 from calico_node.demo import cluster as clustermod
 from calico_node.demo import lab as labmod
+from libcalico import proc
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory, EtcdServer
 from tests.netns.node.conftest import Factory
@@ -45,6 +46,13 @@ def pids_of(ns: str, comm: str) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def wait_for(fn: object, timeout: float, what: str) -> None:
@@ -109,6 +117,9 @@ def test_faults_component_kill_etcd_outage_node_restart(
         if "calico-felix" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
     assert felix, "felix is not running on node-3"
     os.kill(felix[0], signal.SIGKILL)
+    wait_for(lambda: [p for p in labmod.ip("netns", "pids", n3.ns).split()
+                      if p != str(felix[0]) and "calico-felix" in _cmdline(p)], 30,
+             "felix restarted")
     cl.add_pod(n3, 2)
     all_ok(cl, deadline=45)
 
@@ -144,8 +155,13 @@ def test_churn_leaves_nothing_stale(etcd: EtcdServer, make_cluster: Factory) -> 
     sample = made[:3] + keep
     result = cl.matrix(sample, deadline=45)
     assert all(result.values()), [k for k, v in result.items() if not v]
+    def del_on(n: clustermod.Node) -> None:
+        for p in made:
+            if p.node == n.name:
+                cl.del_pod(p)
+
     with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda n: [cl.del_pod(p) for p in made if p.node == n.name], nodes))
+        list(pool.map(del_on, nodes))
     all_ok(cl, deadline=30)
     # IPAM: only the kept pods' handles are left, and each block allocation is accounted
     handles = [kv.key.rsplit("/", 1)[1] for kv in cl.backend.list(keys.HANDLE_PREFIX).kvs]
@@ -157,6 +173,10 @@ def test_churn_leaves_nothing_stale(etcd: EtcdServer, make_cluster: Factory) -> 
     assert allocated == len(keep)
     weps = cl.backend.list(keys.resource_prefix("WorkloadEndpoint")).kvs
     assert len(weps) == len(keep)
+    check = proc.run([str(clustermod.BIN / "calicoctl"), "ipam", "check"], timeout=60,
+                     check=False, env={**os.environ, "DATASTORE_TYPE": "etcdv3",
+                                       "ETCD_ENDPOINTS": cl.etcd_endpoint})
+    assert check.returncode == 0, check.stdout + check.stderr
 
     # kernel: no stale interface, route or iptables chain on any node (Felix may lag a bit)
     def clean() -> bool:
