@@ -14,7 +14,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from felix import config as felix_config
@@ -59,6 +59,7 @@ class ApplyStats:
     restores: int = 0
     restore_lines: int = 0
     errors: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class Dataplane:
@@ -241,15 +242,20 @@ class Dataplane:
                       for n, link in self.links.items()}
             self.state = calc.compute(self.snapshot, self.cfg, ifaces, self.rp_filter)
             self.inputs_dirty = False
+        stats.phases["calc"] = time.perf_counter() - t0
         st = self.state
 
         def step(name: str, fn: Callable[[], Any]) -> Any:
+            t = time.perf_counter()
             try:
                 return fn()
             except CalicoError as exc:
                 errors.append(f"{name}: {exc}")
                 log.warning("%s failed (will retry): %s", name, exc)
                 return None
+            finally:
+                phase = name.split(" ")[0]
+                stats.phases[phase] = stats.phases.get(phase, 0.0) + time.perf_counter() - t
 
         # 1. sysctls
         self.sysctls.set_desired(st.sysctls)
@@ -315,9 +321,10 @@ class Dataplane:
             self.health.ready_flag = True
         log.info("apply #%d in %.1f ms: endpoints=%d routes=%d neighbours=%d fdb=%d "
                  "sysctl-writes=%d netlink-ops=%d iptables-restores=%d restore-lines=%d "
-                 "errors=%d%s", self.applies, elapsed * 1000, len(st.workload_ifaces),
+                 "errors=%d%s [%s]", self.applies, elapsed * 1000, len(st.workload_ifaces),
                  len(st.routes), len(st.neighbours), len(st.fdb), stats.sysctls,
                  stats.netlink_ops, stats.restores, stats.restore_lines, len(errors),
-                 f" (retry in {self.retry_at - self.clock():.1f}s)" if self.retry_at else "")
+                 f" (retry in {self.retry_at - self.clock():.1f}s)" if self.retry_at else "",
+                 " ".join(f"{k}={v * 1000:.0f}ms" for k, v in stats.phases.items()))
         self.last_stats = stats
         return stats

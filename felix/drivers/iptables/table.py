@@ -85,6 +85,7 @@ class Table:
         self.saves = 0
         self.lines_written = 0
         self.last_input = ""
+        self._written: list[str] = []
 
     def _hashes(self, chain: str, rules: tuple[Rule, ...]) -> list[str]:
         key = (chain, rules)
@@ -113,11 +114,13 @@ class Table:
         assert self.kernel is not None
         b = RestoreBuilder(self.name)
         d = self.desired
+        self._written = []
         for chain, rules in d.chains.items():
             hashes = self._hashes(chain, rules)
             k = self.kernel.get(chain)
             if k is not None and k.hashes == hashes:
                 continue
+            self._written.append(chain)
             b.declare(chain)
             for h, r in zip(hashes, rules, strict=True):
                 b.add(render_rule("-A", chain, h, r))
@@ -176,11 +179,10 @@ class Table:
     def _believe_written(self, allow_deletes: bool) -> None:
         assert self.kernel is not None
         d = self.desired
-        for chain, rules in d.chains.items():
-            hashes = self._hashes(chain, rules)
-            self.kernel[chain] = KernelChain(
-                chain, list(hashes),
-                [render_rule("-A", chain, h, r) for h, r in zip(hashes, rules, strict=True)])
+        for chain in self._written:
+            # Our chains are only ever compared by hash: no need to keep their text.
+            self.kernel[chain] = KernelChain(chain, list(self._hashes(chain, d.chains[chain])),
+                                             [])
         names = set(d.inserts) | set(d.appends)
         names |= {c for c, k in self.kernel.items()
                   if not is_ours(c) and any(h is not None for h in k.hashes)}
