@@ -15,7 +15,7 @@ from typing import Any
 from calico_cni import spec
 from calico_cni.netconf import NetConf
 from calico_cni.spec import CNIError
-from libcalico.datastore.api import Backend
+from libcalico.datastore.api import Backend, KVPair
 from libcalico.errors import (
     CalicoError,
     ConfigError,
@@ -81,11 +81,32 @@ def connect(conf: NetConf, environ: Mapping[str, str]) -> Backend:
         raise CNIError(spec.INVALID_NETWORK_CONFIG, str(exc)) from None
 
 
-def require_ready(backend: Backend) -> None:
-    """ClusterInformation `default` must say the datastore is ready (as Calico checks)."""
-    key = keys.resource_key("ClusterInformation", "default")
+CLUSTER_INFO_KEY = keys.resource_key("ClusterInformation", "default")
+
+
+def read(backend: Backend, keys_: list[str]) -> dict[str, KVPair]:
+    """Several keys in one round trip when the backend can (absent keys are left out)."""
+    many = getattr(backend, "read_many", None)
+    if many is not None:
+        got, _ = many(keys_)
+        return dict(got)
+    out = {}
+    for k in keys_:
+        with contextlib.suppress(NotFound):
+            out[k] = backend.get(k)
+    return out
+
+
+def require_ready(backend: Backend, value: KVPair | bool | None = False) -> None:
+    """ClusterInformation `default` must say the datastore is ready (as Calico checks).
+    `value`: the key as already read (None when absent); False to read it here."""
+    key = CLUSTER_INFO_KEY
     try:
-        doc = json.loads(backend.get(key).value)
+        if value is False:
+            value = backend.get(key)
+        if not isinstance(value, KVPair):
+            raise NotFound(key)
+        doc = json.loads(value.value)
     except NotFound:
         raise CNIError(spec.TRY_AGAIN_LATER,
                        "error getting ClusterInformation: resource does not exist: "

@@ -3,8 +3,9 @@
 The plugins run once per container operation, so their start-up cost is paid on every ADD:
 importing grpc and pyetcd (what `libcalico.datastore.etcd` uses) costs more than the whole
 budget of an ADD here. etcd serves the same KV API as JSON over HTTP (the grpc-gateway, on the
-client port), and the standard library's http.client speaks that in a few milliseconds of
-import time. The protocol is the same one libcalico-go uses, transaction for transaction:
+client port), and a small HTTP/1.1 client over the standard library's socket speaks that in
+a few milliseconds of import time. The protocol is the same one libcalico-go uses,
+transaction for transaction:
 
 - create: `If(Version(key) == 0) Then(Put) Else(Range)`   -> AlreadyExists
 - update: `If(ModRevision(key) == rev) Then(Put) Else(Range)` -> Conflict, NotFound when gone
@@ -19,7 +20,6 @@ Watches are not offered here (the plugins never watch).
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import socket
 from collections.abc import Sequence
@@ -57,6 +57,65 @@ class _NotSent(Exception):
     pass
 
 
+class _Conn:
+    """The HTTP/1.1 this needs (POST, Content-Length or chunked answers, keep-alive) in a
+    few lines: http.client pulls in the email package, a third of an ADD's import time."""
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self.sock = sock
+        self.host = host
+        self.reader = sock.makefile("rb")
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        self.sock.sendall(head + body)
+        status_line = self.reader.readline(65537)
+        if not status_line:
+            raise ConnectionResetError("connection closed by etcd")
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ValueError(f"bad status line {status_line[:100]!r}")
+        status = int(parts[1])
+        length: int | None = None
+        chunked = False
+        while True:
+            line = self.reader.readline(65537)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value.strip())
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if chunked:
+            data = bytearray()
+            while True:
+                size = int(self.reader.readline(65537).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                data += self._exactly(size)
+                self.reader.readline(65537)
+            return status, bytes(data)
+        if length is None:
+            raise ValueError("answer without Content-Length")
+        return status, self._exactly(length)
+
+    def _exactly(self, n: int) -> bytes:
+        data = self.reader.read(n)
+        if len(data) != n:
+            raise ConnectionResetError("connection closed mid-answer")
+        return data
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
 class GatewayBackend:
     def __init__(self, endpoints: Sequence[str], *, timeout: float = 10.0,
                  cert_file: str = "", key_file: str = "", ca_file: str = "") -> None:
@@ -72,14 +131,19 @@ class GatewayBackend:
             self._targets.append((parts.scheme, parts.hostname, parts.port or 2379))
         self._timeout = timeout
         self._tls = (cert_file, key_file, ca_file)
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: _Conn | None = None
         self._current = 0
 
-    # ---- transport ----------------------------------------------------------------------
-    def _connect(self) -> http.client.HTTPConnection:
+    # ---- transport: HTTP/1.1 POST with keep-alive over one socket -----------------------
+    def _connect(self) -> _Conn:
         if self._conn is not None:
             return self._conn
         scheme, host, port = self._targets[self._current]
+        try:
+            sock = socket.create_connection((host, port), timeout=self._timeout)
+        except OSError as exc:
+            raise _NotSent(f"{scheme}://{host}:{port}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":
             import ssl
 
@@ -87,10 +151,12 @@ class GatewayBackend:
             ctx = ssl.create_default_context(cafile=ca or None)
             if cert:
                 ctx.load_cert_chain(cert, key or None)
-            self._conn = http.client.HTTPSConnection(host, port, timeout=self._timeout,
-                                                     context=ctx)
-        else:
-            self._conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+            try:
+                sock = ctx.wrap_socket(sock, server_hostname=host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise _NotSent(f"TLS handshake with {host}:{port}: {exc}") from exc
+        self._conn = _Conn(sock, f"{host}:{port}")
         return self._conn
 
     def _drop(self) -> None:
@@ -100,26 +166,18 @@ class GatewayBackend:
 
     def _once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         conn = self._connect()
-        data = json.dumps(body)
         try:
-            if conn.sock is None:
-                try:
-                    conn.connect()
-                except OSError as exc:
-                    self._drop()
-                    raise _NotSent(str(exc)) from exc
-            conn.request("POST", path, data, {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            text = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
+            status, text = conn.post(path, json.dumps(body).encode())
+        except (OSError, ValueError) as exc:
             self._drop()
             raise Unavailable(f"etcd {self.endpoint}: {exc}") from exc
-        doc = json.loads(text) if text else {}
-        if resp.status != 200:
+        try:
+            doc = json.loads(text) if text else {}
+        except json.JSONDecodeError as exc:
+            raise Unavailable(f"etcd {self.endpoint}: unreadable answer: {exc}") from exc
+        if status != 200:
             msg = doc.get("message") or doc.get("error") or text[:200].decode(errors="replace")
-            if resp.status in (502, 503, 504):
-                raise Unavailable(f"etcd {self.endpoint}: {msg}")
-            raise Unavailable(f"etcd {self.endpoint} answered {resp.status}: {msg}")
+            raise Unavailable(f"etcd {self.endpoint} answered {status}: {msg}")
         return dict(doc)
 
     @property
@@ -208,6 +266,51 @@ class GatewayBackend:
         if not prev:
             raise NotFound(key)
         return _kv(prev[0])
+
+    # ---- optional batch capabilities (used by IPAMClient when present) -----------------
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = ()
+                  ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
+        """Several gets and prefix lists in one transaction: one round trip, one revision."""
+        ops = [{"request_range": {"key": _b64(k)}} for k in keys]
+        ops += [{"request_range": {"key": _b64(p), "range_end": _prefix_end(p)}}
+                for p in prefixes]
+        doc = self._call("/v3/kv/txn", {"success": ops}, idempotent=True)
+        resps = doc.get("responses") or []
+        if len(resps) != len(ops):
+            raise Unavailable(f"etcd {self.endpoint}: {len(resps)} answers to {len(ops)} reads")
+        got: dict[str, KVPair] = {}
+        for k, r in zip(keys, resps, strict=False):
+            kvs = (r.get("response_range") or {}).get("kvs") or []
+            if kvs:
+                got[k] = _kv(kvs[0])
+        lists: dict[str, tuple[KVPair, ...]] = {}
+        for p, r in zip(prefixes, resps[len(keys):], strict=True):
+            lists[p] = tuple(_kv(x) for x in (r.get("response_range") or {}).get("kvs") or [])
+        return got, lists
+
+    def commit(self, ops: Sequence[tuple[str, str, str | None, int | None]]) -> int:
+        """All-or-nothing writes: each op is (kind, key, value, revision) with kind `create`
+        (key must not exist), `update` (mod revision must equal `revision`) or `delete`
+        (idem). Raises Conflict naming the first key when any condition fails. Returns the
+        new store revision."""
+        compare: list[dict[str, Any]] = []
+        success: list[dict[str, Any]] = []
+        for kind, key, value, rev in ops:
+            if kind == "create":
+                compare.append({"target": "VERSION", "key": _b64(key), "result": "EQUAL",
+                                "version": "0"})
+            else:
+                compare.append({"target": "MOD", "key": _b64(key), "result": "EQUAL",
+                                "mod_revision": str(rev)})
+            if kind == "delete":
+                success.append({"request_delete_range": {"key": _b64(key)}})
+            else:
+                success.append({"request_put": {"key": _b64(key), "value": _b64(value or "")}})
+        doc = self._call("/v3/kv/txn", {"compare": compare, "success": success},
+                         idempotent=False)
+        if not doc.get("succeeded", False):
+            raise Conflict(ops[0][1])
+        return int(doc["header"]["revision"])
 
     def watch(self, prefix: str, start_revision: int) -> WatchStream:
         raise ConfigError("the CNI gateway backend does not watch")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 PURE = True
 
 
@@ -23,6 +21,8 @@ def wep_prefix(node: str, orchestrator: str, workload: str) -> str:
 
 def veth_name_k8s(namespace: str, pod: str, prefix: str = "cali") -> str:
     """Felix's name for a pod's host veth: prefix + sha1("<ns>.<pod>")[:11]."""
+    import hashlib  # only k8s workloads need it
+
     digest = hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()
     return prefix + digest[:11]
 

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -170,11 +169,20 @@ def _meta(name: str, namespace: str | None, labels: Mapping[str, str] | None,
     if namespace is not None:
         m["namespace"] = namespace
     om = (old or {}).get("metadata") or {}
-    m["uid"] = om.get("uid") or str(uuid.uuid4())
+    m["uid"] = om.get("uid") or _uuid4()
     m["creationTimestamp"] = om.get("creationTimestamp") or gojson.rfc3339(time.time_ns())
     if labels:
         m["labels"] = dict(sorted(labels.items()))
     return m
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID without importing uuid (which imports platform)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def wep_document(w: Workload, ips: list[Iface], profiles: list[str], veth: str, mac: str,
@@ -258,10 +266,13 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
     mtu = context.mtu(conf)
     backend = context.connect(conf, environ)
     try:
-        context.require_ready(backend)
         w = workload(env, node)
+        wep_key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
+        prof_key = keys.resource_key("Profile", conf.name)
+        first = context.read(backend, [context.CLUSTER_INFO_KEY, wep_key, prof_key])
+        context.require_ready(backend, first.get(context.CLUSTER_INFO_KEY))
         veth = w.host_veth(environ)
-        existing = _get_wep(backend, w)
+        existing = first.get(wep_key)
         old_doc = json.loads(existing.value) if existing else None
         labels: dict[str, str] = {}
         service_account = "default"
@@ -297,7 +308,8 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
         ips = _addresses(ipam, existing, old_doc, w, fixed, no_ipam)
         try:
             return _wire_and_record(conf, env, w, veth, ips, mtu, labels, service_account,
-                                    profiles, backend, environ, version)
+                                    profiles, backend, environ, version, existing,
+                                    prof_key in first)
         except BaseException:
             if not no_ipam:
                 ipam.release_quietly()
@@ -362,7 +374,8 @@ def _addresses(ipam: Ipam, existing: KVPair | None, old_doc: Mapping[str, Any] |
 def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: str,
                      ips: list[Iface], mtu: int, labels: Mapping[str, str],
                      service_account: str, profiles: list[str], backend: Backend,
-                     environ: Mapping[str, str], version: str) -> str:
+                     environ: Mapping[str, str], version: str, existing: KVPair | None,
+                     have_profile: bool) -> str:
     routes4 = tuple(r for r in conf.ipam.routes if ":" not in r) or ("0.0.0.0/0",)
     routes6 = tuple(r for r in conf.ipam.routes if ":" in r) or ("::/0",)
     if conf.include_default_routes:
@@ -378,8 +391,8 @@ def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: st
         raise CNIError(spec.INTERNAL, f"error setting up the workload's network: {exc}"
                        ) from None
     try:
-        _write_wep(backend, w, ips, profiles, veth, mac, labels, service_account)
-        if not conf.policy_type:
+        _write_wep(backend, w, ips, profiles, veth, mac, labels, service_account, existing)
+        if not conf.policy_type and not have_profile:
             ensure_profile(backend, conf.name, w.orchestrator)
     except BaseException:
         wiring.teardown(env.netns, env.ifname, veth)
@@ -393,10 +406,14 @@ def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: st
 
 
 def _write_wep(backend: Backend, w: Workload, ips: list[Iface], profiles: list[str],
-               veth: str, mac: str, labels: Mapping[str, str], service_account: str) -> None:
+               veth: str, mac: str, labels: Mapping[str, str], service_account: str,
+               existing: KVPair | None) -> None:
+    """Create or update (CAS) the endpoint, starting from the value read at the start of
+    ADD; a lost swap re-reads."""
     key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
-    for _ in range(5):
-        existing = _get_wep(backend, w)
+    for attempt in range(5):
+        if attempt:
+            existing = _get_wep(backend, w)
         old = json.loads(existing.value) if existing else None
         text = gojson.dumps(wep_document(w, ips, profiles, veth, mac, labels, service_account,
                                          old))

@@ -77,7 +77,7 @@ def check(backend: Backend) -> Report:
                 counts[(attr.handle_id, str(b.cidr))] += 1
     cidrs = sorted(r.blocks, key=lambda c: (c.version, int(c.network_address)))
     for a, b2 in itertools.pairwise(cidrs):
-        if a.version == b2.version and a.overlaps(b2):  # type: ignore[arg-type]
+        if a.version == b2.version and a.overlaps(b2):
             r.block_problems.append(f"blocks {a} and {b2} overlap")
 
     owners: dict[IPNetwork, list[str]] = {}
@@ -91,21 +91,21 @@ def check(backend: Backend) -> Report:
         except ValidationError as exc:
             r.affinity_problems.append(str(exc))
             continue
-        b = r.blocks.get(cidr)
+        held = r.blocks.get(cidr)
         if not aff.confirmed:
             r.affinity_problems.append(f"{host} {cidr}: affinity is {aff.state} (an "
                                        "unfinished claim or release)")
-        elif b is None:
+        elif held is None:
             r.affinity_problems.append(f"{host} {cidr}: confirmed affinity without a block")
-        elif b.affinity != f"host:{host}":
-            r.affinity_problems.append(f"{host} {cidr}: block is affine to {b.affinity}")
+        elif held.affinity != f"host:{host}":
+            r.affinity_problems.append(f"{host} {cidr}: block is affine to {held.affinity}")
         else:
             owners.setdefault(cidr, []).append(host)
-    for cidr, b in r.blocks.items():
-        h = b.host()
-        if h is not None and h not in owners.get(cidr, []):
-            r.affinity_problems.append(f"{cidr}: block names host {h} which has no confirmed "
-                                       "affinity for it")
+    for cidr, blk_ in r.blocks.items():
+        owner = blk_.host()
+        if owner is not None and owner not in owners.get(cidr, []):
+            r.affinity_problems.append(f"{cidr}: block names host {owner} which has no "
+                                       "confirmed affinity for it")
 
     handles: dict[str, Handle] = {}
     for kv in backend.list(keys.HANDLE_PREFIX).kvs:
@@ -141,11 +141,11 @@ def check(backend: Backend) -> Report:
             if ip in r.workload_ips:
                 r.duplicates.append(f"{ip} used by {r.workload_ips[ip]} and {name}")
             r.workload_ips[ip] = name
-    for ip, (hid, attrs) in sorted(r.allocations.items(), key=lambda x: (x[0].version,
-                                                                         int(x[0]))):
+    for ip, (holder, attrs) in sorted(r.allocations.items(),
+                                      key=lambda x: (x[0].version, int(x[0]))):
         if ip not in r.workload_ips and "type" not in attrs \
-                and hid != blk.WINDOWS_RESERVED_HANDLE:
-            r.leaked.append((ip, hid))
+                and holder != blk.WINDOWS_RESERVED_HANDLE:
+            r.leaked.append((ip, holder))
     pools: list[IPNetwork] = []
     for kv in backend.list(keys.resource_prefix("IPPool")).kvs:
         try:

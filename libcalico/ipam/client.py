@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from libcalico.datastore.api import Backend, KVPair
 from libcalico.errors import (
@@ -88,6 +89,18 @@ class AutoAssignArgs:
     intended_use: str = "Workload"
 
 
+@runtime_checkable
+class BatchBackend(Protocol):
+    """Optional capabilities of a Backend that save round trips (the CNI's gateway backend
+    has them): several reads in one transaction, and several compare-and-swap writes that
+    succeed or fail together. IPAMClient falls back to single operations without them."""
+
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = ()
+                  ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]: ...
+
+    def commit(self, ops: Sequence[tuple[str, str, str | None, int | None]]) -> int: ...
+
+
 def _iface(ip: IPAddress, prefixlen: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     return ipaddress.ip_interface(f"{ip}/{prefixlen}")
 
@@ -96,6 +109,17 @@ class IPAMClient:
     def __init__(self, backend: Backend, *, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.backend = backend
         self.clock_ns = clock_ns
+        self._batch = backend if isinstance(backend, BatchBackend) else None
+
+    def _read(self, keys_: Sequence[str], prefixes: Sequence[str] = ()
+              ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
+        if self._batch is not None:
+            return self._batch.read_many(keys_, prefixes)
+        got: dict[str, KVPair] = {}
+        for k in keys_:
+            with contextlib.suppress(NotFound):
+                got[k] = self.backend.get(k)
+        return got, {p: self.backend.list(p).kvs for p in prefixes}
 
     # ---- configuration and pools --------------------------------------------------------
     def get_config(self) -> IPAMConfig:
@@ -127,7 +151,8 @@ class IPAMClient:
         return out
 
     def determine_pools(self, version: int, requested: Sequence[IPNetwork], host: str,
-                        intended_use: str, all_pools: list[Pool] | None = None) -> list[Pool]:
+                        intended_use: str, all_pools: list[Pool] | None = None,
+                        labels: Mapping[str, str] | None = None) -> list[Pool]:
         pools = [p for p in (all_pools if all_pools is not None else self.pools())
                  if p.cidr.version == version and p.usable()]
         if requested:
@@ -138,7 +163,8 @@ class IPAMClient:
                     raise IPAMError(f"the given pool ({cidr}) does not exist, or is not enabled")
                 chosen.append(by_cidr[cidr])
         else:
-            labels = self._node_labels(host)
+            if labels is None:
+                labels = self._node_labels(host)
             chosen = [p for p in pools if p.assignment_mode == "Automatic"
                       and _selects(p.node_selector, labels)]
             if not chosen:
@@ -163,35 +189,58 @@ class IPAMClient:
 
     def _auto_assign_family(self, version: int, num: int, args: AutoAssignArgs,
                             requested: Sequence[IPNetwork]) -> Assignment:
-        cfg = self.get_config()
-        reservations = self._reservations(version)
-        pools = self.determine_pools(version, requested, args.hostname, args.intended_use)
         host = args.hostname
+        node_key = keys.resource_key("Node", host)
+        rsv_prefix = keys.resource_prefix("IPReservation")
+        pool_prefix = keys.resource_prefix("IPPool")
+        aff_prefix = keys.affinity_prefix(host, version)
+        got, lists = self._read([keys.IPAM_CONFIG_KEY, node_key],
+                                [rsv_prefix, pool_prefix, aff_prefix])
+        cfg = IPAMConfig.decode(got[keys.IPAM_CONFIG_KEY].value) \
+            if keys.IPAM_CONFIG_KEY in got else IPAMConfig()
+        reservations = [c for kv in lists[rsv_prefix] for c in reserved_cidrs(kv.value, kv.key)
+                        if c.version == version]
+        labels = node_labels(got[node_key].value) if node_key in got else None
+        if labels is None and not requested:
+            self._node_labels(host)  # raises the "create the Node" error
+        pools = self.determine_pools(version, requested, host, args.intended_use,
+                                     [Pool.decode(kv.value, kv.key) for kv in lists[pool_prefix]],
+                                     labels or {})
         limit = cfg.block_limit(args.max_blocks_per_host)
-        got: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
+        affine: list[tuple[IPNetwork, KVPair]] | None = self._affine_from(lists[aff_prefix],
+                                                                          pools)
         msgs: list[str] = []
         claim_failed = False
-        while len(got) < num:
-            kv = self._find_or_claim_block(host, version, pools, reservations, cfg, limit)
-            if kv is None:
+        ips: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
+        while len(ips) < num:
+            found = self._find_or_claim_block(host, version, pools, reservations, cfg, limit,
+                                              affine)
+            affine = None
+            if found is None:
                 claim_failed = True
                 break
-            got += self._assign_from_block(kv, num - len(got), args.handle_id, args.attrs,
+            ips += self._assign_from_block(found, num - len(ips), args.handle_id, args.attrs,
                                            host, reservations, affinity_check=True)
-        if len(got) < num and claim_failed:
+        if len(ips) < num and claim_failed:
             if cfg.strict_affinity:
                 msgs.append("No more free affine blocks and strict affinity enabled")
             else:
-                got += self._borrow(num - len(got), pools, args, reservations)
-                if len(got) < num:
+                ips += self._borrow(num - len(ips), pools, args, reservations)
+                if len(ips) < num:
                     msgs.append(f"No IPs available in pools: {[str(p.cidr) for p in pools]}")
-        log.debug("auto-assigned %s to %s", [str(i) for i in got], args.handle_id)
-        return Assignment(tuple(got), num, tuple(msgs))
+        log.debug("auto-assigned %s to %s", [str(i) for i in ips], args.handle_id)
+        return Assignment(tuple(ips), num, tuple(msgs))
 
     def _affine_blocks(self, host: str, version: int,
                        pools: Sequence[Pool] | None = None) -> list[tuple[IPNetwork, KVPair]]:
+        return self._affine_from(self.backend.list(keys.affinity_prefix(host, version)).kvs,
+                                 pools)
+
+    @staticmethod
+    def _affine_from(kvs: Iterable[KVPair], pools: Sequence[Pool] | None
+                     ) -> list[tuple[IPNetwork, KVPair]]:
         out = []
-        for kv in self.backend.list(keys.affinity_prefix(host, version)).kvs:
+        for kv in kvs:
             parsed = keys.parse_affinity_key(kv.key)
             if parsed is None:
                 continue
@@ -201,12 +250,14 @@ class IPAMClient:
         return out
 
     def _find_or_claim_block(self, host: str, version: int, pools: Sequence[Pool],
-                             reservations: list[IPNetwork], cfg: IPAMConfig,
-                             limit: int) -> KVPair | None:
+                             reservations: list[IPNetwork], cfg: IPAMConfig, limit: int,
+                             affine: list[tuple[IPNetwork, KVPair]] | None = None
+                             ) -> KVPair | None:
         """A block affine to `host` with a free, unreserved address; claims a new one when
         none has room. None when no block can be had (the caller may borrow). Raises
         BlockLimitError when the host holds its limit of blocks."""
-        affine = self._affine_blocks(host, version, pools)
+        if affine is None:
+            affine = self._affine_blocks(host, version, pools)
         for cidr, aff_kv in affine:
             rsv = reserved_ordinals(cidr, reservations)
             if len(rsv) >= cidr.num_addresses:
@@ -334,6 +385,7 @@ class IPAMClient:
                            attrs: Mapping[str, str], host: str, reservations: list[IPNetwork],
                            *, affinity_check: bool
                            ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+        hkv: KVPair | None = None  # the handle as last read (None: absent, the CNI case)
         for _ in range(RETRIES):
             b = blk.decode(kv.value, kv.key)
             if affinity_check and b.affinity != f"host:{host}":
@@ -342,6 +394,14 @@ class IPAMClient:
             nb, ips = b.auto_assign(num, handle_id, attrs, rsv)
             if not ips:
                 return []
+            if self._batch is not None:
+                fresh = self._commit_with_handle(kv, nb, handle_id, str(b.cidr), len(ips), hkv)
+                if fresh is None:
+                    return [_iface(ip, b.cidr.prefixlen) for ip in ips]
+                if fresh[0] is None:
+                    return []
+                kv, hkv = fresh[0], fresh[1]
+                continue
             if handle_id is not None:
                 self._adjust_handle(handle_id, str(b.cidr), len(ips))
             try:
@@ -355,6 +415,27 @@ class IPAMClient:
                 continue
             return [_iface(ip, b.cidr.prefixlen) for ip in ips]
         raise RetriesExhausted()
+
+    def _commit_with_handle(self, kv: KVPair, nb: Block, handle_id: str | None, cidr: str,
+                            n: int, hkv: KVPair | None
+                            ) -> tuple[KVPair | None, KVPair | None] | None:
+        """Write the block and the handle's count in one transaction (no window where the
+        handle over-counts). None on success; on a lost swap, the re-read (block, handle),
+        block None when it is gone."""
+        assert self._batch is not None
+        ops: list[tuple[str, str, str | None, int | None]] = [
+            ("update", kv.key, blk.encode(nb.next_sequence()), kv.revision)]
+        hkey = keys.handle_key(handle_id) if handle_id is not None else ""
+        if handle_id is not None:
+            h = Handle.decode(hkv.value, hkey) if hkv is not None else Handle({})
+            ops.append(("create", hkey, h.adjusted(cidr, n).encode(), None) if hkv is None
+                       else ("update", hkey, h.adjusted(cidr, n).encode(), hkv.revision))
+        try:
+            self._batch.commit(ops)
+            return None
+        except Conflict:
+            got, _ = self._batch.read_many([kv.key, hkey] if hkey else [kv.key])
+            return got.get(kv.key), got.get(hkey)
 
     def _borrow(self, num: int, pools: Sequence[Pool], args: AutoAssignArgs,
                 reservations: list[IPNetwork]
@@ -402,6 +483,14 @@ class IPAMClient:
                 raise IPAMError(f"block {cidr} is not affine to host {hostname} and strict "
                                 "affinity is enabled")
             nb = b.assign(ip, handle_id, attrs)  # AlreadyExists when taken
+            if self._batch is not None:
+                hkv = None
+                if handle_id is not None:
+                    hkv = self._read([keys.handle_key(handle_id)])[0].get(
+                        keys.handle_key(handle_id))
+                if self._commit_with_handle(kv, nb, handle_id, str(cidr), 1, hkv) is None:
+                    return _iface(ip, cidr.prefixlen)
+                continue
             if handle_id is not None:
                 self._adjust_handle(handle_id, str(cidr), 1)
             try:
