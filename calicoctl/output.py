@@ -63,8 +63,9 @@ def as_list(kind: str, docs: Sequence[Mapping[str, object]],
     meta: dict[str, object] = {}
     if resource_version:
         meta["resourceVersion"] = resource_version
-    return {"apiVersion": API_VERSION, "items": list(docs), "kind": f"{kind}List",
-            "metadata": meta}
+    # Go's field order (JSON output); YAML output sorts the keys.
+    return {"kind": f"{kind}List", "apiVersion": API_VERSION, "metadata": meta,
+            "items": list(docs)}
 
 
 def to_yaml(doc: object) -> str:

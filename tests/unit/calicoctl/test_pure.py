@@ -179,3 +179,8 @@ def test_node_wide_asn_own_or_global_in_parentheses() -> None:
     assert get({"spec": {"bgp": {"asNumber": 64999, "ipv4Address": "10.0.0.1/24"}}}) == "64999"
     assert get({"spec": {"bgp": {"ipv4Address": "10.0.0.1/24"}}}) == "(65000)"
     assert get({"spec": {}}) == ""
+
+
+def test_json_list_keeps_go_field_order() -> None:
+    doc = json.loads(output.to_json(output.as_list("Node", [])))
+    assert list(doc) == ["kind", "apiVersion", "metadata", "items"]
