@@ -8,6 +8,7 @@ is written, so one bad document means nothing from the file reaches the datastor
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,7 +65,34 @@ def read_text(filename: str) -> tuple[str, str]:
         raise DocumentError(f"Failed to read file {filename}: not UTF-8 text ({exc})") from exc
 
 
-def split(text: str, source: str) -> list[Document]:
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def files_in(directory: str, recursive: bool) -> list[str]:
+    """The .yaml/.yml/.json files of a directory (and its subdirectories), sorted by path."""
+    out: list[str] = []
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        out += sorted(os.path.join(root, n) for n in names if n.endswith(SUFFIXES))
+        if not recursive:
+            break
+    return sorted(out)
+
+
+def read_all(filename: str, recursive: bool = False, skip_empty: bool = False
+             ) -> list[Document]:
+    """Every document of a file, stdin (`-`) or a directory's files, in order."""
+    paths = files_in(filename, recursive) if os.path.isdir(filename) else [filename]
+    out: list[Document] = []
+    for path in paths:
+        text, source = read_text(path)
+        out += split(text, source, allow_empty=skip_empty)
+    if not out and not skip_empty:
+        raise DocumentError(f"No resources specified in {filename}")
+    return out
+
+
+def split(text: str, source: str, allow_empty: bool = False) -> list[Document]:
     """The documents in `text`, with `List` kinds (and JSON arrays) expanded."""
     raw: list[tuple[str, object]] = []
     stripped = text.lstrip()
@@ -84,7 +112,7 @@ def split(text: str, source: str) -> list[Document]:
     out: list[Document] = []
     for label, doc in raw:
         out.extend(_expand(label, doc))
-    if not out:
+    if not out and not allow_empty:
         raise DocumentError(f"No resources specified in {source}")
     return out
 

@@ -17,12 +17,21 @@ if TYPE_CHECKING:
 Action = Callable[[Any], object]
 
 
-def read(filename: str) -> list[documents.Document]:
+def read(filename: str, recursive: bool = False, skip_empty: bool = False
+         ) -> list[documents.Document]:
     try:
-        text, source = documents.read_text(filename)
-        return documents.split(text, source)
+        return documents.read_all(filename, recursive, skip_empty)
     except documents.DocumentError as exc:
         raise Failed(str(exc)) from exc
+
+
+def file_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """-f FILE|DIR|-, -R, --skip-empty as calicoctl's file commands take them."""
+    f = click.option("--skip-empty", is_flag=True,
+                     help="Do not fail when a file (or every file of a directory) is empty.")(f)
+    f = click.option("-R", "--recursive", is_flag=True,
+                     help="With a directory: include its subdirectories.")(f)
+    return f
 
 
 def decode_all(docs: Sequence[documents.Document], verb: str,

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from libcalico.model.resources import Resource
 
 _FILE = click.option("-f", "--filename", required=True, metavar="FILE",
-                     help="File with one or more resources (YAML or JSON); '-' for stdin.")
+                     help="File with one or more resources (YAML or JSON), a directory of "
+                          ".yaml/.yml/.json files, or '-' for stdin.")
 _NS = click.option("-n", "--namespace", metavar="NS",
                    help="Namespace for namespaced resources that do not name one.")
 
@@ -22,10 +23,12 @@ _NS = click.option("-n", "--namespace", metavar="NS",
 @click.command()
 @_FILE
 @_NS
+@resources.file_options
 @common_options
-def apply(filename: str, namespace: str | None) -> None:
+def apply(filename: str, namespace: str | None, recursive: bool, skip_empty: bool) -> None:
     """Create resources, or update those that exist."""
-    res = resources.decode_all(resources.read(filename), "apply", namespace)
+    docs = resources.read(filename, recursive, skip_empty)
+    res = resources.decode_all(docs, "apply", namespace)
     client = context().client()
     resources.run_batch(res, "apply", "applied", client.apply)
 
@@ -33,13 +36,16 @@ def apply(filename: str, namespace: str | None) -> None:
 @click.command()
 @_FILE
 @_NS
+@resources.file_options
 @click.option("--skip-exists", is_flag=True, help="Skip resources that already exist.")
 @common_options
-def create(filename: str, namespace: str | None, skip_exists: bool) -> None:
+def create(filename: str, namespace: str | None, recursive: bool, skip_empty: bool,
+           skip_exists: bool) -> None:
     """Create resources; fails for a resource that exists."""
     from libcalico.errors import AlreadyExists
 
-    res = resources.decode_all(resources.read(filename), "create", namespace)
+    docs = resources.read(filename, recursive, skip_empty)
+    res = resources.decode_all(docs, "create", namespace)
     client = context().client()
     resources.run_batch(res, "create", "created", client.create,
                         skip=lambda e: skip_exists and isinstance(e, AlreadyExists))
@@ -48,10 +54,12 @@ def create(filename: str, namespace: str | None, skip_exists: bool) -> None:
 @click.command()
 @_FILE
 @_NS
+@resources.file_options
 @common_options
-def replace(filename: str, namespace: str | None) -> None:
+def replace(filename: str, namespace: str | None, recursive: bool, skip_empty: bool) -> None:
     """Replace existing resources (compare-and-swap on resourceVersion when given)."""
-    res = resources.decode_all(resources.read(filename), "replace", namespace)
+    docs = resources.read(filename, recursive, skip_empty)
+    res = resources.decode_all(docs, "replace", namespace)
     client = context().client()
     resources.run_batch(res, "replace", "replaced", lambda r: _replace(client, r))
 

@@ -15,15 +15,17 @@ from calicoctl.context import Failed
 @click.option("-f", "--filename", metavar="FILE",
               help="Delete the resources named in FILE ('-' for stdin).")
 @click.option("-n", "--namespace", metavar="NS", help="Namespace (namespaced kinds).")
+@resources.file_options
 @click.option("--skip-not-exists", is_flag=True, help="Skip resources that do not exist.")
 @common_options
 def delete(kind: str | None, names: tuple[str, ...], filename: str | None,
-           namespace: str | None, skip_not_exists: bool) -> None:
+           namespace: str | None, recursive: bool, skip_empty: bool,
+           skip_not_exists: bool) -> None:
     """Delete resources by kind and name, or those in a file."""
     if filename is not None and kind is not None:
         raise click.UsageError("give either KIND NAME... or -f FILE, not both")
-    targets = _from_file(filename, namespace) if filename is not None else \
-        _from_args(kind, names, namespace)
+    targets = _from_file(resources.read(filename, recursive, skip_empty), namespace) \
+        if filename is not None else _from_args(kind, names, namespace)
     _delete(targets, skip_not_exists)
 
 
@@ -45,11 +47,11 @@ def _resolve(kind: str) -> kinds.ResourceKind:
         raise Failed(f"Failed to delete resources: {exc}") from exc
 
 
-def _from_file(filename: str, namespace: str | None) -> list[Target]:
+def _from_file(docs: list[documents.Document], namespace: str | None) -> list[Target]:
     """Only kind, name and namespace matter for a delete; check them all before deleting."""
     out: list[Target] = []
     problems: list[str] = []
-    for doc in resources.read(filename):
+    for doc in docs:
         info = kinds.lookup(doc.kind)
         if info is None:
             why = f"unknown kind {doc.kind!r}" if doc.kind else "missing"

@@ -407,3 +407,29 @@ def test_malformed_config_file(tmp_path: Path) -> None:
     r = CliRunner().invoke(calicoctl, ["get", "ippool", "-c", str(cfg)])
     assert r.exit_code == 1
     assert "etcdEndpoint" in r.stderr
+
+
+def test_directory_input_validates_every_file_first(
+        run: Run, backend: MemoryBackend, tmp_path: Path) -> None:
+    d = tmp_path / "manifests"
+    (d / "sub").mkdir(parents=True)
+    (d / "a-pools.yaml").write_text(POOLS)
+    (d / "b-peer.json").write_text(json.dumps({
+        "apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": "p"},
+        "spec": {"peerIP": "192.0.2.9", "asNumber": 65000}}))
+    (d / "notes.txt").write_text("not a manifest")
+    (d / "sub" / "c-bad.yml").write_text(BAD_SECOND)
+    r = run("apply", "-f", str(d))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully applied 3 resource(s)\n"  # sub/ needs -R
+    r = run("apply", "-R", "-f", str(d))
+    assert r.exit_code == 1
+    assert f"{d / 'sub' / 'c-bad.yml'} document 2 (IPPool 'bad')" in r.stderr
+    assert keys.resource_key("IPPool", "good-1") not in _keys(backend)
+    (d / "sub" / "c-bad.yml").write_text("")
+    r = run("apply", "-R", "-f", str(d))
+    assert r.exit_code == 1 and "No resources specified in" in r.stderr
+    assert run("apply", "-R", "--skip-empty", "-f", str(d)).exit_code == 0
+    r = run("delete", "-f", str(d))
+    assert r.exit_code == 0, r.output
+    assert _keys(backend) == []
