@@ -118,8 +118,7 @@ class Client:
         return out
 
     def _from_kv(self, kv: KVPair) -> Resource:
-        res = codec.loads(kv.value, document=kv.key)
-        return replace(res, metadata=replace(res.metadata, resource_version=str(kv.revision)))
+        return codec.loads(kv.value, document=kv.key, resource_version=str(kv.revision))
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -177,13 +177,19 @@ def dumps(res: Resource) -> str:
     return go_json(encode(res, storage=True))
 
 
-def loads(text: str, document: str = "") -> Resource:
+def loads(text: str, document: str = "", resource_version: str | None = None) -> Resource:
+    """A stored value -> resource (validated, defaulted). `resource_version` (the key's mod
+    revision) is set in its metadata, as Calico does on read."""
     try:
         doc = json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"invalid JSON: {exc}", document) from exc
     if not isinstance(doc, dict):
         raise ValidationError("stored value is not a JSON object", document)
+    if resource_version is not None:
+        md = doc.get("metadata")
+        if isinstance(md, dict):
+            md["resourceVersion"] = resource_version
     return decode(doc, document)
 
 

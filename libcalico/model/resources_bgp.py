@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ class ReversePeering(enum.StrEnum):
     MANUAL = "Manual"
 
 
+_ip_address = functools.lru_cache(maxsize=16384)(ipaddress.ip_address)
 _V6_PORT = re.compile(r"^\[([^\]]+)\]:(\d+)$")
 _V4_PORT = re.compile(r"^([0-9.]+):(\d+)$")
 
@@ -190,7 +192,7 @@ def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
     m = _V6_PORT.match(text) or _V4_PORT.match(text)
     host, port = (m.group(1), int(m.group(2))) if m else (text, None)
     try:
-        addr = ipaddress.ip_address(host)
+        addr = _ip_address(host)
     except ValueError:
         raise ValueError(
             f"invalid peerIP {text!r}: expected an IP address, IP:port or [IPv6]:port"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import ipaddress
 import types
 import typing
@@ -125,6 +126,9 @@ class _Plan:
     by_json: dict[str, _Field]
     hook_in: Callable[[dict[str, object], str, list[FieldError]], dict[str, object]] | None
     hook_out: Callable[[Any, dict[str, object]], None] | None
+    all_by_json: dict[str, _Field]
+    """Including hidden fields (filled by hook_in)."""
+    required: list[_Field]
 
 
 _PLANS: dict[type, _Plan] = {}
@@ -174,6 +178,7 @@ def _build(cls: type) -> _Plan:
     return _Plan(
         cls, fields, {f.json: f for f in fields if not f.hidden},
         getattr(cls, "_json_in", None), getattr(cls, "_json_out", None),
+        {f.json: f for f in fields}, [f for f in fields if f.required],
     )
 
 
@@ -285,7 +290,7 @@ def _network(strict: bool) -> Decoder:
             errs.append(FieldError(path, f"expected a CIDR string, got {_what(raw)}"))
             return BAD
         try:
-            return ipaddress.ip_network(raw)
+            return _ip_network(raw)
         except ValueError:
             pass
         try:
@@ -303,10 +308,14 @@ def _network(strict: bool) -> Decoder:
     return dec
 
 
+_ip_network = functools.lru_cache(maxsize=16384)(ipaddress.ip_network)
+_ip_address = functools.lru_cache(maxsize=16384)(ipaddress.ip_address)
+
+
 def _address(raw: object, path: str, errs: list[FieldError]) -> object:
     try:
         if isinstance(raw, str):
-            return ipaddress.ip_address(raw)
+            return _ip_address(raw)
     except ValueError:
         pass
     errs.append(FieldError(path, f"invalid IP address {raw!r}"))
@@ -460,7 +469,16 @@ def _join(path: str, key: str) -> str:
 
 
 def _is_zero(v: object) -> bool:
-    return v is False or v == "" or v == () or v == {} or (type(v) is int and v == 0)
+    """Go's zero value test for omitempty. By type: comparing an ipaddress value with "" or
+    () raises and catches internally, which is slow."""
+    t = type(v)
+    if t is str or t is tuple or t is dict:
+        return not v
+    if t is bool:
+        return v is False
+    if t is int:
+        return v == 0
+    return isinstance(v, str) and v == ""
 
 
 def decode_struct(cls: type, raw: object, path: str, errs: list[FieldError]) -> object:
@@ -469,32 +487,43 @@ def decode_struct(cls: type, raw: object, path: str, errs: list[FieldError]) -> 
         return BAD
     p = plan(cls)
     start = len(errs)
-    for k in raw:
-        if k not in p.by_json:
-            errs.append(FieldError(_join(path, str(k)), f"unknown field {str(k)!r}"))
+    by_json = p.by_json
     if p.hook_in is not None:
+        for k in raw:
+            if k not in by_json:
+                errs.append(FieldError(_join(path, str(k)), f"unknown field {str(k)!r}"))
         raw = p.hook_in(raw, path, errs)
+        by_json = p.all_by_json
     kwargs: dict[str, object] = {}
-    for f in p.fields:
-        fpath = _join(path, f.json)
-        value = raw.get(f.json)
-        if value is None:
-            if f.required:
-                errs.append(FieldError(fpath, "required field is missing"))
+    prefix = f"{path}." if path else ""
+    for k, value in raw.items():
+        f = by_json.get(k)
+        if f is None:
+            if p.hook_in is None:
+                errs.append(FieldError(prefix + str(k), f"unknown field {str(k)!r}"))
             continue
+        if value is None:
+            continue
+        fpath = prefix + k
         v = f.decode(value, fpath, errs)
         if v is BAD:
+            kwargs[f.attr] = BAD
             continue
         if f.zero_is_unset and _is_zero(v):
             if f.required:
                 errs.append(FieldError(fpath, "required field is empty"))
+                kwargs[f.attr] = BAD
             continue
-        if v == "" and not f.optional and f.required:
+        if f.required and not f.optional and v == "":
             errs.append(FieldError(fpath, "required field is empty"))
+            kwargs[f.attr] = BAD
             continue
         if f.check is not None:
             errs.extend(f.check(v, fpath))
         kwargs[f.attr] = v
+    for f in p.required:
+        if f.attr not in kwargs:
+            errs.append(FieldError(prefix + f.json, "required field is missing"))
     if len(errs) > start:
         return BAD
     return cls(**kwargs)
