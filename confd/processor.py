@@ -26,6 +26,7 @@ from typing import IO, Protocol
 from confd import render as render_mod
 from confd import resource as resource_mod
 from confd import schedule, stage
+from confd.keyspace import SECRETS_PREFIX
 from confd.resource import TemplateResource
 from libcalico.datastore.api import Backend
 from libcalico.errors import CalicoError, DatastoreError
@@ -37,8 +38,10 @@ WATCHED_KINDS = ("Node", "BGPPeer", "BGPConfiguration", "BGPFilter", "IPPool")
 
 
 def prefixes(node: str) -> tuple[str, ...]:
-    """The datastore prefixes confd reads for `node` (the Renderer's snapshot contract)."""
-    return (*(keys.resource_prefix(k) for k in WATCHED_KINDS), keys.affinity_prefix(node))
+    """The datastore prefixes confd reads for `node` (the Renderer's snapshot contract): the
+    BGP-related resources, this node's block affinities and the BGP password secrets."""
+    return (*(keys.resource_prefix(k) for k in WATCHED_KINDS), keys.affinity_prefix(node),
+            SECRETS_PREFIX)
 
 
 class RenderFn(Protocol):

@@ -7,8 +7,13 @@ pass now.
 Rules:
 - A datastore change marks the state dirty. A pass runs once the datastore has been quiet for
   `debounce` seconds, or `max_delay` seconds after the first unprocessed change, whichever is
-  first, but never sooner than `min_interval` after the previous pass. A flood of changes
-  therefore gives about one pass per `min_interval`, a lone change one pass after `debounce`.
+  first, but never sooner than the pass spacing after the previous pass. A lone change is
+  therefore rendered `debounce` after it arrives.
+- The spacing is `min_interval` after a pass that found the datastore quiet, and doubles
+  (up to `max_spacing`) after each pass that had to cut into a flood of changes still
+  arriving: passes at about 1, 3, 7, 11, 15 ... s into a flood with the defaults, so a flood
+  of 500 writes gives 2 passes (and as many reloads per BIRD) if it lasts under 3 s and 3 if
+  under 7 s, however fast or slow its writes come in.
 - A failed pass is retried without new data after a backoff that starts at `retry_initial`
   and doubles up to `retry_max`; any success resets it (confd's 250 ms -> 5 s).
 - Nothing runs before the datastore is in sync (`in_sync`).
@@ -26,6 +31,7 @@ class Timing:
     debounce: float = 0.02
     min_interval: float = 1.0
     max_delay: float = 1.0
+    max_spacing: float = 4.0
     retry_initial: float = 0.25
     retry_max: float = 5.0
 
@@ -42,6 +48,8 @@ class Coalescer:
         self._last_pass: float | None = None
         self._retry_at: float | None = None
         self._backoff = timing.retry_initial
+        self._flood = 0
+        """Consecutive passes that ran while changes were still arriving."""
 
     @property
     def dirty(self) -> bool:
@@ -62,11 +70,17 @@ class Coalescer:
         if self._first_change is not None:
             at = min(self._last_change + t.debounce, self._first_change + t.max_delay)
             if self._last_pass is not None:
-                at = max(at, self._last_pass + t.min_interval)
+                at = max(at, self._last_pass + self.spacing())
             candidates.append(at)
         if self._retry_at is not None:
             candidates.append(self._retry_at)
         return min(candidates) if candidates else None
+
+    def spacing(self) -> float:
+        """The minimum time between the previous pass and the next one."""
+        t = self.timing
+        spacing: float = t.min_interval * 2.0 ** self._flood
+        return min(spacing, max(t.max_spacing, t.min_interval))
 
     def due(self, now: float) -> bool:
         at = self.deadline()
@@ -74,6 +88,9 @@ class Coalescer:
 
     def started(self, now: float) -> None:
         """A pass starts now and takes in every change seen so far."""
+        if self._first_change is not None:
+            quiet = now - self._last_change >= self.timing.debounce
+            self._flood = 0 if quiet else min(self._flood + 1, 16)
         self._first_change = None
         self._last_pass = now
         self._retry_at = None

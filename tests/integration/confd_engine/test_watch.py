@@ -89,8 +89,8 @@ def test_losing_this_nodes_resource_keeps_the_working_config(etcd: EtcdServer,
     cfg = tmp_path / "out" / c.CONFIG_DIR
     with c.daemon(etcd.endpoint, "n1", *watch_args(confdir, tmp_path / "out"),
                   log_path=tmp_path / "confd.log") as d:
-        c.wait_for("first render", lambda: "Mesh_10_20_0_3" in c.text(cfg / "bird.cfg"),
-                   log=d.log)
+        c.wait_for("first pass", lambda: "confd pass" in d.log(), log=d.log)
+        assert "Mesh_10_20_0_3" in c.text(cfg / "bird.cfg")
         before = {f: (cfg / f).read_text() for f in c.FILES}
         be = c.backend(etcd.endpoint)
         try:
@@ -116,8 +116,8 @@ def test_etcd_outage_keeps_files_and_confd_recovers(etcd_factory: EtcdFactory,
     cfg = tmp_path / "out" / c.CONFIG_DIR
     with c.daemon(srv.endpoint, "n1", *watch_args(confdir, tmp_path / "out"),
                   log_path=tmp_path / "confd.log") as d:
-        c.wait_for("first render", lambda: "Mesh_10_20_0_3" in c.text(cfg / "bird.cfg"),
-                   log=d.log)
+        c.wait_for("first pass", lambda: "confd pass" in d.log(), log=d.log)
+        assert "Mesh_10_20_0_3" in c.text(cfg / "bird.cfg")
         before = {f: ((cfg / f).read_text(), (cfg / f).stat().st_ino) for f in c.FILES}
         srv.stop()
         c.wait_for("outage noticed", lambda: "holding the current configuration" in d.log(),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from confd.schedule import Coalescer, Timing
 
-T = Timing(debounce=0.02, min_interval=1.0, max_delay=1.0, retry_initial=0.25, retry_max=5.0)
+T = Timing(debounce=0.02, min_interval=1.0, max_delay=1.0, max_spacing=4.0,
+           retry_initial=0.25, retry_max=5.0)
 
 
 def test_nothing_is_due_before_in_sync() -> None:
@@ -25,26 +28,51 @@ def test_lone_change_runs_after_debounce() -> None:
     assert c.due(10.02)
 
 
-def test_flood_gives_one_pass_per_min_interval() -> None:
+def flood(seconds: float, every: float = 0.005) -> list[float]:
+    """Pass times for a change every `every` s during `seconds`, then until all is done."""
     c = Coalescer(T)
     c.in_sync = True
     passes = []
     now = 0.0
-    while now < 3.0:  # a change every 5 ms for 3 s
+    while now < seconds:
         c.changed(now)
         if c.due(now):
             c.started(now)
             c.succeeded()
             passes.append(now)
-        now = round(now + 0.005, 3)
-    while c.deadline() is not None:  # drain the tail
-        now = max(now, c.deadline() or now)
+        now = round(now + every, 3)
+    while (at := c.deadline()) is not None:  # drain the tail
+        now = max(now, at)
         c.started(now)
         passes.append(now)
-    # 600 changes over 3 s: a pass at 1 s, 2 s and one covering the tail, no more.
-    assert len(passes) == 3
-    assert passes[-1] >= 2.995
-    assert all(b - a >= 1.0 for a, b in itertools.pairwise(passes))
+    return passes
+
+
+@pytest.mark.parametrize(("seconds", "most"), [(0.5, 1), (1.5, 2), (3.0, 2), (6.0, 3), (20, 7)])
+def test_floods_give_logarithmically_few_passes(seconds: float, most: int) -> None:
+    passes = flood(seconds)
+    assert 1 <= len(passes) <= most, passes
+    assert passes[-1] >= seconds - 0.005, "the last change is always rendered"
+    gaps = [b - a for a, b in itertools.pairwise(passes)]
+    assert all(g >= 1.0 for g in gaps)
+    assert all(g <= 4.0 + 0.02 for g in gaps), "spacing is capped"
+
+
+def test_quiet_pass_resets_the_spacing() -> None:
+    c = Coalescer(T)
+    c.in_sync = True
+    for i in range(400):  # 2 s flood
+        now = i * 0.005
+        c.changed(now)
+        if c.due(now):
+            c.started(now)
+    assert c.spacing() > 1.0
+    at = c.deadline()
+    assert at is not None
+    c.started(at + 1)  # the datastore has been quiet since
+    assert c.spacing() == 1.0
+    c.changed(at + 10)
+    assert c.deadline() == at + 10 + 0.02, "a lone change after the flood: debounce only"
 
 
 def test_no_pass_sooner_than_min_interval_after_the_last() -> None:
