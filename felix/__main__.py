@@ -115,6 +115,7 @@ def main(config_file: str) -> None:
     finally:
         mon.stop()
         syncer.stop()
+        dp.close()
         for s in servers:
             s.stop()
         backend.close()

@@ -61,10 +61,12 @@ def set_name(version: int, ident: str) -> str:
     return f"cali{version}0{ident}"[:31]
 
 
+@functools.lru_cache(maxsize=16384)
 def tw_chain(iface: str) -> str:
     return length_limited("cali-tw-", iface)
 
 
+@functools.lru_cache(maxsize=16384)
 def fw_chain(iface: str) -> str:
     return length_limited("cali-fw-", iface)
 
@@ -264,21 +266,33 @@ def _dispatch_cached(prefixes: tuple[str, ...],
                 break
         groups.setdefault(key, []).append(i)
     out: dict[str, tuple[Rule, ...]] = {}
-    drop = Rule(action="-j DROP", comment="Unknown interface")
-    for root, flag, target in (("cali-from-wl-dispatch", "-i", fw_chain),
-                               ("cali-to-wl-dispatch", "-o", tw_chain)):
+    for root, flag in (("cali-from-wl-dispatch", "-i"), ("cali-to-wl-dispatch", "-o")):
         rules: list[Rule] = []
         for key in sorted(groups):
             members = groups[key]
             if len(members) == 1:
-                rules.append(Rule(f"{flag} {members[0]}", f"-g {target(members[0])}"))
+                rules.append(_dispatch_rule(flag, members[0]))
                 continue
             child = f"{root}-{key[-1]}"
             rules.append(Rule(f"{flag} {key}+", f"-g {child}"))
-            out[child] = tuple([Rule(f"{flag} {m}", f"-g {target(m)}") for m in members]
-                               + [drop])
-        out[root] = (*rules, drop)
+            out[child] = _dispatch_child(flag, tuple(members))
+        out[root] = (*rules, _UNKNOWN_DROP)
     return out
+
+
+_UNKNOWN_DROP = Rule(action="-j DROP", comment="Unknown interface")
+
+
+@functools.lru_cache(maxsize=32768)
+def _dispatch_rule(flag: str, iface: str) -> Rule:
+    target = fw_chain(iface) if flag == "-i" else tw_chain(iface)
+    return Rule(f"{flag} {iface}", f"-g {target}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _dispatch_child(flag: str, members: tuple[str, ...]) -> tuple[Rule, ...]:
+    """One group's chain; cached so that a change in one group rebuilds only that one."""
+    return (*(_dispatch_rule(flag, m) for m in members), _UNKNOWN_DROP)
 
 
 def _endpoint_chains(opts: RuleOptions,

@@ -6,6 +6,7 @@ key and never on the order in which updates arrived.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -131,7 +132,9 @@ def vtep_mac(node: str, version: int = 4) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
 
 
+@functools.lru_cache(maxsize=16384)
 def _endpoint_sysctls(ep: Endpoint, rp_filter: str, ipv6: bool) -> dict[str, str]:
+    """Cached: callers only read the result."""
     i = ep.iface
     out = {
         f"net/ipv6/conf/{i}/accept_ra": "0",

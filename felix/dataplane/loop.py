@@ -10,6 +10,7 @@ neighbours and routes → iptables tables (one restore each, only if changed) �
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import time
@@ -97,6 +98,10 @@ class Dataplane:
         self.refresh_at: dict[str, float] = {}
         self.bad_keys: dict[str, str] = {}
         self.last_stats = ApplyStats()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="felix-routes")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -276,13 +281,12 @@ class Dataplane:
         # 3. ipsets
         self.ipsets.set_desired(st.ipsets)
         step("ipsets", self.ipsets.apply_updates)
-        # 4. FDB, neighbours, routes
+        # 4. FDB, neighbours, routes — on the helper thread, in parallel with iptables (as
+        # Calico does): both mostly wait for their subprocess. Joined before returning.
         self.routes.set_desired(st)
-        r = step("routes", lambda: self.routes.apply(True, self.links or {}))  # type: ignore[union-attr]
-        if r:
-            stats.netlink_ops += r[0]
-            if r[1]:
-                errors += self.routes.last_errors
+        links = dict(self.links or {})
+        routes_done = self._pool.submit(
+            step, "routes", lambda: self.routes.apply(True, links))  # type: ignore[union-attr]
         # 5. iptables
         for key in sorted(set(st.tables) | set(self.tables)):
             t = self._table(*key)
@@ -301,6 +305,11 @@ class Dataplane:
             self.metrics.rules.labels(str(key[0]), key[1]).set(
                 sum(len(v) for v in td.chains.values()))
             self.metrics.chains.labels(str(key[0]), key[1]).set(len(td.chains))
+        r = routes_done.result()
+        if r:
+            stats.netlink_ops += r[0]
+            if r[1]:
+                errors += self.routes.last_errors
         # 6. ipset deletes
         step("ipset deletes", self.ipsets.apply_deletions)
 

@@ -80,7 +80,7 @@ class Table:
         self.run = runner
         self.desired = TableDesired()
         self.kernel: dict[str, KernelChain] | None = None
-        self._hash_cache: dict[tuple[str, tuple[Rule, ...]], list[str]] = {}
+        self._hash_cache: dict[str, tuple[tuple[Rule, ...], list[str]]] = {}
         self.restores = 0
         self.saves = 0
         self.lines_written = 0
@@ -88,13 +88,15 @@ class Table:
         self._written: list[str] = []
 
     def _hashes(self, chain: str, rules: tuple[Rule, ...]) -> list[str]:
-        key = (chain, rules)
-        h = self._hash_cache.get(key)
-        if h is None:
-            h = rule_hashes(chain, rules)
-            if len(self._hash_cache) > 20000:
-                self._hash_cache.clear()
-            self._hash_cache[key] = h
+        # Keyed by chain; the rules tuples come from memoised builders, so the identity check
+        # almost always answers without comparing rules.
+        hit = self._hash_cache.get(chain)
+        if hit is not None and (hit[0] is rules or hit[0] == rules):
+            return hit[1]
+        h = rule_hashes(chain, rules)
+        if len(self._hash_cache) > 50000:
+            self._hash_cache.clear()
+        self._hash_cache[chain] = (rules, h)
         return h
 
     def set_desired(self, desired: TableDesired) -> None:
