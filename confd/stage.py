@@ -42,6 +42,7 @@ SECRET_MODE_MASK = 0o700
 """Mode bits kept on a file that holds a password: owner only."""
 COMMAND_TIMEOUT = 30.0
 _PASSWORD_RE = re.compile(r"^\s*password\s", re.MULTILINE)
+_PASSWORD_VALUE_RE = re.compile(r'(\bpassword\s+)"[^"\n]*"')
 _SRC_RE = re.compile(r"\{\{\s*\.src\s*\}\}")
 
 Shell = Callable[[str], proc.Completed]
@@ -77,6 +78,11 @@ class Outcome:
 def holds_secret(text: str) -> bool:
     """True when the rendered text sets a BGP password."""
     return bool(_PASSWORD_RE.search(text))
+
+
+def redact(line: str) -> str:
+    """A diff line with any BGP password value replaced (noop output is often pasted around)."""
+    return _PASSWORD_VALUE_RE.sub(r'\1"<redacted>"', line)
 
 
 def wanted_mode(res: TemplateResource, text: str) -> int:
@@ -145,7 +151,8 @@ def _noop(res: TemplateResource, data: bytes, mode: int) -> Outcome:
     lines: list[str] = []
     if old != data:
         lines.extend(
-            difflib.unified_diff(
+            redact(line)
+            for line in difflib.unified_diff(
                 (old or b"").decode(errors="replace").splitlines(keepends=True),
                 data.decode().splitlines(keepends=True),
                 fromfile=str(res.dest) if old is not None else "/dev/null",

@@ -167,3 +167,13 @@ def test_unset_mode_keeps_existing_dest_mode(tmp_path: Path) -> None:
 def test_reload_failure_names_the_resource() -> None:
     with pytest.raises(stage.SyncError, match=r"bird\.toml: reload_cmd failed"):
         stage.reload("bird.toml", "reload", FakeShell(fail_on="reload"))
+
+
+def test_noop_diff_never_shows_a_password(tmp_path: Path) -> None:
+    r = make(tmp_path)
+    stage.sync(r, 'protocol bgp A {\n  password "old-secret";\n}\n', stage.Options(), FakeShell())
+    out = stage.sync(r, 'protocol bgp A {\n  password "new-secret";\n}\n',
+                     stage.Options(noop=True), FakeShell())
+    assert out.changed
+    assert "secret" not in out.diff
+    assert '-  password "<redacted>";' in out.diff and '+  password "<redacted>";' in out.diff
