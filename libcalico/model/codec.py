@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -63,7 +64,9 @@ def decode(doc: Mapping[str, object], document: str = "") -> Resource:
     allowed = set(_TOP) | ({"status"} if ks.has_status else set())
     for k in doc:
         if k not in allowed:
-            errs.append(FieldError(str(k), f"unknown field {str(k)!r}"))
+            hint = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+            errs.append(FieldError(str(k), f"unknown field {str(k)!r}"
+                                   + (f" (did you mean {hint[0]!r}?)" if hint else "")))
     raw = {k: doc[k] for k in ("metadata", "spec", "status") if k in doc and doc[k] is not None}
     md = raw.get("metadata")
     if isinstance(md, dict) and ("selfLink" in md or "managedFields" in md):

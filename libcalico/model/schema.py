@@ -21,6 +21,7 @@ Unknown fields are rejected, naming the field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import functools
 import ipaddress
@@ -128,6 +129,7 @@ class _Plan:
     hook_out: Callable[[Any, dict[str, object]], None] | None
     all_by_json: dict[str, _Field]
     """Including hidden fields (filled by hook_in)."""
+    by_lower: dict[str, _Field]
     required: list[_Field]
 
 
@@ -178,7 +180,8 @@ def _build(cls: type) -> _Plan:
     return _Plan(
         cls, fields, {f.json: f for f in fields if not f.hidden},
         getattr(cls, "_json_in", None), getattr(cls, "_json_out", None),
-        {f.json: f for f in fields}, [f for f in fields if f.required],
+        {f.json: f for f in fields}, {f.json.lower(): f for f in fields if not f.hidden},
+        [f for f in fields if f.required],
     )
 
 
@@ -488,10 +491,9 @@ def decode_struct(cls: type, raw: object, path: str, errs: list[FieldError]) -> 
     p = plan(cls)
     start = len(errs)
     by_json = p.by_json
+    if any(k not in by_json for k in raw):
+        raw = _canonical_keys(raw, p, path, errs)
     if p.hook_in is not None:
-        for k in raw:
-            if k not in by_json:
-                errs.append(FieldError(_join(path, str(k)), f"unknown field {str(k)!r}"))
         raw = p.hook_in(raw, path, errs)
         by_json = p.all_by_json
     kwargs: dict[str, object] = {}
@@ -499,8 +501,6 @@ def decode_struct(cls: type, raw: object, path: str, errs: list[FieldError]) -> 
     for k, value in raw.items():
         f = by_json.get(k)
         if f is None:
-            if p.hook_in is None:
-                errs.append(FieldError(prefix + str(k), f"unknown field {str(k)!r}"))
             continue
         if value is None:
             continue
@@ -527,6 +527,25 @@ def decode_struct(cls: type, raw: object, path: str, errs: list[FieldError]) -> 
     if len(errs) > start:
         return BAD
     return cls(**kwargs)
+
+
+def _canonical_keys(raw: dict[Any, object], p: _Plan, path: str, errs: list[FieldError]
+                    ) -> dict[Any, object]:
+    """Go's encoding/json matches field names case-insensitively when there is no exact
+    match (so Calico accepts `ipipmode`); anything else is an unknown field."""
+    out: dict[Any, object] = {}
+    for k, value in raw.items():
+        if k in p.by_json:
+            out[k] = value
+            continue
+        f = p.by_lower.get(k.lower()) if isinstance(k, str) else None
+        if f is not None:
+            out.setdefault(f.json, value)
+            continue
+        hint = difflib.get_close_matches(str(k), list(p.by_json), n=1)
+        errs.append(FieldError(_join(path, str(k)), f"unknown field {str(k)!r}"
+                               + (f" (did you mean {hint[0]!r}?)" if hint else "")))
+    return out
 
 
 def encode_struct(obj: Any) -> dict[str, object]:

@@ -39,7 +39,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("wrong-apiversion", {**pool(), "apiVersion": "projectcalico.org/v2"},
      "apiVersion", "expected 'projectcalico.org/v3'"),
     ("unknown-top-field", {**pool(), "extra": 1}, "extra", "unknown field 'extra'"),
-    ("unknown-spec-field", pool(ipipmode="Always"), "spec.ipipmode", "unknown field 'ipipmode'"),
+    ("unknown-spec-field", pool(ipipModes="Always"), "spec.ipipModes",
+     "unknown field 'ipipModes' (did you mean 'ipipMode'?)"),
     ("unknown-nested-field", doc("Node", {"bgp": {"ipv4Address": "10.0.0.1/24", "asn": 1}}),
      "spec.bgp.asn", "unknown field 'asn'"),
     ("unknown-metadata-field", doc("IPPool", {"cidr": "10.0.0.0/16"}, selfLinks="x"),
@@ -249,3 +250,11 @@ def test_bad_name_is_reported_together_with_field_errors() -> None:
     with pytest.raises(ValidationError) as info:
         codec.decode(d)
     assert {e.path for e in info.value.errors} == {"spec.cidr", "metadata.name"}
+
+
+def test_field_names_match_case_insensitively_as_in_go() -> None:
+    res = codec.decode(pool(ipipmode="Always", NATOutgoing=True))
+    assert codec.encode(res)["spec"]["ipipMode"] == "Always"  # type: ignore[index]
+    assert codec.encode(res)["spec"]["natOutgoing"] is True  # type: ignore[index]
+    peer_res = codec.decode(peer(peerip="10.0.0.1:1179", ASNumber=64512))
+    assert codec.encode(peer_res)["spec"] == {"peerIP": "10.0.0.1:1179", "asNumber": 64512}
