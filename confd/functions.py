@@ -52,6 +52,11 @@ _BAD_IN_STRING = re.compile(r'["\x00-\x08\x0a-\x1f\x7f]')
 
 def finalize(value: object) -> object:
     """Jinja2 `finalize`: the gate every `{{ expression }}` passes through."""
+    if type(value) is str:  # the common case first: addresses, names, numbers as text
+        if _PLAIN.match(value):
+            return value
+    elif type(value) is int or type(value) is BirdText:
+        return value
     if isinstance(value, BirdText):
         return value
     if isinstance(value, jinja2.Undefined):
