@@ -424,11 +424,15 @@ class EtcdWatchStream:
         self._done = threading.Event()
         self._call: Any = None
         self.finished = False
+        self.progress_revision = 0
+        """Every change under the prefix up to this revision has been yielded (from etcd's
+        progress notifications, sent to an idle watch every few minutes)."""
 
     def _requests(self) -> Iterator[Any]:
         raw = self.prefix.encode()
         yield etcdrpc.WatchRequest(create_request=etcdrpc.WatchCreateRequest(
-            key=raw or b"\0", range_end=_prefix_end(raw), start_revision=self.start_revision
+            key=raw or b"\0", range_end=_prefix_end(raw), start_revision=self.start_revision,
+            progress_notify=True,
         ))
         # Keep the request side open until the stream ends; gRPC reads this in its own thread.
         self._done.wait()
@@ -487,6 +491,8 @@ class EtcdWatchStream:
                         return
                     raise translate(exc, self._ep.url) from exc
                 self._check(resp)
+                if not resp.events and not resp.created:
+                    self.progress_revision = max(self.progress_revision, resp.header.revision)
                 for ev in resp.events:
                     kv = ev.kv
                     if ev.type == put:

@@ -105,9 +105,9 @@ class Syncer:
     ) -> None:
         if not prefixes:
             raise ValueError("a syncer needs at least one prefix")
-        for a in prefixes:
-            for b in prefixes:
-                if a is not b and b.startswith(a):
+        for i, a in enumerate(prefixes):
+            for j, b in enumerate(prefixes):
+                if i != j and b.startswith(a):
                     raise ValueError(f"syncer prefixes overlap: {a!r} contains {b!r}")
         self._backend = backend
         self.prefixes = tuple(prefixes)
@@ -119,6 +119,7 @@ class Syncer:
         self._lock = threading.Lock()
         self._streams: dict[int, WatchStream] = {}
         self._threads: list[threading.Thread] = []
+        self._cursors = [_Cursor() for _ in self.prefixes]
         self._states = [SyncStatus.RESYNC_IN_PROGRESS] * len(self.prefixes)
         self._contacted = False
         self.status = SyncStatus.WAIT_FOR_DATASTORE
@@ -152,11 +153,25 @@ class Syncer:
         if alive:
             log.warning("syncer threads still running after stop: %s", ", ".join(alive))
 
+    def revisions(self) -> dict[str, int | None]:
+        """For each prefix, the revision up to which the consumer has everything (None
+        before the first listing). Counts etcd's progress notifications on idle watches."""
+        with self._lock:
+            streams = dict(self._streams)
+        out: dict[str, int | None] = {}
+        for i, prefix in enumerate(self.prefixes):
+            last = self._cursors[i].last
+            progress = getattr(streams.get(i), "progress_revision", 0)
+            if last is not None and isinstance(progress, int):
+                last = max(last, progress)
+            out[prefix] = last
+        return out
+
     # -- one prefix -----------------------------------------------------------------------
 
     def _work(self, index: int, prefix: str) -> None:
         backoff = Backoff(self._stop, *self._backoff)
-        cur = _Cursor()
+        cur = self._cursors[index]
         while not self._stop.is_set():
             try:
                 if cur.last is None:
@@ -215,6 +230,14 @@ class Syncer:
                 self._queue.put(_Emit((update,)))
             if not self._stop.is_set():
                 raise DatastoreError(f"watch on {prefix} ended")
+        except DatastoreError:
+            # etcd's progress notifications vouch that nothing under the prefix changed up to
+            # their revision: resume from there rather than from the last event, so that a
+            # quiet prefix does not need a full relist after a compaction.
+            progress = getattr(stream, "progress_revision", 0)
+            if isinstance(progress, int) and progress > (cur.last or 0):
+                cur.last = progress
+            raise
         finally:
             stream.close()
             with self._lock:

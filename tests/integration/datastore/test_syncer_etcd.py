@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -165,3 +166,35 @@ def test_compaction_recovery(
     # Live updates flow again after the resync.
     b.apply(f"{PREFIXES[0]}after", "1")
     rec.wait(lambda: f"{PREFIXES[0]}after" in rec.state, "post-resync write")
+
+
+def test_quiet_prefix_survives_compaction_without_relist(etcd_factory: EtcdFactory) -> None:
+    """etcd's progress notifications tell an idle watch how far it is current, so after a
+    restart and a compaction of everything it last saw, it resumes instead of relisting."""
+    srv = etcd_factory.new("progress", extra_args=[
+        "--experimental-watch-progress-notify-interval", "100ms"])
+    b = EtcdBackend([srv.endpoint], timeout=2.0)
+    quiet = PREFIXES[0]
+    b.apply(quiet + "pool-a", "1")
+    rec = Recorder()
+    syncer = Syncer(b, [quiet], rec, backoff_initial=0.05, backoff_max=0.5)
+    syncer.start()
+    try:
+        rec.wait_status(S)
+        last_other = 0
+        for i in range(10):
+            last_other = b.apply("/calico/felix/v1/busy", str(i)).revision
+        deadline = time.monotonic() + LIMIT
+        while (syncer.revisions()[quiet] or 0) < last_other:
+            assert time.monotonic() < deadline, "no progress notification arrived"
+            time.sleep(0.05)
+        b.compact(last_other)
+        srv.restart()  # kill -9: the watch breaks and must be re-established
+        rec.wait_status(W, 2)
+        rec.wait_status(S, 2)
+        assert R not in rec.statuses()[3:], "resumed from the progress revision, no relist"
+        rev = b.apply(quiet + "pool-b", "2").revision
+        rec.wait(lambda: rec.state.get(quiet + "pool-b") == ("2", rev), "write after resume")
+    finally:
+        syncer.stop()
+        b.close()
