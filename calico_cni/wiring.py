@@ -8,11 +8,12 @@ veth's link-local fe80::ecee:eeff:feee:eeee), ip_forward as container_settings s
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from libcalico import proc
@@ -22,6 +23,7 @@ HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GW4 = "169.254.1.1"
 GW6 = "fe80::ecee:eeff:feee:eeee"
 TIMEOUT = 20.0
+CLONE_NEWNET = 0x40000000
 
 Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -58,19 +60,37 @@ def _write(path: str, value: str, *, required: bool = True) -> None:
             raise WiringError(f"cannot set {path} to {value}: {exc}") from exc
 
 
-def _ip_batch(lines: Sequence[str], netns: str | None = None) -> None:
-    argv = ["ip", "-batch", "-"]
-    if netns is not None:
-        argv = ["nsenter", f"--net={netns}", *argv]
-    try:
-        proc.run(argv, input="\n".join(lines) + "\n", timeout=TIMEOUT)
-    except CommandFailed as exc:
-        raise WiringError(f"ip -batch failed{' in ' + netns if netns else ''}: "
-                          f"{exc.stderr.strip() or exc.stdout.strip()}") from exc
-
-
 def host_link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
+
+
+@contextlib.contextmanager
+def in_netns(path: str) -> Iterator[None]:
+    """Run the body (and the processes it starts) in the network namespace at `path`, then
+    come back. setns(2) through libc: one `ip` process instead of nsenter + sh + ip."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise WiringError(f"cannot open network namespace {path}: {exc.strerror}") from exc
+        try:
+            if libc.setns(target, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise WiringError(f"cannot enter network namespace {path}: {os.strerror(err)}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+                os.write(2, b"calico: cannot return to the host network namespace\n")
+                os._exit(70)
+    finally:
+        os.close(home)
 
 
 def setup(w: Wiring) -> str:
@@ -82,20 +102,23 @@ def setup(w: Wiring) -> str:
     has6 = any(i.version == 6 for i in w.ips)
     mac = random_mac()
     queues = f" numtxqueues {w.num_queues} numrxqueues {w.num_queues}" if w.num_queues > 1 else ""
-    try:
-        _ip_batch([f"link add {w.host_veth} mtu {w.mtu} address {HOST_MAC}{queues} type veth "
-                   f"peer name {w.ifname} mtu {w.mtu} address {mac}{queues} netns {w.netns}"])
-    except WiringError as exc:
-        if "File exists" in str(exc):
+    host = [f"link add {w.host_veth} mtu {w.mtu} address {HOST_MAC}{queues} type veth "
+            f"peer name {w.ifname} mtu {w.mtu} address {mac}{queues} netns {w.netns}",
+            f"link set {w.host_veth} up"]
+    host += [f"route add {i.ip}/{i.max_prefixlen} dev {w.host_veth} scope link" for i in w.ips]
+    r = proc.run(["ip", "-batch", "-"], input="\n".join(host) + "\n", timeout=TIMEOUT,
+                 check=False)
+    if r.returncode != 0 and not host_link_exists(w.host_veth):
+        if "File exists" in r.stderr:
             raise WiringError(
-                f"cannot create {w.ifname} in {w.netns}: an interface named {w.ifname} already "
-                "exists in the container (remove it or use another CNI_IFNAME)") from None
-        raise
+                f"cannot create {w.ifname} in {w.netns}: an interface named {w.ifname} "
+                "already exists in the container (remove it or use another CNI_IFNAME)")
+        raise WiringError(f"creating veth {w.host_veth}: {r.stderr.strip()}")
     try:
+        if r.returncode != 0:
+            _host_routes(w, r.stderr)
         _host_sysctls(w.host_veth, has4, has6)
         _container(w, mac, has4, has6)
-        _ip_batch([f"link set {w.host_veth} up"])
-        _host_routes(w)
     except BaseException:
         proc.run(["ip", "link", "del", w.host_veth], timeout=TIMEOUT, check=False)
         raise
@@ -118,13 +141,6 @@ def _host_sysctls(veth: str, has4: bool, has6: bool) -> None:
 
 def _container(w: Wiring, mac: str, has4: bool, has6: bool) -> None:
     fwd = "1" if w.allow_ip_forwarding else "0"
-    script = [f"echo {fwd} > /proc/sys/net/ipv4/ip_forward"]
-    if has6:
-        script += [f"echo 0 > /proc/sys/net/ipv6/conf/{n}/disable_ipv6"
-                   for n in ("all", "default", "lo")]
-        script += [f"echo 0 > /proc/sys/net/ipv6/conf/{w.ifname}/accept_dad",
-                   f"echo {fwd} > /proc/sys/net/ipv6/conf/all/forwarding"]
-    script.append("exec ip -batch -")
     batch = [f"link set {w.ifname} up"]
     for ip in w.ips:
         extra = " nodad" if ip.version == 6 else ""
@@ -134,40 +150,55 @@ def _container(w: Wiring, mac: str, has4: bool, has6: bool) -> None:
         batch += [f"route add {dst} via {GW4} dev {w.ifname}" for dst in w.routes4]
     if has6:
         batch += [f"route add {dst} via {GW6} dev {w.ifname}" for dst in w.routes6]
-    try:
-        proc.run(["nsenter", f"--net={w.netns}", "/bin/sh", "-ec", "; ".join(script)],
-                 input="\n".join(batch) + "\n", timeout=TIMEOUT)
-    except CommandFailed as exc:
-        raise WiringError(f"configuring {w.ifname} in {w.netns} failed: "
-                          f"{exc.stderr.strip()}") from exc
+    with in_netns(w.netns):
+        _write("/proc/sys/net/ipv4/ip_forward", fwd)
+        if has6:
+            for n in ("all", "default", "lo"):
+                _write(f"/proc/sys/net/ipv6/conf/{n}/disable_ipv6", "0")
+            _write(f"/proc/sys/net/ipv6/conf/{w.ifname}/accept_dad", "0")
+            _write("/proc/sys/net/ipv6/conf/all/forwarding", fwd)
+        try:
+            proc.run(["ip", "-batch", "-"], input="\n".join(batch) + "\n", timeout=TIMEOUT)
+        except CommandFailed as exc:
+            raise WiringError(f"configuring {w.ifname} in {w.netns} failed: "
+                              f"{exc.stderr.strip()}") from exc
 
 
-def _host_routes(w: Wiring) -> None:
+def _host_routes(w: Wiring, stderr: str) -> None:
+    """The host batch stopped at a route: `EEXIST` is fine only when the existing route is
+    on this workload's veth (Calico's rule); add whatever the batch did not get to."""
     for ip in w.ips:
         dst = f"{ip.ip}/{ip.max_prefixlen}"
         fam = "-6" if ip.version == 6 else "-4"
-        r = proc.run(["ip", fam, "route", "add", dst, "dev", w.host_veth, "scope", "link"],
-                     timeout=TIMEOUT, check=False)
-        if r.returncode == 0:
-            continue
-        if "File exists" not in r.stderr:
-            raise WiringError(f"adding route {dst} dev {w.host_veth}: {r.stderr.strip()}")
         shown = proc.run(["ip", "-j", fam, "route", "show", "exact", dst], timeout=TIMEOUT)
         devs = {e.get("dev") for e in json.loads(shown.stdout or "[]")}
-        if devs != {w.host_veth}:
+        if devs == {w.host_veth}:
+            continue
+        if devs:
             raise WiringError(
                 f"route ({dst}) already exists for an interface other than '{w.host_veth}': "
                 f"{sorted(d for d in devs if d)}; the address may be in use twice")
+        r = proc.run(["ip", fam, "route", "add", dst, "dev", w.host_veth, "scope", "link"],
+                     timeout=TIMEOUT, check=False)
+        if r.returncode != 0:
+            raise WiringError(f"adding route {dst} dev {w.host_veth}: {r.stderr.strip()} "
+                              f"(host batch: {stderr.strip()})")
 
 
 def teardown(netns: str, ifname: str, host_veth: str | None = None) -> None:
     """Remove the container interface (its veth peer and host routes go with it). Missing
     namespace or interface is success. `host_veth` (when given) is removed if still there."""
     if netns and os.path.exists(netns):
-        r = proc.run(["nsenter", f"--net={netns}", "ip", "link", "del", ifname],
-                     timeout=TIMEOUT, check=False)
-        if r.returncode != 0 and "Cannot find device" not in r.stderr \
-                and "No such" not in r.stderr and os.path.exists(netns):
+        try:
+            with in_netns(netns):
+                present = os.path.exists(f"/proc/sys/net/ipv4/conf/{ifname}")
+                r = proc.run(["ip", "link", "del", ifname], timeout=TIMEOUT, check=False) \
+                    if present else None
+        except WiringError:
+            if os.path.exists(netns):
+                raise
+            r = None
+        if r is not None and r.returncode != 0 and "Cannot find device" not in r.stderr:
             raise WiringError(f"removing {ifname} in {netns}: {r.stderr.strip()}")
     if host_veth and host_link_exists(host_veth):
         proc.run(["ip", "link", "del", host_veth], timeout=TIMEOUT, check=False)
@@ -175,8 +206,11 @@ def teardown(netns: str, ifname: str, host_veth: str | None = None) -> None:
 
 def inspect(netns: str, ifname: str) -> tuple[set[str], list[dict[str, object]]]:
     """(addresses on `ifname` as `ip/prefix`, routes) inside the namespace."""
-    addr = proc.run(["nsenter", f"--net={netns}", "ip", "-j", "addr", "show", "dev", ifname],
-                    timeout=TIMEOUT, check=False)
+    with in_netns(netns):
+        addr = proc.run(["ip", "-j", "addr", "show", "dev", ifname], timeout=TIMEOUT,
+                        check=False)
+        routes = proc.run(["ip", "-j", "route", "show", "dev", ifname], timeout=TIMEOUT,
+                          check=False)
     if addr.returncode != 0:
         raise WiringError(f"{ifname} not found in {netns}: {addr.stderr.strip()}")
     found = set()
@@ -184,6 +218,4 @@ def inspect(netns: str, ifname: str) -> tuple[set[str], list[dict[str, object]]]
         for a in link.get("addr_info", []):
             if a.get("scope") == "global":
                 found.add(f"{a['local']}/{a['prefixlen']}")
-    routes = proc.run(["nsenter", f"--net={netns}", "ip", "-j", "route", "show", "dev", ifname],
-                      timeout=TIMEOUT, check=False)
     return found, json.loads(routes.stdout or "[]")

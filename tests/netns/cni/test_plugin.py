@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,24 @@ def test_dual_stack(env: dict[str, Any]) -> None:
     assert rc == 0
     with contextlib.suppress(NotFound), pytest.raises(NotFound):
         env["be"].get(keys.handle_key(f"testnet.{cid}"))
+
+
+def test_route_on_another_interface_fails_add(env: dict[str, Any]) -> None:
+    """A /32 already routed to another interface means the address is in use twice: the ADD
+    fails, says so, and releases what it took."""
+    _, path = new_ns(env, "cni-h")
+    other = f"cdup{os.getpid() % 100000}"
+    env["veths"].append(other)
+    sh("ip", "link", "add", other, "type", "veth", "peer", "name", other + "p")
+    sh("ip", "link", "set", other, "up")
+    sh("ip", "route", "add", "10.199.0.88/32", "dev", other)
+    cid = "dup000000001"
+    env["veths"].append("cali" + cid[:11])
+    rc, out = cnirun.run("ADD", env["conf"], cid=cid, netns=path, args="IP=10.199.0.88")
+    assert rc == 1 and "already exists for an interface other than" in out["msg"], out
+    assert other in out["msg"]
+    with pytest.raises(NotFound):
+        env["be"].get(keys.handle_key(f"testnet.{cid}"))
+    assert subprocess.run(["ip", "link", "show", "cali" + cid[:11]], capture_output=True,
+                          check=False).returncode != 0
+    assert other in sh("ip", "route", "show", "exact", "10.199.0.88/32")
