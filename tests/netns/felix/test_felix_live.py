@@ -222,6 +222,34 @@ def test_other_tools_rules_survive(cluster: Cluster) -> None:
         assert "cali-FORWARD" in first
 
 
+def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> None:
+    from libcalico.model import keys
+    cluster.put(keys.resource_key("IPPool", "pool6"), {
+        "kind": "IPPool", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "pool6"},
+        "spec": {"cidr": "fd00:65::/64", "vxlanMode": "Never", "ipipMode": "Never",
+                 "blockSize": 122}})
+    c = cluster.add_host("c")
+    p = cluster.add_pod(c, 0, write=False)
+    ns_exec(p.ns, "ip", "-6", "addr", "add", "fd00:65::11/128", "dev", "eth0", "nodad")
+    key = cluster.wep_key(p)
+    cluster.put(key, {
+        "kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": key.rsplit("/", 1)[1], "namespace": "default"},
+        "spec": {"node": "c", "ipNetworks": [f"{p.ip}/32", "fd00:65::11/128"],
+                 "profiles": ["kns.default"], "interfaceName": p.iface, "mac": p.mac}})
+    cluster.start_felix(c, FELIX_IPV6SUPPORT="true")
+    cluster.wait_applied(c)
+    wait_for(lambda: f"fd00:65::11 dev {p.iface}" in ns_exec(c.ns, "ip", "-6", "route").stdout,
+             20, "IPv6 /128 route")
+    v6 = ns_exec(c.ns, "ip6tables-save").stdout
+    assert f"cali-tw-{p.iface}" in v6 and "rpfilter" in v6
+    ndp = ns_exec(c.ns, "cat", f"/proc/sys/net/ipv6/conf/{p.iface}/proxy_ndp").stdout
+    assert ndp.strip() == "1"
+    assert "cali60network-ip-pools" in ns_exec(c.ns, "ipset", "list", "-n").stdout
+    # The new host's VTEP reached the others: VXLAN to its pod works.
+    wait_for(lambda: ping(pod(cluster, "a-p0").ns, p.ip), 30, "pod a → pod c")
+
+
 def test_ipip_live_or_skip(cluster: Cluster) -> None:
     ns = cluster.hosts[0].ns
     r = subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "add", "fxipiptest", "type",

@@ -153,3 +153,22 @@ def test_desired_state_is_order_independent(order: list[int]) -> None:
         seq.append(keyed[k][cursors[k]])
         cursors[k] += 1
     assert state(seq) == state(UPDATES)
+
+
+def test_ipv6_workload_gets_128_route_ndp_sysctls_and_ip6tables() -> None:
+    cfg = config.load({"FELIX_FELIXHOSTNAME": ME})          # Ipv6Support defaults to true
+    kvs = [*BASE, data.pool("p6", "fd00:65::/64"),
+           data.wep("w2", ME, "cali0000000002", ["10.65.0.11/32", "fd00:65::11/128"])]
+    s = state(kvs, cfg)
+    r = s.routes[(254, ipaddress.ip_network("fd00:65::11/128"))]
+    assert (r.dev, r.scope) == ("cali0000000002", "link")
+    assert s.sysctls["net/ipv6/conf/cali0000000002/proxy_ndp"] == "1"
+    assert s.sysctls["net/ipv6/conf/cali0000000002/forwarding"] == "1"
+    assert s.sysctls["net/ipv6/conf/all/forwarding"] == "1"
+    assert not any(k[0] == "cali0000000002" and k[1].version == 6 for k in s.neighbours)
+    assert (6, "filter") in s.tables and (6, "raw") in s.tables
+    assert "cali-tw-cali0000000002" in s.tables[(6, "filter")].chains
+    assert s.ipsets["cali60network-ip-pools"].members == {"fd00:65::/64"}
+    assert s.ipsets["cali60network-ip-pools"].family == "inet6"
+    # Without IPv6 pools or workloads, no ip6tables at all.
+    assert not any(v == 6 for v, _ in state(BASE, cfg).tables)

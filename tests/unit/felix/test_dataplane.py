@@ -178,3 +178,21 @@ def test_bad_datastore_value_is_ignored_not_fatal() -> None:
     feed(dp, kvs, nl)
     assert dp.bad_keys and dp.health.ready_flag
     assert not any("reboot" in (c[1] or "") for c in ipt.calls)
+
+
+def test_datastore_config_applies_and_a_change_requests_restart() -> None:
+    import pytest
+
+    from felix.dataplane.loop import RestartNeeded
+    nl, ipt, fs = kernel()
+    dp = make(nl, ipt, fs)
+    feed(dp, [*vxlan_kvs(), data.felixconfig(f"node.{ME}", {"chainInsertMode": "Append"}),
+              data.felixconfig("default", {"chainInsertMode": "Insert", "vxlanVNI": 77})], nl)
+    assert dp.cfg is not None and dp.cfg.chain_insert_mode == "append"
+    assert nl.links["vxlan.calico"].vxlan_id == 77
+    assert any(r.endswith("-j cali-INPUT") for r in ipt.table(4, "filter")["INPUT"])
+    assert ipt.table(4, "filter")["INPUT"][-1].endswith("-j cali-INPUT")
+    dp.on_event(Updates((Update(data.felixconfig("default", {"vxlanVNI": 78})[0],
+                                data.felixconfig("default", {"vxlanVNI": 78})[1], 3),)))
+    with pytest.raises(RestartNeeded):
+        dp.step()
