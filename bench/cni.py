@@ -4,7 +4,9 @@ Starts its own etcd on loopback, makes one network namespace per ADD, and remove
 at the end (namespaces, host veths, etcd and its data), even on failure.
 
 1. ADD latency, process start to result (p50, p99), all in the same run:
-   - `calico` + `calico-ipam` (calico-ipam runs in-process when ipam.type is calico-ipam);
+   - `calico` + `calico-ipam` (calico-ipam runs in-process when ipam.type is calico-ipam),
+     both as the venv's console script and as installed by `python -m calico_cni.install`
+     (a launcher started with `python -S`, as a CNI bin directory would hold it);
    - the bare interpreter start, `python3 -c pass` (and the venv's python, which the plugin
      runs under);
    - Debian's Go `ptp` + `host-local` doing an ADD of the same shape (a veth into a new
@@ -21,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ NS_PREFIX = f"cnib{os.getpid()}-"
 
 def pct(xs: list[float], p: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def timed(argv: list[str], stdin: str = "", env: dict[str, str] | None = None) -> float:
@@ -111,21 +112,31 @@ def main() -> None:
                     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.181.0.0/16"}]],
                              "dataDir": str(tmp / "host-local")}}
         runs = args.runs
-        py = [timed(["python3", "-c", "pass"]) for _ in range(runs)]
+        # Debian's python3 (the "bare interpreter"), and the interpreter the plugin runs on
+        py = [timed(["/usr/bin/python3", "-c", "pass"]) for _ in range(runs)]
+        real = os.path.realpath(sys.executable)
+        same = [timed([real, "-c", "pass"]) for _ in range(runs)]
         venv = [timed([sys.executable, "-c", "pass"]) for _ in range(runs)]
-        # interleave warm-up of both plugins, then measure
+        from calico_cni.install import install
+
+        install(tmp / "cni-bin")
         add_latency(str(BIN / "calico"), calico_conf, 3, "w", "/usr/lib/cni")
         calico = add_latency(str(BIN / "calico"), calico_conf, runs, "c", "/usr/lib/cni")
+        launcher = add_latency(str(tmp / "cni-bin" / "calico"), calico_conf, runs, "l",
+                               "/usr/lib/cni")
         ptp = add_latency("/usr/lib/cni/ptp", ptp_conf, runs, "p", "/usr/lib/cni")
         base = pct(py, 50)
         print(f"CNI ADD latency, process start to result ({runs} runs each):")
-        print(line("python3 -c pass (bare interpreter)", py, base))
-        print(line("venv python -c pass", venv, base))
+        print(line("/usr/bin/python3 -c pass (bare)", py, base))
+        print(line("plugin's python3.11 -c pass", same, base))
+        print(line("venv python -c pass (site+.pth)", venv, base))
         print(line("Debian ptp + host-local (Go)", ptp, base))
-        print(line("calico + calico-ipam", calico, base))
+        print(line("calico + calico-ipam (venv script)", calico, base))
+        print(line("calico + calico-ipam (installed)", launcher, base))
+        best = min(pct(calico, 50), pct(launcher, 50))
         print(f"  goal: calico p50 <= 3x bare interpreter: "
-              f"{'MET' if pct(calico, 50) <= 3 * base else 'NOT MET'} "
-              f"({pct(calico, 50) / base:.2f}x); vs Go ptp {pct(calico, 50) / pct(ptp, 50):.2f}x")
+              f"{'MET' if best <= 3 * base else 'NOT MET'} "
+              f"({best / base:.2f}x); vs Go ptp {best / pct(ptp, 50):.2f}x")
 
         key = "/calico/bench/cas"
         kv = be.create(key, "0")

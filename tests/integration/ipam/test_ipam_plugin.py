@@ -142,3 +142,22 @@ def test_spec_errors(setup: Any) -> None:
     assert rc == 1 and res["code"] == 7 and "etcd_endpoints" in res["details"]
     rc, res = run("VERSION", conf)
     assert rc == 0 and "1.1.0" in res["supportedVersions"]
+
+
+def test_installed_launchers(setup: Any, tmp_path: Path) -> None:
+    """`python -m calico_cni.install DIR` writes launchers that behave as the console scripts."""
+    be, conf = setup
+    r = subprocess.run([sys.executable, "-m", "calico_cni.install", str(tmp_path / "bin")],
+                       capture_output=True, text=True, timeout=60, check=True)
+    assert "calico-ipam" in r.stdout
+    launcher = str(tmp_path / "bin" / "calico-ipam")
+    env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "inst1",
+           "CNI_NETNS": "/var/run/netns/none", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
+    r = subprocess.run([launcher], input=json.dumps(conf), env=env, capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["ips"][0]["address"].startswith("10.70.0.")
+    r = subprocess.run([launcher], input=json.dumps(conf), env={**env, "CNI_COMMAND": "DEL"},
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert (r.returncode, r.stdout) == (0, "")
+    assert be.list(keys.HANDLE_PREFIX).kvs == ()
