@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from calicoctl.context import Failed
 
 if TYPE_CHECKING:
     from libcalico.model.resources import Resource
+
+log = logging.getLogger(__name__)
 
 Action = Callable[[Any], object]
 
@@ -43,6 +46,7 @@ def decode_all(docs: Sequence[documents.Document], verb: str,
 
     out: list[Resource] = []
     problems: list[str] = []
+    bad: set[str] = set()
     seen: dict[str, str] = {}
     for doc in docs:
         what = f"'{doc.kind}' resource" if doc.kind else "resource"
@@ -51,6 +55,7 @@ def decode_all(docs: Sequence[documents.Document], verb: str,
         except ValidationError as exc:
             problems.append(f"Failed to {verb} {what}: {doc.describe()}: "
                             f"{documents.describe_errors(exc, doc.data)}")
+            bad.add(doc.label)
             continue
         info = kinds.lookup(res.KIND)
         if info is not None and info.namespaced and not res.metadata.namespace:
@@ -62,14 +67,16 @@ def decode_all(docs: Sequence[documents.Document], verb: str,
                 problems.append(f"Failed to create {what}: {doc.describe()}: [error with field "
                                 f"metadata.resourceVersion = '{rv}' (must not be set when "
                                 "creating)]")
+                bad.add(doc.label)
             first = seen.setdefault(ident(res), doc.label)
             if first != doc.label:
                 problems.append(f"Failed to create {what}: {doc.describe()}: [{ident(res)} is "
                                 f"also defined by {first}]")
+                bad.add(doc.label)
         out.append(res)
     if problems:
         total = len(docs)
-        tail = (f"Nothing was written: {len(problems)} of {total} document(s) failed "
+        tail = (f"Nothing was written: {len(bad)} of {total} document(s) failed "
                 "validation, and every document is validated before any is written.")
         raise Failed("\n".join([*problems, tail]))
     return out
@@ -105,8 +112,7 @@ def run_batch(resources: Sequence[Resource], verb: str, past: str, action: Actio
     """Apply `action` to each resource in order; stop at the first failure like calicoctl."""
     from libcalico.errors import CalicoError
 
-    kinds = [r.KIND for r in resources]
-    single = documents.by_kind_summary(kinds)
+    single = documents.by_kind_summary([r.KIND for r in resources])
     done = 0
     for res in resources:
         try:
@@ -122,6 +128,7 @@ def run_batch(resources: Sequence[Resource], verb: str, past: str, action: Actio
             raise Failed(f"Failed to {verb} '{res.KIND}' resource: "
                          f"[{datastore_reason(exc, res)}]") from exc
         done += 1
+    log.info("calicoctl %s resources=%d kind=%s", verb, done, single or "mixed")
     if single:
         click.echo(f"Successfully {past} {done} '{single}' resource(s)")
     else:
