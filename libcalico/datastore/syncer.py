@@ -275,10 +275,12 @@ class Syncer:
             self._flush(pending)
 
     def _flush(self, pending: list[Update]) -> None:
-        if pending and not self._stop.is_set():
+        if pending:
             self._deliver(Updates(tuple(pending)))
 
     def _deliver(self, event: SyncEvent) -> None:
+        if self._stop.is_set():
+            return
         try:
             self._sink(event)
         except Exception:

@@ -193,7 +193,7 @@ def test_close_ends_a_blocked_watch(backend: EtcdBackend) -> None:
 
 def test_unavailable_then_recovers_on_same_client(etcd_factory: EtcdFactory) -> None:
     srv = etcd_factory.new("outage")
-    b = EtcdBackend([srv.endpoint], timeout=1.0)
+    b = EtcdBackend([srv.endpoint], timeout=3.0)
     try:
         b.create("/calico/a", "1")
         srv.kill()
