@@ -248,6 +248,13 @@ def _dec_float(raw: object, path: str, errs: list[FieldError]) -> object:
     return BAD
 
 
+def _go_float(v: float) -> object:
+    """Go writes float64 100 as `100`, not `100.0`."""
+    if v.is_integer() and abs(v) < 1e21:
+        return int(v)
+    return v
+
+
 def _what(raw: object) -> str:
     if raw is None:
         return "null"
@@ -445,7 +452,7 @@ def _for_type(tp: Any, strict: bool) -> tuple[Decoder, Encoder]:
     if tp is int:
         return _dec_int, _ident
     if tp is float:
-        return _dec_float, _ident
+        return _dec_float, _go_float
     if tp is datetime:
         return _datetime, format_time
     if tp is timedelta:
