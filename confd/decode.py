@@ -12,6 +12,7 @@ because it must keep strings, such as BGPFilter CIDRs, exactly as stored.)
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -147,7 +148,11 @@ class Node:
     rr_cluster_id: str
     wireguard_v4: str
     wireguard_v6: str
-    host_fields: tuple[tuple[str, str], ...] = ()
+    host_fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The leaves of `/calico/bgp/v1/host/<name>/` this Node produces (computed at decode;
+    read-only)."""
+    host_keys: tuple[tuple[str, str], ...] = ()
+    """The same as full keys → values, ready to copy into the key space."""
     """The `/calico/bgp/v1/host/<name>/` leaves this Node produces (computed once, at decode)."""
 
     def ip(self, version: int) -> IPAddress | None:
@@ -226,7 +231,8 @@ def decode_node(name: str, doc: dict[str, Any]) -> Node:
         rr_cluster_id=rr,
         wireguard_v4=str(wg4.ip) if wg4 else "",
         wireguard_v6=str(wg6.ip) if wg6 else "",
-        host_fields=tuple(fields),
+        host_fields=dict(fields),
+        host_keys=tuple((f"/calico/bgp/v1/host/{name}/{leaf}", value) for leaf, value in fields),
     )
 
 

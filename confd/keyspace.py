@@ -277,19 +277,18 @@ def synthesise(res: Resources, node: str, environ: Mapping[str, str]) -> KeySpac
             for ver in (4, 6):
                 v[h + f"prefix_advertisements/ip_v{ver}"] = _prefix_advertisements(
                     merged, ver, name, warnings)
-    hosts: dict[str, dict[str, str]] = {}
+    hosts: dict[str, Mapping[str, str]] = {}
     for n in res.nodes.values():
-        h = f"{ROOT}bgp/v1/host/{n.name}/"
-        fields = dict(n.host_fields)
-        hosts[n.name] = fields
-        for leaf, value in n.host_fields:
-            v[h + leaf] = value
+        hosts[n.name] = n.host_fields
+        v.update(n.host_keys)
     for name in res.configs:
         if name.startswith("node.") and name[5:] in hosts:
             prefix = f"{ROOT}bgp/v1/host/{name[5:]}/"
+            fields = dict(hosts[name[5:]])
             for leaf in ("listen_port", "loglevel"):
                 if prefix + leaf in v:
-                    hosts[name[5:]][leaf] = v[prefix + leaf]
+                    fields[leaf] = v[prefix + leaf]
+            hosts[name[5:]] = fields
     for pool in res.pools.values():
         key = f"{ROOT}v1/ipam/v{pool.cidr.version}/pool/{_seg(pool.cidr)}"
         v[key] = json.dumps({
