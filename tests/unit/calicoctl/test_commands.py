@@ -433,3 +433,18 @@ def test_directory_input_validates_every_file_first(
     r = run("delete", "-f", str(d))
     assert r.exit_code == 0, r.output
     assert _keys(backend) == []
+
+
+def test_log_level_info_prints_one_summary_line(run: Run) -> None:
+    import logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        r = run("apply", "-f", "-", "-l", "info", stdin=POOLS)
+        assert r.exit_code == 0, r.output
+        summary = [ln for ln in r.stderr.splitlines() if "calicoctl apply" in ln]
+        assert len(summary) == 1 and "resources=2 kind=IPPool" in summary[0]
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
