@@ -29,7 +29,7 @@ from confd import schedule, stage
 from confd.keyspace import SECRETS_PREFIX
 from confd.resource import TemplateResource
 from libcalico.datastore.api import Backend
-from libcalico.errors import CalicoError, DatastoreError
+from libcalico.errors import CalicoError, CommandFailed, DatastoreError
 from libcalico.model import keys
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class Engine:
             return PassResult(blocked=why)
         texts, failed = self._render_all(snapshot)
         changed: list[TemplateResource] = []
+        previous: dict[str, stage.FileState | None] = {}
         for res in self.resources:
             if res.name in failed:
                 continue
@@ -110,11 +111,15 @@ class Engine:
                 continue
             if outcome.changed:
                 changed.append(res)
+                previous[res.name] = outcome.previous
                 if outcome.diff and self.diff_out is not None:
                     self.diff_out.write(outcome.diff)
                     self.diff_out.flush()
                 if not self.options.noop:
                     log.info("%s: updated %s", res.name, res.dest)
+        if not self.options.noop and not self.options.sync_only:
+            rejected = self._check_groups(changed, previous, failed)
+            changed = [r for r in changed if r.name not in rejected]
         reloads = self._reload(changed, failed)
         log.info(
             "confd pass rev=%d resources=%d changed=%d reloads=%d failed=%d took=%.3fs%s",
@@ -144,6 +149,53 @@ class Engine:
                 failed[res.name] = f"{res.name}: render failed: {first_error}"
             log.error("render failed: %s", first_error)
         return texts, failed
+
+    def _check_groups(self, changed: Sequence[TemplateResource],
+                      previous: Mapping[str, stage.FileState | None],
+                      failed: dict[str, str]) -> set[str]:
+        """Check fragments through the file that includes them; put back rejected ones.
+
+        A resource without a check_cmd (bird_aggr.cfg, bird_ipam.cfg) cannot be checked alone.
+        Its group is the resources sharing its reload_cmd (the files one BIRD reads). When a
+        fragment changed but the group's checked file did not (so it was not checked with the
+        new fragment on its stage file), that file's check_cmd runs on its dest, which now
+        includes the new fragment. If it fails, the group's changed fragments are put back as
+        they were, so the files on disk always form a configuration BIRD accepts (BIRD must
+        still be able to start from them after a restart), and nothing is reloaded for them.
+        """
+        changed_names = {r.name for r in changed}
+        groups: dict[str, list[TemplateResource]] = {}
+        for r in self.resources:
+            if r.reload_cmd:
+                groups.setdefault(r.reload_cmd, []).append(r)
+        rejected: set[str] = set()
+        for members in groups.values():
+            fragments = [m for m in members if not m.check_cmd and m.name in changed_names]
+            checkers = [m for m in members if m.check_cmd and m.name not in changed_names]
+            if not fragments:
+                continue
+            problem = ""
+            for chk in checkers:
+                if not chk.dest.exists():
+                    continue  # nothing installed yet that BIRD could load
+                try:
+                    stage.check(chk, chk.dest, self.shell)
+                except CommandFailed as exc:
+                    problem = f"rejected by {chk.name}'s check_cmd on {chk.dest}: " \
+                              f"{stage.why(exc)}"
+                    break
+            if not problem:
+                continue
+            for frag in fragments:
+                try:
+                    stage.restore(frag, previous.get(frag.name))
+                    back = "put back as it was"
+                except (stage.SyncError, OSError) as exc:
+                    back = f"could not be put back: {exc}"
+                failed[frag.name] = f"{frag.name}: {problem}; {frag.dest} {back}"
+                log.error("%s", failed[frag.name])
+                rejected.add(frag.name)
+        return rejected
 
     def _reload(self, changed: Sequence[TemplateResource], failed: dict[str, str]) -> list[str]:
         if self.options.noop or self.options.sync_only:

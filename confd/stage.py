@@ -68,11 +68,23 @@ DEFAULT_OPTIONS = Options()
 
 
 @dataclass(frozen=True, slots=True)
+class FileState:
+    """What dest held before a replace, so that a rejected group can be put back."""
+
+    data: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     changed: bool
     """dest was replaced (or, in noop mode, would have been)."""
     diff: str = ""
     """Unified diff (noop mode only)."""
+    previous: FileState | None = None
+    """dest before it was replaced (None: it did not exist, or nothing changed)."""
 
 
 def holds_secret(text: str) -> bool:
@@ -119,19 +131,46 @@ def sync(res: TemplateResource, text: str, options: Options, shell: Shell = run_
             log.debug("%s: %s is up to date", res.name, res.dest)
             return Outcome(changed=False)
         if not options.sync_only and res.check_cmd:
-            command = _SRC_RE.sub(lambda _: shlex.quote(str(stage)), res.check_cmd)
             try:
-                shell(command)
+                check(res, stage, shell)
             except CommandFailed as exc:
                 raise SyncError(
                     f"{res.name}: check_cmd failed, {res.dest} left as it was: {_why(exc)}"
                 ) from exc
+        previous = _state(res.dest)
         _replace(res, stage, data, mode)
-        return Outcome(changed=True)
+        return Outcome(changed=True, previous=previous)
     finally:
         if not options.keep_stage_file:
             with contextlib.suppress(FileNotFoundError):
                 stage.unlink()
+
+
+def check(res: TemplateResource, path: Path, shell: Shell = run_shell) -> None:
+    """Run `res.check_cmd` on `path` (a stage file, or dest itself). Raises CommandFailed."""
+    shell(_SRC_RE.sub(lambda _: shlex.quote(str(path)), res.check_cmd))
+
+
+def why(exc: CommandFailed) -> str:
+    """A short account of a failed command for a log line."""
+    return _why(exc)
+
+
+def restore(res: TemplateResource, previous: FileState | None) -> None:
+    """Put dest back as it was before this pass replaced it (removed if it did not exist)."""
+    if previous is None:
+        with contextlib.suppress(FileNotFoundError):
+            res.dest.unlink()
+        return
+    put_back = TemplateResource(
+        name=res.name, src=res.src, dest=res.dest, prefix=res.prefix, keys=res.keys,
+        check_cmd="", reload_cmd="", mode=previous.mode, uid=previous.uid, gid=previous.gid)
+    stage = _write_stage(put_back, previous.data, previous.mode)
+    try:
+        _replace(put_back, stage, previous.data, previous.mode)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            stage.unlink()
 
 
 def reload(name: str, command: str, shell: Shell = run_shell) -> None:
@@ -189,6 +228,16 @@ def _write_stage(res: TemplateResource, data: bytes, mode: int) -> Path:
             stage.unlink()
         raise SyncError(f"{res.name}: cannot write stage file {stage}: {exc.strerror}") from exc
     return stage
+
+
+def _state(path: Path) -> FileState | None:
+    try:
+        st = path.stat()
+        return FileState(path.read_bytes(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SyncError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _same(res: TemplateResource, data: bytes, mode: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,24 @@ def test_unreachable_datastore_fails_onetime(tmp_path: Path) -> None:
                     str(confdir), "--dest-root", str(tmp_path / "out"))
     assert r.returncode == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_fragment_bird_rejects_is_put_back(three_nodes: EtcdServer, tmp_path: Path) -> None:
+    """bird_aggr.cfg has no check_cmd of its own: it is checked through bird.cfg (real bird -p
+    on the installed bird.cfg, which includes it) and put back when BIRD rejects it."""
+    log = tmp_path / "reloads"
+    confdir = c.make_confdir(tmp_path, reload_log=log, copy_templates=True)
+    assert onetime(three_nodes, confdir, tmp_path / "out")[0] == 0
+    cfg = tmp_path / "out" / c.CONFIG_DIR
+    good = (cfg / "bird_aggr.cfg").read_text()
+    tpl = confdir / "templates" / "bird_aggr.cfg.template"
+    tpl.write_text(tpl.read_text() + "\nfunction broken ( { }\n")
+    log.unlink()
+    rc, _, err = onetime(three_nodes, confdir, tmp_path / "out")
+    assert rc == 1
+    assert "bird_aggr.toml: rejected by bird.toml's check_cmd" in err
+    assert (cfg / "bird_aggr.cfg").read_text() == good
+    assert sorted(os.listdir(cfg)) == sorted(c.FILES)
+    assert not log.exists(), "no reload for a rejected fragment"
+    # BIRD still accepts what is on disk
+    subprocess.run(["bird", "-p", "-c", str(cfg / "bird.cfg")], check=True, timeout=30)

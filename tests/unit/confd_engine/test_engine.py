@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from confd import processor, resource, stage
@@ -37,10 +37,11 @@ class Shell:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail: set[str] = set()
+        self.fail_if: Callable[[str], bool] = lambda command: False
 
     def __call__(self, command: str) -> proc.Completed:
         self.calls.append(command)
-        if any(f in command for f in self.fail):
+        if any(f in command for f in self.fail) or self.fail_if(command):
             raise CommandFailed(["sh", "-c", command], 1, "", "boom")
         return proc.Completed(("sh",), 0, "", "")
 
@@ -150,3 +151,66 @@ def test_prefixes_cover_the_renderer_snapshot() -> None:
     assert "/calico/resources/v3/projectcalico.org/bgppeers/" in p
     assert "/calico/resources/v3/projectcalico.org/ippools/" in p
     assert "/calico/ipam/v2/host/n1/" in p
+
+
+def aggr_is_bad(tmp_path: Path) -> Callable[[str], bool]:
+    """A check4 that, like `bird -p`, reads the fragment bird.cfg includes from dest's dir."""
+    def pred(command: str) -> bool:
+        aggr = tmp_path / "cfg/bird_aggr.cfg"
+        return command.startswith("check4") and aggr.exists() and "BAD" in aggr.read_text()
+    return pred
+
+
+class BadAggr(FakeRender):
+    def __call__(self, snapshot: Mapping[str, str], node: str, environ: Mapping[str, str],
+                 jobs: Sequence[RenderJob]) -> dict[str, str]:
+        out = super().__call__(snapshot, node, environ, jobs)
+        if "bird_aggr.t" in out and snapshot.get("aggr") == "bad":
+            out["bird_aggr.t"] = "BAD\n"
+        return out
+
+
+def test_fragment_rejected_by_the_including_file_is_put_back(tmp_path: Path) -> None:
+    sh = Shell()
+    sh.fail_if = aggr_is_bad(tmp_path)
+    e = processor.Engine(resources(tmp_path), BadAggr(), "n1", {}, shell=sh)
+    assert e.apply(SNAP).ok
+    aggr = tmp_path / "cfg/bird_aggr.cfg"
+    good = aggr.read_text()
+    sh.calls.clear()
+    # only the fragment changes: bird.cfg is unchanged, so it is checked on dest
+    result = e.apply({**SNAP, "aggr": "bad"})
+    assert set(result.failed) == {"bird_aggr.toml"}
+    assert "rejected by bird.toml's check_cmd" in result.failed["bird_aggr.toml"]
+    assert "put back as it was" in result.failed["bird_aggr.toml"]
+    assert aggr.read_text() == good
+    assert "reload4" not in sh.calls
+    assert sorted(os.listdir(tmp_path / "cfg")) == sorted(
+        ["bird.cfg", "bird_aggr.cfg", "bird_ipam.cfg", "bird6.cfg"])
+
+
+def test_fragment_checked_through_a_changed_including_file(tmp_path: Path) -> None:
+    sh = Shell()
+    sh.fail_if = aggr_is_bad(tmp_path)
+    e = processor.Engine(resources(tmp_path), BadAggr(), "n1", {}, shell=sh)
+    assert e.apply(SNAP).ok
+    aggr = tmp_path / "cfg/bird_aggr.cfg"
+    good, bird = aggr.read_text(), (tmp_path / "cfg/bird.cfg").read_text()
+    # both change: bird.cfg's stage check sees the new fragment and fails; both stay old
+    result = e.apply({**SNAP, "aggr": "bad", "rev": "7"})
+    assert {"bird.toml", "bird_aggr.toml"} <= set(result.failed)
+    assert aggr.read_text() == good
+    assert (tmp_path / "cfg/bird.cfg").read_text() == bird
+    # a good fragment passes the same route
+    result = e.apply({**SNAP, "rev": "8"})
+    assert result.ok and "bird_aggr.toml" in result.changed
+
+
+def test_first_run_check_failure_installs_no_bird_cfg(tmp_path: Path) -> None:
+    sh = Shell()
+    sh.fail.add("check4")
+    e = processor.Engine(resources(tmp_path), FakeRender(), "n1", {}, shell=sh)
+    result = e.apply(SNAP)
+    assert "bird.toml" in result.failed
+    # bird.cfg never existed: nothing BIRD could load, the fragments may stay for the retry
+    assert not (tmp_path / "cfg/bird.cfg").exists()
