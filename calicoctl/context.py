@@ -17,6 +17,7 @@ import click
 
 if TYPE_CHECKING:
     from libcalico.client import Client
+    from libcalico.datastore.api import Backend
 
     from libcalico.datastore.config import DatastoreConfig
 
@@ -63,6 +64,10 @@ class Context:
 
                 self._client = Client(datastore.connect(self.datastore_config()))
         return self._client
+
+    def backend(self) -> Backend:
+        """The raw Backend under the Client (for commands that work on keys, e.g. IPAM)."""
+        return self.client().backend
 
     def close(self) -> None:
         if self._client is not None and self.client_factory is None:

@@ -448,3 +448,10 @@ def test_log_level_info_prints_one_summary_line(run: Run) -> None:
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+def test_context_backend_is_the_clients() -> None:
+    backend = MemoryBackend()
+    ctx = Context(client_factory=lambda: Client(backend))
+    assert ctx.backend() is backend
+    assert ctx.client() is ctx.client()
