@@ -18,7 +18,6 @@ import click
 if TYPE_CHECKING:
     from libcalico.client import Client
     from libcalico.datastore.api import Backend
-
     from libcalico.datastore.config import DatastoreConfig
 
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
@@ -58,9 +57,8 @@ class Context:
             if self.client_factory is not None:
                 self._client = self.client_factory()
             else:
-                from libcalico.client import Client
-
                 from libcalico import datastore
+                from libcalico.client import Client
 
                 self._client = Client(datastore.connect(self.datastore_config()))
         return self._client
