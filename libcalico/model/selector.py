@@ -23,6 +23,7 @@ and deduplicated. It re-parses to an equal selector.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -465,6 +466,8 @@ class _Parser:
             self.pos += 1
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> Selector:
-    """Parse a selector; raises SelectorError with the position of the first problem."""
+    """Parse a selector; raises SelectorError with the position of the first problem.
+    Results are immutable and cached (the same few selectors are parsed again and again)."""
     return _Parser(text).parse()
