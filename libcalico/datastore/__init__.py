@@ -35,12 +35,11 @@ def connect(cfg: DatastoreConfig) -> Backend:
             "the Kubernetes datastore (DATASTORE_TYPE=kubernetes) is not available in this "
             "build; use DATASTORE_TYPE=etcdv3"
         )
-    if cfg.etcd_username or cfg.etcd_password:
-        raise ConfigError("etcd username/password authentication is not supported in this build")
     from libcalico.datastore.etcd import EtcdBackend, TLSMaterial
 
     ca = _pem(cfg.etcd_ca_cert_file, cfg.etcd_ca_cert, "CA certificate")
     key = _pem(cfg.etcd_key_file, cfg.etcd_key, "key")
     cert = _pem(cfg.etcd_cert_file, cfg.etcd_cert, "certificate")
     tls = TLSMaterial(ca=ca, key=key, cert=cert) if (ca or key or cert) else None
-    return EtcdBackend(cfg.etcd_endpoints, tls=tls, timeout=cfg.timeout)
+    return EtcdBackend(cfg.etcd_endpoints, tls=tls, timeout=cfg.timeout,
+                       username=cfg.etcd_username, password=cfg.etcd_password)

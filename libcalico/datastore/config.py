@@ -7,7 +7,7 @@ From the environment (`DatastoreConfig.from_env`), each variable also accepted w
     ETCD_ENDPOINTS      comma-separated URLs (default http://127.0.0.1:2379)
     ETCD_KEY_FILE, ETCD_CERT_FILE, ETCD_CA_CERT_FILE    TLS files
     ETCD_KEY, ETCD_CERT, ETCD_CA_CERT                   the same, inline PEM
-    ETCD_USERNAME, ETCD_PASSWORD                        (accepted, not supported yet)
+    ETCD_USERNAME, ETCD_PASSWORD                        etcd user authentication
     KUBECONFIG
 
 From a CalicoAPIConfig file (`DatastoreConfig.from_file`), as calicoctl reads

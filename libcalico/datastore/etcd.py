@@ -70,7 +70,8 @@ _GRPC_OPTIONS: list[tuple[str, Any]] = [
 
 # etcd's "require leader" metadata: a member that has lost its leader refuses the call (and
 # cancels watches) with "etcdserver: no leader" instead of serving stale data or going quiet.
-_METADATA = (("hasleader", "true"),)
+Metadata = tuple[tuple[str, str], ...]
+_METADATA: Metadata = (("hasleader", "true"),)
 
 # Failures that prove the request never reached etcd's state machine: safe to send elsewhere.
 _NOT_SENT_MARKERS = (
@@ -108,6 +109,9 @@ class _Endpoint:
         self.kv = etcdrpc.KVStub(self.channel)
         self.watch = etcdrpc.WatchStub(self.channel)
         self.maintenance = etcdrpc.MaintenanceStub(self.channel)
+        self.auth = etcdrpc.AuthStub(self.channel)
+        self.token: str | None = None
+        """etcd auth token for this member (when a username is configured)."""
 
     def close(self) -> None:
         self.channel.close()
@@ -205,6 +209,8 @@ class EtcdBackend:
         *,
         tls: TLSMaterial | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         if not endpoints:
             raise ConfigError("no etcd endpoints configured")
@@ -212,6 +218,9 @@ class EtcdBackend:
             raise ConfigError(f"etcd timeout must be positive, not {timeout}")
         self._endpoints = [_Endpoint(parse_endpoint(u), tls) for u in endpoints]
         self._timeout = timeout
+        if bool(username) != bool(password):
+            raise ConfigError("etcd username and password must be given together")
+        self._credentials = (username, password) if username and password else None
         self._lock = threading.Lock()
         self._current = 0
         self._streams: set[EtcdWatchStream] = set()
@@ -236,8 +245,8 @@ class EtcdBackend:
                 log.info("etcd %s failed; switching to %s", ep.url,
                          self._endpoints[self._current].url)
 
-    def _call(self, fn: Callable[[_Endpoint, float], T], *, retry_any: bool) -> T:
-        """Run `fn(endpoint, seconds_left)` until it answers or the deadline passes.
+    def _call(self, fn: Callable[[_Endpoint, float, Metadata], T], *, retry_any: bool) -> T:
+        """Run `fn(endpoint, seconds_left, metadata)` until it answers or the deadline passes.
 
         `retry_any`: the call has no effect (a read), so any unavailability may be retried;
         otherwise only failures that prove the request was never sent are.
@@ -245,12 +254,20 @@ class EtcdBackend:
         deadline = time.monotonic() + self._timeout
         delay = 0.05
         attempts = 0
+        reauthenticated = False
         while True:
             ep = self._pick()
-            left = deadline - time.monotonic()
+            left = max(deadline - time.monotonic(), 0.001)
             try:
-                return fn(ep, max(left, 0.001))
+                return fn(ep, left, self._metadata(ep, left))
             except grpc.RpcError as exc:
+                if (self._credentials and not reauthenticated
+                        and _code(exc) == grpc.StatusCode.UNAUTHENTICATED):
+                    # The token expired (or the member restarted): log in again and resend;
+                    # etcd refused the request before applying it.
+                    ep.token = None
+                    reauthenticated = True
+                    continue
                 err = translate(exc, ep.url)
                 if not isinstance(err, Unavailable):
                     raise err from exc
@@ -263,12 +280,31 @@ class EtcdBackend:
                     time.sleep(min(delay, left))
                     delay = min(delay * 2, 1.0)
 
+    def _metadata(self, ep: _Endpoint, timeout: float) -> Metadata:
+        if self._credentials is None:
+            return _METADATA
+        if ep.token is None:
+            user, password = self._credentials
+            try:
+                resp = ep.auth.Authenticate(
+                    etcdrpc.AuthenticateRequest(name=user, password=password), timeout=timeout
+                )
+            except grpc.RpcError as exc:
+                if _code(exc) in (grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.FAILED_PRECONDITION):
+                    raise DatastoreError(
+                        f"etcd {ep.url}: authentication as user {user!r} failed: {_details(exc)}"
+                    ) from None
+                raise
+            ep.token = resp.token
+        return (*_METADATA, ("token", ep.token))
+
     # -- Backend ---------------------------------------------------------------------------
 
     def get(self, key: str) -> KVPair:
         req = etcdrpc.RangeRequest(key=key.encode())
         resp = self._call(
-            lambda ep, t: ep.kv.Range(req, timeout=t, metadata=_METADATA), retry_any=True
+            lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md), retry_any=True
         )
         if not resp.kvs:
             raise NotFound(key)
@@ -278,13 +314,13 @@ class EtcdBackend:
         raw = prefix.encode()
         req = etcdrpc.RangeRequest(key=raw or b"\0", range_end=_prefix_end(raw))
         resp = self._call(
-            lambda ep, t: ep.kv.Range(req, timeout=t, metadata=_METADATA), retry_any=True
+            lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md), retry_any=True
         )
         return Listing(_kvpairs(resp.kvs), resp.header.revision)
 
     def _txn(self, req: Any) -> Any:
         return self._call(
-            lambda ep, t: ep.kv.Txn(req, timeout=t, metadata=_METADATA), retry_any=False
+            lambda ep, t, md: ep.kv.Txn(req, timeout=t, metadata=md), retry_any=False
         )
 
     def create(self, key: str, value: str) -> KVPair:
@@ -321,7 +357,7 @@ class EtcdBackend:
     def apply(self, key: str, value: str) -> KVPair:
         req = etcdrpc.PutRequest(key=key.encode(), value=value.encode())
         resp = self._call(
-            lambda ep, t: ep.kv.Put(req, timeout=t, metadata=_METADATA), retry_any=False
+            lambda ep, t, md: ep.kv.Put(req, timeout=t, metadata=md), retry_any=False
         )
         return KVPair(key, value, resp.header.revision)
 
@@ -360,7 +396,11 @@ class EtcdBackend:
         ep = self._pick()
         stream = EtcdWatchStream(ep, prefix, start_revision)
         try:
-            stream.open(self._timeout)
+            try:
+                md = self._metadata(ep, self._timeout)
+            except grpc.RpcError as exc:
+                raise translate(exc, ep.url) from exc
+            stream.open(self._timeout, md)
         except Unavailable:
             self._failed(ep)
             raise
@@ -374,7 +414,7 @@ class EtcdBackend:
         req = etcdrpc.RangeRequest(key=prefix.encode() or b"\0", revision=start_revision - 1,
                                    count_only=True)
         try:
-            self._call(lambda ep, t: ep.kv.Range(req, timeout=t, metadata=_METADATA),
+            self._call(lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md),
                        retry_any=True)
         except Compacted:
             raise Compacted(start_revision) from None
@@ -397,14 +437,14 @@ class EtcdBackend:
         """The store's current revision."""
         req = etcdrpc.RangeRequest(key=b"\0", limit=1, count_only=True)
         resp = self._call(
-            lambda ep, t: ep.kv.Range(req, timeout=t, metadata=_METADATA), retry_any=True
+            lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md), retry_any=True
         )
         return int(resp.header.revision)
 
     def compact(self, revision: int) -> None:
         """Drop history before `revision` (what etcd's auto-compaction does)."""
         req = etcdrpc.CompactionRequest(revision=revision, physical=True)
-        self._call(lambda ep, t: ep.kv.Compact(req, timeout=t, metadata=_METADATA),
+        self._call(lambda ep, t, md: ep.kv.Compact(req, timeout=t, metadata=md),
                    retry_any=False)
 
     def __enter__(self) -> EtcdBackend:
@@ -437,8 +477,8 @@ class EtcdWatchStream:
         # Keep the request side open until the stream ends; gRPC reads this in its own thread.
         self._done.wait()
 
-    def open(self, timeout: float) -> None:
-        self._call = self._ep.watch.Watch(self._requests(), metadata=_METADATA)
+    def open(self, timeout: float, metadata: Metadata = _METADATA) -> None:
+        self._call = self._ep.watch.Watch(self._requests(), metadata=metadata)
         timed_out = threading.Event()
 
         def expire() -> None:
