@@ -83,14 +83,14 @@ def _extend(
 TREES = st.recursive(_leaf(), _extend, max_leaves=12)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(TREES)
 def test_str_parse_round_trip_is_identity(tree: tuple[sel.Selector, Ref]) -> None:
     node, _ = tree
     assert sel.parse(str(node)) == node
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(TREES, st.lists(LABELS, min_size=1, max_size=8))
 def test_evaluate_agrees_with_reference(tree: tuple[sel.Selector, Ref],
                                         label_sets: list[dict[str, str]]) -> None:
@@ -99,7 +99,7 @@ def test_evaluate_agrees_with_reference(tree: tuple[sel.Selector, Ref],
         assert node.evaluate(labels) is ref(labels), (str(node), labels)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(TREES, TREES, LABELS)
 def test_de_morgan(t1: tuple[sel.Selector, Ref], t2: tuple[sel.Selector, Ref],
                    labels: dict[str, str]) -> None:
@@ -152,7 +152,7 @@ def _render(node: sel.Selector, draw: st.DrawFn) -> str:
     return f"{node.key}{ws}{op}{ws}{q(node.value)}"
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(TREES, st.data())
 def test_any_spelling_parses_to_the_same_ast(tree: tuple[sel.Selector, Ref],
                                              data: st.DataObject) -> None:
