@@ -274,6 +274,16 @@ def _str_map(value: Any, path: str) -> dict[str, str] | None:
     return dict(value)
 
 
+def has_free(text: str, reserved: frozenset[int] = frozenset()) -> bool:
+    """Whether a stored block has a free, unreserved ordinal, without building the Block
+    (the question asked of every affine block on every assignment)."""
+    try:
+        free = json.loads(text).get("unallocated") or []
+    except (json.JSONDecodeError, AttributeError):
+        return False
+    return any(o not in reserved for o in free)
+
+
 def encode(block: Block) -> str:
     doc: dict[str, Any] = {"cidr": str(block.cidr), "affinity": block.affinity}
     if block.affinity_claim_time is not None:
