@@ -455,3 +455,19 @@ def test_context_backend_is_the_clients() -> None:
     ctx = Context(client_factory=lambda: Client(backend))
     assert ctx.backend() is backend
     assert ctx.client() is ctx.client()
+
+
+@pytest.mark.parametrize("alias", [
+    "bgpconfigs", "bgpfilters", "bgppeers", "clusterinfos", "felixconfigs", "heps",
+    "ipamconfigs", "ippools", "ipreservations", "kubecontrollersconfigs", "nodes", "profiles",
+    "weps"])
+@pytest.mark.parametrize("fmt", ["ps", "wide", "yaml", "json"])
+def test_every_supported_kind_lists_in_every_format(run: Run, alias: str, fmt: str) -> None:
+    r = run("get", alias, "-A" if alias == "weps" else "--allow-version-mismatch", "-o", fmt)
+    assert r.exit_code == 0, r.output
+    if fmt == "json":
+        assert json.loads(r.stdout)["kind"].endswith("List")
+    elif fmt == "yaml":
+        assert yaml.safe_load(r.stdout)["kind"].endswith("List")
+    else:
+        assert r.stdout.split()[0] in ("NAME", "NAMESPACE")
