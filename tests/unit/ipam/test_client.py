@@ -215,3 +215,44 @@ def test_ipam_config_codec() -> None:
     assert IPAMConfig().block_limit() == 20
     assert Affinity.decode("").confirmed and not Affinity.decode('{"state":"pending"}').confirmed
     assert Handle({"b": 1, "a": 2}).encode() == '{"block":{"a":2,"b":1},"deleted":false}'
+
+
+def test_empty_foreign_block_reclaimed_only_after_a_minute(be: MemoryBackend) -> None:
+    pool(be, "p", "10.1.0.0/30", blockSize=30)  # a single block
+    now = [1_800_000_000 * 10**9]
+    c = IPAMClient(be, clock_ns=lambda: now[0])
+    c.auto_assign(AutoAssignArgs("n1", handle_id="a"))
+    c.release_by_handle("a")  # n1's block is empty but still affine to n1
+    v4, _ = c.auto_assign(AutoAssignArgs("n2", handle_id="b"))
+    # too young to reclaim; borrowing takes an address from n1's block instead
+    b = blk.decode(be.get(keys.block_key(ipaddress.ip_network("10.1.0.0/30"))).value)
+    assert b.affinity == "host:n1" and len(v4.ips) == 1
+    c.release_by_handle("b")
+    now[0] += 61 * 10**9
+    v4, _ = c.auto_assign(AutoAssignArgs("n2", handle_id="c"))
+    b = blk.decode(be.get(keys.block_key(ipaddress.ip_network("10.1.0.0/30"))).value)
+    assert b.affinity == "host:n2", "an empty block claimed over a minute ago is reclaimed"
+    assert be.list(keys.affinity_prefix("n1")).kvs == ()
+    assert Affinity.decode(be.get(keys.affinity_key(
+        "n2", ipaddress.ip_network("10.1.0.0/30"))).value).confirmed
+
+
+def test_claim_race_lost_removes_pending_affinity(be: MemoryBackend) -> None:
+    pool(be, "p", "10.1.0.0/29", blockSize=30)
+    c = IPAMClient(be)
+    cidr = ipaddress.ip_network("10.1.0.0/30")
+    # n2 created the block first; n1's claim of the same CIDR must back off cleanly
+    c._claim_block("n2", cidr)
+    assert c._claim_block("n1", cidr) is None
+    with pytest.raises(NotFound):
+        be.get(keys.affinity_key("n1", cidr))
+    assert blk.decode(be.get(keys.block_key(cidr)).value).affinity == "host:n2"
+
+
+def test_strict_affinity_refuses_foreign_block_for_assign_ip(be: MemoryBackend) -> None:
+    pool(be, "p", "10.1.0.0/24", blockSize=28)
+    c = IPAMClient(be)
+    c.set_config(IPAMConfig(strict_affinity=True))
+    c.assign_ip(ipaddress.ip_address("10.1.0.1"), handle_id="h", attrs={}, hostname="n1")
+    with pytest.raises(IPAMError, match="strict affinity"):
+        c.assign_ip(ipaddress.ip_address("10.1.0.2"), handle_id="h2", attrs={}, hostname="n2")
