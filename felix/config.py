@@ -252,6 +252,8 @@ class FelixConfig:
     dataplane_watchdog_timeout: float = 90.0
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     """(parameter, source) for every non-default value, for the startup log line."""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    """Invalid datastore values that were ignored (the next source down applies)."""
 
 
 def parse_file(text: str, path: str = "felix.cfg") -> dict[str, str]:
@@ -303,6 +305,7 @@ def load(
         ("environment", env_values(env or {})),
     ]
     chosen: dict[str, tuple[str, str]] = {}
+    warnings: list[str] = []
     for source, values in layers:
         for raw_name, text in values.items():
             p = PARAMS_BY_NAME.get(raw_name.lower())
@@ -310,6 +313,14 @@ def load(
                 continue
             if p.local and source.startswith("FelixConfiguration"):
                 continue
+            if source.startswith("FelixConfiguration"):
+                # Datastore values are untrusted: a bad one is ignored (as Calico does), the
+                # value from the next source down stays in force.
+                try:
+                    p.parse(text)
+                except ValueError as exc:
+                    warnings.append(f"{p.name} from {source}: {exc} (ignored)")
+                    continue
             chosen[p.attr] = (source, text)
     kwargs: dict[str, Any] = {}
     sources: list[tuple[str, str]] = []
@@ -322,7 +333,7 @@ def load(
             raise ConfigError(f"{p.name} from {source}: {exc}") from exc
         if source != "default":
             sources.append((p.name, source))
-    cfg = FelixConfig(**kwargs, sources=tuple(sorted(sources)))
+    cfg = FelixConfig(**kwargs, sources=tuple(sorted(sources)), warnings=tuple(warnings))
     if cfg.health_host and cfg.health_host != "localhost":
         try:
             ipaddress.ip_address(cfg.health_host)

@@ -157,6 +157,8 @@ class Dataplane:
         self.refresh_at = {"routes": now + cfg.route_refresh_interval,
                            "iptables": now + cfg.iptables_refresh_interval,
                            "ipsets": now + cfg.ipsets_refresh_interval}
+        for w in cfg.warnings:
+            log.warning("invalid FelixConfiguration value: %s", w)
         log.info("configuration: hostname=%s iptables backend=%s insert mode=%s "
                  "endpoint-to-host=%s prefixes=%s non-default=%s", cfg.hostname, self.backend,
                  cfg.chain_insert_mode, cfg.default_endpoint_to_host_action,

@@ -44,8 +44,12 @@ def test_local_params_not_taken_from_datastore() -> None:
 def test_bad_value_names_parameter_and_source() -> None:
     with pytest.raises(ConfigError, match="VXLANVNI from environment"):
         config.load({"FELIX_VXLANVNI": "not-a-number"})
-    with pytest.raises(ConfigError, match="DefaultEndpointToHostAction from FelixConfiguration"):
-        config.load({}, {}, None, {"defaultEndpointToHostAction": "Explode"})
+    # Datastore values are untrusted input: ignored with a warning, lower source applies.
+    c = config.load({}, {}, {"defaultEndpointToHostAction": "Explode"},
+                    {"defaultEndpointToHostAction": "Accept"})
+    assert c.default_endpoint_to_host_action == "ACCEPT"
+    assert any("DefaultEndpointToHostAction from FelixConfiguration node" in w
+               for w in c.warnings)
     with pytest.raises(ConfigError, match="InterfacePrefix"):
         config.load({"FELIX_INTERFACEPREFIX": "ca li;rm"})
 
