@@ -28,6 +28,7 @@ from confd import resource as resource_mod
 from confd import schedule, stage
 from confd.keyspace import SECRETS_PREFIX
 from confd.resource import TemplateResource
+from libcalico.datastore import syncer as syncer_mod
 from libcalico.datastore.api import Backend
 from libcalico.errors import CalicoError, CommandFailed, DatastoreError
 from libcalico.model import keys
@@ -316,8 +317,6 @@ class WatchLoop:
                 self._pass(now)
 
     def _handle(self, event: object) -> None:
-        from libcalico.datastore import syncer as syncer_mod
-
         if isinstance(event, syncer_mod.Updates):
             changed = False
             for u in event.updates:

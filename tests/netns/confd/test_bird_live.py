@@ -6,6 +6,11 @@ namespaces only). etcd listens on 127.0.0.1 in the root namespace; one calico-co
 runs in the root namespace (watch mode, NODENAME=<node>, dests under a per-node temp dir,
 real check_cmd `bird -p` and reload through `birdc configure` on the node's control socket).
 Only BIRD runs inside the node namespaces.
+
+Phases: full mesh (v4 and v6 sessions Established, block routes in every kernel table); route
+reflectors (mesh off, n1 reflects, selector peers) by reload, with the same BIRD processes; a
+global peer to a plain-BIRD edge router that learns the pod blocks; etcd stopped (files,
+sessions and processes stay) and restarted (confd applies the next change).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.etcd import EtcdServer
+from tests.fixtures.etcd import EtcdFactory, EtcdServer
 from tests.fixtures.netns import NetnsFactory, ns_exec
 from tests.integration.confd_engine import cluster as c
 
@@ -121,6 +126,12 @@ def wait(what: str, pred: Callable[[], bool], timeout: float = SETTLE,
 
 def routes(ns: str, family: str = "-4") -> str:
     return sh(ns, "ip", family, "route", "show", "proto", "bird")
+
+
+@pytest.fixture
+def etcd(etcd_factory: EtcdFactory) -> EtcdServer:
+    """A private etcd: this test stops and restarts it."""
+    return etcd_factory.new("confd-live")
 
 
 @pytest.fixture
@@ -270,6 +281,34 @@ def test_mesh_route_reflectors_and_edge_router(etcd: EtcdServer, lab: dict[str, 
          lambda: all(f"{b} via " in routes(edge.ns) for b in BLOCKS.values()),
          detail=lambda: routes(edge.ns))
     assert {n.name: n.pids() for n in nodes.values()} == pids
+
+    # 4. etcd goes away: files, sessions and BIRD processes stay; confd catches up afterwards.
+    files = {(n.name, f): (n.cfg / f).read_bytes() for n in nodes.values() for f in c.FILES}
+    etcd.stop()
+    for n in nodes.values():
+        assert n.confd is not None
+        wait(f"{n.name} notices the outage",
+             lambda n=n: "holding the current configuration" in n.confd.log(),  # type: ignore[union-attr]
+             detail=n.confd.log)
+    time.sleep(3)
+    assert {(n.name, f): (n.cfg / f).read_bytes() for n in nodes.values()
+            for f in c.FILES} == files
+    assert all_established(edge.b4, set(NODES)), edge.b4.show("protocols")
+    assert all_established(rr.b4, {"Node_10_99_0_2", "Node_10_99_0_3", "Global_10_99_0_254"})
+    assert {n.name: n.pids() for n in nodes.values()} == pids
+    etcd.cluster_state = "existing"
+    etcd.start()
+    be = c.backend(etcd.endpoint)
+    try:
+        c.delete(be, "BGPPeer", "edge")
+    finally:
+        be.close()
+    for n in nodes.values():
+        wait(f"{n.name} drops the edge peer after etcd is back",
+             lambda n=n: "Global_10_99_0_254" not in n.b4.protocols(),
+             detail=lambda n=n: n.b4.show("protocols"))
+    assert {n.name: n.pids() for n in nodes.values()} == pids
+
     for n in nodes.values():
         assert n.confd is not None
         log = n.confd.log()
