@@ -132,10 +132,13 @@ def vtep_mac(node: str, version: int = 4) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
 
 
-@functools.lru_cache(maxsize=16384)
 def _endpoint_sysctls(ep: Endpoint, rp_filter: str, ipv6: bool) -> dict[str, str]:
-    """Cached: callers only read the result."""
-    i = ep.iface
+    return _iface_sysctls(ep.iface, rp_filter, ipv6 and bool(ep.ipv6))
+
+
+@functools.lru_cache(maxsize=16384)
+def _iface_sysctls(i: str, rp_filter: str, ipv6: bool) -> dict[str, str]:
+    """Cached (keyed by cheap strings): callers only read the result."""
     out = {
         f"net/ipv6/conf/{i}/accept_ra": "0",
         f"net/ipv4/conf/{i}/route_localnet": "1",
@@ -144,7 +147,7 @@ def _endpoint_sysctls(ep: Endpoint, rp_filter: str, ipv6: bool) -> dict[str, str
         f"net/ipv4/conf/{i}/forwarding": "1",
         f"net/ipv4/conf/{i}/rp_filter": rp_filter,
     }
-    if ipv6 and ep.ipv6:
+    if ipv6:
         out[f"net/ipv6/conf/{i}/proxy_ndp"] = "1"
         out[f"net/ipv6/conf/{i}/forwarding"] = "1"
     return out

@@ -196,3 +196,18 @@ def test_datastore_config_applies_and_a_change_requests_restart() -> None:
                                 data.felixconfig("default", {"vxlanVNI": 78})[1], 3),)))
     with pytest.raises(RestartNeeded):
         dp.step()
+
+
+def test_cni_route_on_unclaimed_interface_gets_a_grace_period() -> None:
+    from felix.calc.desired import Route
+    nl, ipt, fs = kernel()
+    nl.add_link("cali00000000new")
+    key = (254, ipaddress.ip_network("10.65.0.50/32"))
+    nl.routes[key] = Route(key[1], dev="cali00000000new", scope="link", proto=3)
+    clock = Clock()
+    dp = make(nl, ipt, fs, clock)
+    feed(dp, vxlan_kvs(), nl)
+    assert key in nl.routes                 # the CNI plugin's fresh route survives ...
+    clock.t += 11
+    dp.step()
+    assert key not in nl.routes             # ... until the grace period ends unclaimed
