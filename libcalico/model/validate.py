@@ -211,6 +211,7 @@ def int_range(lo: int, hi: int) -> Check:
             return _err(path, f"{value} is out of range {lo}-{hi}")
         return []
 
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # for schema-driven generators
     return check
 
 
@@ -222,6 +223,7 @@ def version(v: int) -> Check:
             return _err(path, f"{value} is not an IPv{v} value")
         return []
 
+    check.ip_version = v  # type: ignore[attr-defined]  # for schema-driven generators
     return check
 
 
@@ -232,6 +234,7 @@ def each(check: Check) -> Check:
             errs += check(item, f"{path}[{i}]")
         return errs
 
+    run.item_check = check  # type: ignore[attr-defined]  # for schema-driven generators
     return run
 
 
@@ -241,6 +244,7 @@ def one_of(*choices: str) -> Check:
             return _err(path, f"invalid value {value!r}: must be one of {', '.join(choices)}")
         return []
 
+    check.choices = choices  # type: ignore[attr-defined]  # for schema-driven generators
     return check
 
 
