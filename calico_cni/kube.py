@@ -103,3 +103,16 @@ def pod_info(conf: NetConf, namespace: str, pod: str) -> PodInfo:
                                        or "default"),
                    ns_labels=_strmap(nm.get("labels")),
                    ns_annotations=_strmap(nm.get("annotations")))
+
+
+def node_pod_cidrs(conf: NetConf, node: str) -> list[str]:
+    """The Node's spec.podCIDRs (or podCIDR), for host-local's `subnet: usePodCidr`."""
+    doc = _get(api_config(conf), f"/api/v1/nodes/{quote(node)}")
+    spec_ = doc.get("spec") or {}
+    cidrs = spec_.get("podCIDRs") or ([spec_["podCIDR"]] if spec_.get("podCIDR") else [])
+    if not cidrs:
+        raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                       f"node {node} has no podCIDR in the Kubernetes API",
+                       "subnet usePodCidr needs the node's spec.podCIDR (controller-manager "
+                       "--allocate-node-cidrs)")
+    return [str(c) for c in cidrs]

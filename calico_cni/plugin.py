@@ -90,6 +90,10 @@ def _delegate(command: str, env: spec.Env, doc: Mapping[str, Any], environ: Mapp
     child_env["CNI_COMMAND"] = command
     if args_override is not None:
         child_env["CNI_ARGS"] = args_override
+    args = child_env.get("CNI_ARGS", "")
+    if args and "IgnoreUnknown=" not in args:
+        # our K8S_* arguments would make a delegate without IgnoreUnknown refuse the call
+        child_env["CNI_ARGS"] = "IgnoreUnknown=1;" + args
     body = dict(doc)
     for attempt in range(2):
         try:
@@ -304,6 +308,8 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
             if fixed and conf.ipam.type != "calico-ipam":
                 raise CNIError(spec.INVALID_NETWORK_CONFIG,
                                "ipAddrs annotations need ipam.type calico-ipam")
+        if conf.ipam.subnet in ("usePodCidr", "usePodCidrIPv6"):
+            ipam_doc = _use_pod_cidr(ipam_doc, conf, node)
         ipam = Ipam(env, ipam_doc, conf, environ, backend, node)
         ips = _addresses(ipam, existing, old_doc, w, fixed, no_ipam)
         try:
@@ -316,6 +322,24 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
             raise
     finally:
         backend.close()
+
+
+def _use_pod_cidr(doc: dict[str, Any], conf: netconf.NetConf, node: str) -> dict[str, Any]:
+    """host-local's `subnet: usePodCidr` (or `usePodCidrIPv6`) becomes the Node's pod CIDR of
+    that family, read from the Kubernetes API."""
+    from calico_cni import kube
+
+    want6 = conf.ipam.subnet == "usePodCidrIPv6"
+    cidrs = [c for c in kube.node_pod_cidrs(conf, node) if (":" in c) == want6]
+    if not cidrs:
+        raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                       f"node {node} has no IPv{6 if want6 else 4} podCIDR for "
+                       f"subnet {conf.ipam.subnet}")
+    ipam = dict(doc.get("ipam") or {})
+    ipam["subnet"] = cidrs[0]
+    out = dict(doc)
+    out["ipam"] = ipam
+    return out
 
 
 def _pools_from_annotations(doc: dict[str, Any], info: Any) -> dict[str, Any]:

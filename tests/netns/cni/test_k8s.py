@@ -36,6 +36,7 @@ class FakeAPI:
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.tokens: list[str] = []
+        self.nodes: dict[str, dict[str, Any]] = {}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +48,8 @@ class FakeAPI:
                     obj = api.namespaces.get(parts[3])
                 elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6:
                     obj = api.pods.get((parts[3], parts[5]))
+                elif parts[:3] == ["api", "v1", "nodes"] and len(parts) == 4:
+                    obj = api.nodes.get(parts[3])
                 body = json.dumps(obj or {"kind": "Status", "code": 404}).encode()
                 self.send_response(200 if obj else 404)
                 self.send_header("Content-Type", "application/json")
@@ -113,8 +116,11 @@ def add(k: dict[str, Any], ns: str, pod: str, cid: str, conf: dict[str, Any] | N
 
 def delete(k: dict[str, Any], ns: str, pod: str, cid: str, netns: str,
            conf: dict[str, Any] | None = None) -> int:
-    rc, _ = cnirun.run("DEL", conf or k["conf"], cid=cid, netns=netns,
-                       args=f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod}")
+    rc, out = cnirun.run("DEL", conf or k["conf"], cid=cid, netns=netns,
+                         args=f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod}")
+    assert rc == 0 or out is not None
+    if rc:
+        print("DEL failed:", out)
     return rc
 
 
@@ -237,3 +243,19 @@ def test_host_local_delegation(k8s: dict[str, Any]) -> None:
     rc, res = cnirun.run("ADD", conf, cid=cid, netns=path, cni_path=str(k8s["tmp"]))
     assert rc == 1 and res["code"] == 7 and "host-local" in res["msg"]
     assert os.path.exists(path)
+
+
+def test_host_local_use_pod_cidr(k8s: dict[str, Any]) -> None:
+    api = k8s["api"]
+    api.nodes[NODE] = {"kind": "Node", "metadata": {"name": NODE},
+                       "spec": {"podCIDR": "10.195.3.0/24", "podCIDRs": ["10.195.3.0/24"]}}
+    api.namespace("hl")
+    api.pod("hl", "p1", {})
+    conf = {**k8s["conf"], "name": "hlk8s",
+            "ipam": {"type": "host-local", "subnet": "usePodCidr",
+                     "dataDir": str(k8s["tmp"] / "hl-data")}}
+    rc, res, netns = add(k8s, "hl", "p1", "usepodcidr01", conf)
+    assert rc == 0, res
+    assert res["ips"][0]["address"] == "10.195.3.2/32"
+    assert delete(k8s, "hl", "p1", "usepodcidr01", netns, conf) == 0
+    assert not (k8s["tmp"] / "hl-data" / "hlk8s" / "10.195.3.2").exists()
