@@ -142,7 +142,7 @@ DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
 def default_allow_profile() -> Profile:
     """The profile Calico returns for `projectcalico-default-allow` (never stored)."""
     return Profile(
-        Metadata(DEFAULT_ALLOW_PROFILE, resource_version="0"),
+        Metadata(DEFAULT_ALLOW_PROFILE),
         ProfileSpec(ingress=(Rule(action=Action.ALLOW),), egress=(Rule(action=Action.ALLOW),)),
     )
 
