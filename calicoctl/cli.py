@@ -26,6 +26,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "replace": ("calicoctl.commands.apply", "replace"),
     "delete": ("calicoctl.commands.delete", "delete"),
     "get": ("calicoctl.commands.get", "get"),
+    "label": ("calicoctl.commands.label", "label"),
     "patch": ("calicoctl.commands.patch", "patch"),
     "version": ("calicoctl.commands.version", "version"),
 }

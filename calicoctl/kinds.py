@@ -177,6 +177,14 @@ def resolve(name: str) -> ResourceKind:
     return found
 
 
+def plural(kind: ResourceKind) -> str:
+    """The lower-case plural calicoctl uses in messages (`nodes`, `ippools`)."""
+    from libcalico.model.keys import KINDS as KEY_KINDS
+
+    info = KEY_KINDS.get(kind.kind)
+    return info.plural if info is not None else kind.kind.lower() + "s"
+
+
 def lookup(kind: str) -> ResourceKind | None:
     """The entry for a canonical kind as written in a document (`IPPool`)."""
     return BY_KIND.get(kind)

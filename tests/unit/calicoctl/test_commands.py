@@ -471,3 +471,32 @@ def test_every_supported_kind_lists_in_every_format(run: Run, alias: str, fmt: s
         assert yaml.safe_load(r.stdout)["kind"].endswith("List")
     else:
         assert r.stdout.split()[0] in ("NAME", "NAMESPACE")
+
+
+def test_label_set_overwrite_remove(run: Run, backend: MemoryBackend) -> None:
+    node = ("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: rr1}\n"
+            "spec: {bgp: {ipv4Address: 10.0.0.1/24}}\n")
+    assert run("apply", "-f", "-", stdin=node).exit_code == 0
+    key = keys.resource_key("Node", "rr1")
+    r = run("label", "nodes", "rr1", "route-reflector=true")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully set label route-reflector on nodes rr1\n"
+    assert json.loads(backend.get(key).value)["metadata"]["labels"] == {
+        "route-reflector": "true"}
+    r = run("label", "no", "rr1", "route-reflector=false")
+    assert r.exit_code == 1
+    assert "key route-reflector is already present. Please use '--overwrite'" in r.stderr
+    assert run("label", "no", "rr1", "route-reflector=false", "--overwrite").exit_code == 0
+    assert json.loads(backend.get(key).value)["metadata"]["labels"] == {
+        "route-reflector": "false"}
+    r = run("label", "node", "rr1", "bad key=x")
+    assert r.exit_code == 1 and "metadata.labels" in r.stderr
+    r = run("label", "node", "rr1", "route-reflector", "--remove")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "Successfully removed label route-reflector from nodes rr1\n"
+    assert not json.loads(backend.get(key).value)["metadata"].get("labels")
+    r = run("label", "node", "rr1", "route-reflector", "--remove")
+    assert r.exit_code == 1 and "is not present" in r.stderr
+    r = run("label", "node", "ghost", "a=b")
+    assert r.exit_code == 1 and "resource does not exist: Node(ghost)" in r.stderr
+    assert run("label", "node", "rr1", "justakey").exit_code == 2
