@@ -105,7 +105,7 @@ class Engine:
             if res.name in failed:
                 continue
             try:
-                outcome = stage.sync(res, texts[res.src], self.options, self.shell)
+                outcome = stage.sync(res, texts[res.name], self.options, self.shell)
             except stage.SyncError as exc:
                 failed[res.name] = str(exc)
                 log.error("%s", exc)
@@ -131,24 +131,32 @@ class Engine:
                           reloads=tuple(reloads))
 
     def _render_all(self, snapshot: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-        jobs = [r.job() for r in self.resources]
-        try:
-            return self.render(snapshot, self.node, self.environ, jobs), {}
-        except render_mod.RenderError as whole:
-            first_error = str(whole)
-        # Find out which resources fail, so that the others are still brought up to date.
+        """Resource name -> text, and resource name -> error for those that failed."""
         texts: dict[str, str] = {}
+        batch_error = ""
+        for batch in _unique_src_batches(self.resources):
+            try:
+                out = self.render(snapshot, self.node, self.environ, [r.job() for r in batch])
+                texts.update((r.name, out[r.src]) for r in batch)
+            except render_mod.RenderError as exc:
+                batch_error = str(exc)
+                break
+        else:
+            return texts, {}
+        # Find out which resources fail, so that the others are still brought up to date.
+        texts = {}
         failed: dict[str, str] = {}
         for res in self.resources:
             try:
-                texts.update(self.render(snapshot, self.node, self.environ, [res.job()]))
+                texts[res.name] = self.render(snapshot, self.node, self.environ,
+                                              [res.job()])[res.src]
             except render_mod.RenderError as exc:
                 failed[res.name] = f"{res.name}: render failed, {res.dest} left as it was: {exc}"
                 log.error("%s", failed[res.name])
         if not failed:  # the batch failed but every job alone works: report the batch error
             for res in self.resources:
-                failed[res.name] = f"{res.name}: render failed: {first_error}"
-            log.error("render failed: %s", first_error)
+                failed[res.name] = f"{res.name}: render failed: {batch_error}"
+            log.error("render failed: %s", batch_error)
         return texts, failed
 
     def _check_groups(self, changed: Sequence[TemplateResource],
@@ -218,6 +226,21 @@ class Engine:
                 for n in names:
                     failed[n] = str(exc)
         return done
+
+
+def _unique_src_batches(
+        resources: Sequence[TemplateResource]) -> list[list[TemplateResource]]:
+    """Split resources into render calls in which each template `src` appears once (the
+    renderer answers by src; two resources may use one template with different keys)."""
+    batches: list[list[TemplateResource]] = []
+    for r in resources:
+        for b in batches:
+            if all(o.src != r.src for o in b):
+                b.append(r)
+                break
+        else:
+            batches.append([r])
+    return batches
 
 
 def load_snapshot(backend: Backend, node: str) -> tuple[dict[str, str], int]:

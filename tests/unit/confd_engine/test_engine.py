@@ -214,3 +214,15 @@ def test_first_run_check_failure_installs_no_bird_cfg(tmp_path: Path) -> None:
     assert "bird.toml" in result.failed
     # bird.cfg never existed: nothing BIRD could load, the fragments may stay for the retry
     assert not (tmp_path / "cfg/bird.cfg").exists()
+
+
+def test_two_resources_may_share_a_template(tmp_path: Path) -> None:
+    res = resources(tmp_path)
+    text = ('[template]\nsrc = "bird.t"\ndest = "/cfg/copy.cfg"\nprefix = "/other"\n')
+    res.append(resource.parse(text, name="copy.toml", node="n1", dest_root=tmp_path,
+                              default_uid=os.geteuid(), default_gid=os.getegid()))
+    render = FakeRender()
+    e = processor.Engine(res, render, "n1", {}, shell=Shell())
+    assert e.apply(SNAP).ok
+    assert (tmp_path / "cfg/copy.cfg").read_text() == "bird.t rev=0\n"
+    assert render.calls == 2, "one render call per batch of distinct templates"
