@@ -279,3 +279,15 @@ def test_every_kind_round_trips(ctl: Ctl) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Successfully deleted 13 resource(s)\n"
     assert ctl.etcd.ctl("get", "/calico", "--prefix", "--keys-only").strip() == ""
+
+
+def test_label_node_for_route_reflection(ctl: Ctl) -> None:
+    node = ("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: rr1}\n"
+            "spec: {bgp: {ipv4Address: 10.0.0.1/24, routeReflectorClusterID: 224.0.0.1}}\n")
+    assert ctl("apply", "-f", "-", input=node).returncode == 0
+    r = ctl("label", "nodes", "rr1", "route-reflector=true")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Successfully set label route-reflector on nodes rr1\n"
+    stored = json.loads(ctl.etcd_get(keys.resource_key("Node", "rr1")))
+    assert stored["metadata"]["labels"] == {"route-reflector": "true"}
+    assert stored["spec"]["bgp"]["routeReflectorClusterID"] == "224.0.0.1"
