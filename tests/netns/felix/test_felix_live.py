@@ -36,6 +36,14 @@ def cluster() -> Iterator[Cluster]:
         # Another tool's rules, present before Felix starts.
         for h in (a, b):
             foreign(h, "add")
+        # Leftovers of an earlier Felix on host a (ours by name, hash comment and protocol),
+        # and someone else's route.
+        ns_exec(a.ns, "iptables", "-w", "-N", "cali-stale-chain")
+        ns_exec(a.ns, "iptables", "-w", "-A", "cali-stale-chain", "-j", "ACCEPT")
+        ns_exec(a.ns, "iptables", "-w", "-A", "OUTPUT", "-m", "comment", "--comment",
+                "cali:staleHash0123456", "-j", "cali-stale-chain")
+        ns_exec(a.ns, "ip", "route", "add", "blackhole", "10.99.0.0/26", "proto", "80")
+        ns_exec(a.ns, "ip", "route", "add", "blackhole", "10.98.0.0/26", "proto", "static")
         c.add_pod(a, 0)
         c.add_pod(b, 0)
         for h in (a, b):
@@ -212,6 +220,15 @@ def test_restart_on_programmed_host_issues_no_restore(cluster: Cluster) -> None:
     assert "iptables-restores=0 " in line, line
     assert "netlink-ops=0 " in line, line
     assert "sysctl-writes=0 " in line, line
+
+
+def test_stale_state_of_ours_is_swept_others_kept(cluster: Cluster) -> None:
+    a = cluster.hosts[0]
+    save = ns_exec(a.ns, "iptables-save", "-t", "filter").stdout
+    assert "cali-stale-chain" not in save and "staleHash" not in save
+    routes = ns_exec(a.ns, "ip", "route").stdout
+    assert "10.99.0.0/26" not in routes
+    assert "blackhole 10.98.0.0/26 proto static" in routes
 
 
 def test_other_tools_rules_survive(cluster: Cluster) -> None:
