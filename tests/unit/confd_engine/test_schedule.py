@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from confd.schedule import Coalescer, Timing
 
@@ -100,3 +102,35 @@ def test_retry_backoff_doubles_to_cap_and_resets() -> None:
     c.succeeded()
     assert c.deadline() is None
     assert c.failed(now) == 0.25
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=0.5, allow_nan=False), min_size=1,
+                max_size=300))
+def test_every_change_is_rendered_and_passes_are_spaced(gaps: list[float]) -> None:
+    """For any arrival pattern: every change is covered by a pass that starts after it,
+    passes are at least min_interval apart, and a flood never gives more passes than
+    one per min_interval of its length plus one."""
+    c = Coalescer(T)
+    c.in_sync = True
+    changes: list[float] = []
+    passes: list[float] = []
+    now = 0.0
+    for g in gaps:
+        nxt = now + g
+        while (at := c.deadline()) is not None and at <= nxt:  # passes due before it
+            now = max(now, at)
+            c.started(now)
+            passes.append(now)
+        now = nxt
+        c.changed(now)
+        changes.append(now)
+    while (at := c.deadline()) is not None:
+        now = max(now, at)
+        c.started(now)
+        passes.append(now)
+    assert passes and passes[-1] >= changes[-1]
+    for ch in changes:
+        assert any(p >= ch for p in passes)
+    assert all(b - a >= T.min_interval - 1e-9 for a, b in itertools.pairwise(passes))
+    span = changes[-1] - changes[0]
+    assert len(passes) <= span / T.min_interval + 2
