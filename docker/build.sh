@@ -21,6 +21,10 @@ if ! podman image exists "$base"; then
   rm -rf "$rootfs"
   trap - EXIT
 fi
+echo "build: wheels of the project and its dependencies -> build/wheels" >&2
+rm -rf "$here/build/wheels"
+py=${PYTHON:-$here/.venv/bin/python}
+"$py" -m pip wheel -q --wheel-dir "$here/build/wheels" "$here"
 echo "build: podman build -> $image" >&2
 podman build --network host --build-arg BASE="$base" -f "$here/docker/Dockerfile" \
   --ignorefile "$here/docker/dockerignore" \
