@@ -68,8 +68,7 @@ class Context:
         return self.client().backend
 
     def close(self) -> None:
+        """Close the datastore connection this context opened (not an injected one)."""
         if self._client is not None and self.client_factory is None:
-            close = getattr(self._client, "close", None)
-            if callable(close):
-                close()
+            self._client.backend.close()
         self._client = None
