@@ -257,27 +257,51 @@ def _dispatch(opts: RuleOptions, ifaces: tuple[str, ...]) -> dict[str, tuple[Rul
 @functools.lru_cache(maxsize=64)
 def _dispatch_cached(prefixes: tuple[str, ...],
                      ifaces: tuple[str, ...]) -> dict[str, tuple[Rule, ...]]:
-    groups: dict[str, list[str]] = {}
-    for i in ifaces:
-        key = i
-        for p in prefixes:
-            if i.startswith(p) and len(i) > len(p):
-                key = i[: len(p) + 1]
-                break
-        groups.setdefault(key, []).append(i)
+    """Calico's fail-closed dispatch: interfaces sharing the character after the prefix go
+    behind `-i cali3+ -g <root>-3`. Groups larger than SPLIT_ABOVE are split again on the
+    next character (`<root>-3a`), so that adding one endpoint among thousands rewrites a
+    chain of a few rules instead of one of hundreds. Every chain ends in DROP."""
     out: dict[str, tuple[Rule, ...]] = {}
+    by_prefix: dict[str, list[str]] = {}
+    for i in ifaces:
+        p = next((p for p in prefixes if i.startswith(p) and len(i) > len(p)), "")
+        by_prefix.setdefault(p, []).append(i)
     for root, flag in (("cali-from-wl-dispatch", "-i"), ("cali-to-wl-dispatch", "-o")):
         rules: list[Rule] = []
-        for key in sorted(groups):
-            members = groups[key]
-            if len(members) == 1:
-                rules.append(_dispatch_rule(flag, members[0]))
-                continue
-            child = f"{root}-{key[-1]}"
-            rules.append(Rule(f"{flag} {key}+", f"-g {child}"))
-            out[child] = _dispatch_child(flag, tuple(members))
+        for p in sorted(by_prefix):
+            rules += _dispatch_level(out, root, flag, p, tuple(by_prefix[p]), 0)
         out[root] = (*rules, _UNKNOWN_DROP)
     return out
+
+
+SPLIT_ABOVE = 16
+MAX_DEPTH = 3
+
+
+def _dispatch_level(out: dict[str, tuple[Rule, ...]], root: str, flag: str, prefix: str,
+                    members: tuple[str, ...], depth: int) -> list[Rule]:
+    """Rules for `members` (all starting with `prefix` + `depth` shared characters);
+    child chains are added to `out`."""
+    if not prefix:
+        return [_dispatch_rule(flag, m) for m in members]
+    pos = len(prefix) + depth
+    groups: dict[str, list[str]] = {}
+    for m in members:
+        groups.setdefault(m[: pos + 1], []).append(m)
+    rules: list[Rule] = []
+    for key in sorted(groups):
+        g = groups[key]
+        if len(g) == 1 or len(key) <= pos:
+            rules += [_dispatch_rule(flag, m) for m in g]
+            continue
+        child = f"{root}-{key[len(prefix):]}"
+        rules.append(Rule(f"{flag} {key}+", f"-g {child}"))
+        if len(g) > SPLIT_ABOVE and depth + 1 < MAX_DEPTH:
+            out[child] = (*_dispatch_level(out, root, flag, prefix, tuple(g), depth + 1),
+                          _UNKNOWN_DROP)
+        else:
+            out[child] = _dispatch_child(flag, tuple(g))
+    return rules
 
 
 _UNKNOWN_DROP = Rule(action="-j DROP", comment="Unknown interface")
@@ -289,7 +313,7 @@ def _dispatch_rule(flag: str, iface: str) -> Rule:
     return Rule(f"{flag} {iface}", f"-g {target}")
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def _dispatch_child(flag: str, members: tuple[str, ...]) -> tuple[Rule, ...]:
     """One group's chain; cached so that a change in one group rebuilds only that one."""
     return (*(_dispatch_rule(flag, m) for m in members), _UNKNOWN_DROP)

@@ -117,3 +117,27 @@ def test_anti_spoofing_and_vxlan_from_known_hosts_only() -> None:
     assert inp[inp.index(allow[0]) + 1].action == "-j DROP"
     assert t["filter"].chains["cali-failsafe-in"] == (Rule("-p tcp -m tcp --dport 22",
                                                            "-j ACCEPT"),)
+
+
+def test_large_dispatch_groups_split_again_and_every_iface_is_reachable() -> None:
+    import hashlib
+    ifaces = sorted("cali" + hashlib.sha1(str(i).encode()).hexdigest()[:11] for i in range(600))
+    eps = tuple(chains.EndpointPolicy(i, ()) for i in ifaces)
+    filt = chains.build(_opts(), eps, {})["filter"]
+    dispatch = {k: v for k, v in filt.chains.items() if k.startswith("cali-from-wl-dispatch")}
+    assert all(v[-1].comment == "Unknown interface" for v in dispatch.values())
+    assert max(len(v) for v in dispatch.values()) <= 18
+    assert all(len(k) <= 28 for k in dispatch)
+
+    def walk(chain: str, iface: str) -> str:
+        for r in dispatch[chain]:
+            m = r.match.split()[-1] if r.match else ""
+            if m == iface:
+                return r.action.split()[-1]
+            if m.endswith("+") and iface.startswith(m[:-1]):
+                return walk(r.action.split()[-1], iface)
+        return "DROP"
+
+    for i in ifaces:
+        assert walk("cali-from-wl-dispatch", i) == chains.fw_chain(i)
+    assert walk("cali-from-wl-dispatch", "cali0000000zzzz") == "DROP"
