@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 MAX_KEY_LENGTH = 512
+MAX_DEPTH = 100
 _KEY = r"[a-zA-Z0-9_./\-]{1,512}"
 _ANY_KEY_RE = re.compile(r"[a-zA-Z0-9_./\-]+")
 _FULL_KEY_RE = re.compile(rf"\A{_KEY}\Z")
@@ -323,6 +324,13 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0
+
+    def descend(self, pos: int) -> None:
+        """Selectors come from the datastore: bound the nesting instead of the stack."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"nested deeper than {MAX_DEPTH} levels of '!' and '('", pos)
 
     def fail(self, reason: str, position: int | None = None) -> SelectorError:
         return SelectorError(reason, self.text, self.pos if position is None else position)
@@ -371,13 +379,18 @@ class _Parser:
         text, pos = self.text, self.pos
         if text.startswith("!", pos) and not text.startswith("!=", pos):
             self.pos += 1
-            return Not(self.unary())
+            self.descend(pos)
+            node: Selector = Not(self.unary())
+            self.depth -= 1
+            return node
         if text.startswith("(", pos):
             self.pos += 1
+            self.descend(pos)
             inner = self.or_expr()
             if not self.peek(")"):
                 raise self.fail(f"unexpected {self.describe()}, expected ')'")
             self.pos += 1
+            self.depth -= 1
             return inner
         m = _ANY_KEY_RE.match(text, pos)
         if not m:

@@ -187,3 +187,14 @@ def test_label_keys_and_global() -> None:
     assert s.label_keys() == {"a", "b", "c"}
     assert s.has_global()
     assert not sel.parse("has(a)").has_global()
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    assert sel.parse("!" * 100 + "has(a)").evaluate({}) is False
+    assert sel.parse("(" * 100 + "has(a)" + ")" * 100) == Has("a")
+    for text, at in (("!" * 101 + "has(a)", 100), ("(" * 5000 + "has(a)" + ")" * 5000, 100),
+                     ("!(" * 60 + "has(a)" + ")" * 60, 100)):
+        with pytest.raises(sel.SelectorError) as exc:
+            sel.parse(text)
+        assert exc.value.position == at
+        assert "nested deeper than 100" in exc.value.reason
