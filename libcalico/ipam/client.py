@@ -184,8 +184,13 @@ class IPAMClient:
             raise ValidationError("cannot request a negative number of addresses")
         v4 = self._auto_assign_family(4, args.num4, args, args.ipv4_pools) if args.num4 \
             else Assignment((), 0)
-        v6 = self._auto_assign_family(6, args.num6, args, args.ipv6_pools) if args.num6 \
-            else Assignment((), 0)
+        try:
+            v6 = self._auto_assign_family(6, args.num6, args, args.ipv6_pools) if args.num6 \
+                else Assignment((), 0)
+        except BaseException:
+            if v4.ips:  # do not leave the IPv4 half allocated
+                self.release_ips([i.ip for i in v4.ips])
+            raise
         return v4, v6
 
     def _auto_assign_family(self, version: int, num: int, args: AutoAssignArgs,

@@ -161,3 +161,19 @@ def test_installed_launchers(setup: Any, tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert (r.returncode, r.stdout) == (0, "")
     assert be.list(keys.HANDLE_PREFIX).kvs == ()
+
+
+def test_dual_stack_half_failure_releases_ipv4(setup: Any) -> None:
+    be, conf = setup
+    c = {**conf, "ipam": {"assign_ipv6": "true", "ipv6_pools": ["fd99::/120"]}}
+    rc, res = run("ADD", c, cid="half1")
+    assert rc == 1 and "fd99::/120" in res["msg"], res
+    with pytest.raises(NotFound):
+        be.get(keys.handle_key("net.half1"))
+    for kv in be.list(keys.block_prefix()).kvs:
+        assert blk.decode(kv.value).in_use() == []
+    seed.put(be, "IPPool", "p6", {"cidr": "fd70::/120", "disabled": True})
+    rc, res = run("ADD", {**conf, "ipam": {"assign_ipv6": "true"}}, cid="half2")
+    assert rc == 1 and "no configured Calico pools" in res["msg"], res
+    with pytest.raises(NotFound):
+        be.get(keys.handle_key("net.half2"))

@@ -106,7 +106,7 @@ def k8s(etcd: EtcdServer, netns_factory: NetnsFactory, tmp_path: Path) -> Iterat
 
 def add(k: dict[str, Any], ns: str, pod: str, cid: str, conf: dict[str, Any] | None = None
         ) -> tuple[int, Any, str]:
-    netns = k["ns"].new(cid[:12])
+    netns = k["ns"].new(cid[-12:])
     k["veths"].append("cali" + hashlib.sha1(f"{ns}.{pod}".encode()).hexdigest()[:11])
     rc, out = cnirun.run("ADD", conf or k["conf"], cid=cid, netns=f"/var/run/netns/{netns}",
                          args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={pod};"
@@ -259,3 +259,27 @@ def test_host_local_use_pod_cidr(k8s: dict[str, Any]) -> None:
     assert res["ips"][0]["address"] == "10.195.3.2/32"
     assert delete(k8s, "hl", "p1", "usepodcidr01", netns, conf) == 0
     assert not (k8s["tmp"] / "hl-data" / "hlk8s" / "10.195.3.2").exists()
+
+
+def test_del_of_old_sandbox_keeps_newer_endpoint(k8s: dict[str, Any]) -> None:
+    """A DEL for an older container of the same pod releases that container's addresses but
+    keeps the endpoint the newer container wrote."""
+    api, be = k8s["api"], k8s["be"]
+    api.namespace("sb")
+    api.pod("sb", "web", {})
+    rc, old, old_ns = add(k8s, "sb", "web", "sandbox000001")
+    assert rc == 0, old
+    rc, new, new_ns = add(k8s, "sb", "web", "sandbox000002")
+    assert rc == 0, new
+    name = "k8s--node-k8s-web-eth0"
+    key = keys.resource_key("WorkloadEndpoint", name, "sb")
+    assert json.loads(be.get(key).value)["spec"]["containerID"] == "sandbox000002"
+    assert delete(k8s, "sb", "web", "sandbox000001", old_ns) == 0
+    assert json.loads(be.get(key).value)["spec"]["containerID"] == "sandbox000002"
+    with pytest.raises(NotFound):
+        be.get(keys.handle_key("k8s-pod-network.sandbox000001"))
+    be.get(keys.handle_key("k8s-pod-network.sandbox000002"))
+    assert delete(k8s, "sb", "web", "sandbox000002", new_ns) == 0
+    with pytest.raises(NotFound):
+        be.get(key)
+    assert check(be).clean
