@@ -12,7 +12,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,7 +45,7 @@ class Wiring:
 
 
 def random_mac() -> str:
-    raw = bytearray(secrets.token_bytes(6))
+    raw = bytearray(os.urandom(6))
     raw[0] = (raw[0] & 0xFE) | 0x02  # unicast, locally administered
     return ":".join(f"{b:02x}" for b in raw)
 

@@ -344,7 +344,7 @@ class IPAMClient:
             claimed = b.affinity_claim_time
             if claimed is None:
                 continue
-            age = now - int(gojson.parse_rfc3339(claimed).timestamp())
+            age = now - gojson.parse_rfc3339(claimed)
             if age < EMPTY_BLOCK_MIN_RECLAIM_AGE_S:
                 continue
             owner = b.host()

@@ -8,7 +8,7 @@ characters can only occur inside JSON strings, escaping them after `json.dumps` 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 PURE = True
@@ -36,7 +36,7 @@ def go_time_string(ns: int) -> str:
     """Go's `time.Now().UTC().String()`: `2006-01-02 15:04:05.999999999 +0000 UTC`
     (fraction trimmed of trailing zeros, omitted when zero)."""
     secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    base = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs))
     if frac:
         base += "." + f"{frac:09d}".rstrip("0")
     return base + " +0000 UTC"
@@ -44,8 +44,11 @@ def go_time_string(ns: int) -> str:
 
 def rfc3339(ns: int) -> str:
     """metav1.Time JSON form: RFC3339 in UTC to the second (`2026-08-22T10:00:00Z`)."""
-    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
-def parse_rfc3339(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def parse_rfc3339(text: str) -> int:
+    """Seconds since the epoch of an RFC3339 time (datetime is imported only here)."""
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 import json
-import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -202,6 +201,8 @@ def candidate_blocks(pool: Pool, host: str, seed: int | None = None) -> Iterator
     """Every block of `pool` once: a start chosen at random from a hostname-seeded source,
     then sequentially with wrap-around (Calico's randomBlockGenerator). /32 and /128 blocks
     use `seed` (time based in Calico) since a per-host start would collide constantly."""
+    import random  # only block claims need it
+
     n = pool.num_blocks()
     if pool.block_size == pool.cidr.max_prefixlen and seed is not None:
         rnd = random.Random(seed)
