@@ -133,6 +133,7 @@ class Client:
         _refuse_default_allow(res, "create")
         if isinstance(res, IPPool):
             self._check_pool_overlap(res)
+            self._check_pool_blocks(res)
         res = replace(res, metadata=replace(
             md,
             uid=md.uid or self._new_uid(),
@@ -217,6 +218,21 @@ class Client:
             return None
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _check_pool_blocks(self, pool: IPPool) -> None:
+        """Calico refuses a pool over existing IPAM blocks of another size."""
+        size = pool.spec.block_size
+        for kv in self.backend.list(keys.block_prefix(pool.spec.cidr.version)).kvs:
+            block = keys.parse_block_key(kv.key)
+            if block is None or block.version != pool.spec.cidr.version:
+                continue
+            if block.overlaps(pool.spec.cidr) and block.prefixlen != size:
+                raise ValidationError(
+                    [FieldError("spec.blockSize", f"IPAM block {block} (size /{block.prefixlen})"
+                                f" already exists within {pool.spec.cidr}: the pool's blockSize"
+                                f" /{size} must match it")],
+                    codec.label(pool),
+                )
 
     def _check_pool_overlap(self, pool: IPPool) -> None:
         """Calico refuses a pool whose CIDR overlaps another pool's."""

@@ -226,3 +226,14 @@ def test_metadata_fields_known_to_kubernetes_are_kept_or_dropped() -> None:
     assert md == {"name": "n", "generation": 3, "creationTimestamp": None,
                   "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n",
                                        "uid": "u"}], "finalizers": ["a/b"]}
+
+
+def test_pool_over_blocks_of_another_size_is_refused(client: Client,
+                                                     backend: MemoryBackend) -> None:
+    backend.create("/calico/ipam/v2/assignment/ipv4/block/10.0.0.0-28", "{}")
+    with pytest.raises(ValidationError) as info:
+        client.create(pool("a", "10.0.0.0/16"))  # default blockSize 26
+    assert info.value.errors[0].path == "spec.blockSize"
+    assert "10.0.0.0/28" in info.value.errors[0].reason
+    assert client.create(pool("a", "10.0.0.0/16", block_size=28)).spec.block_size == 28
+    client.create(pool("b", "10.1.0.0/16"))  # blocks elsewhere do not matter
