@@ -218,6 +218,19 @@ _FLOAT = re.compile(
 )
 _Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+# yaml.v2 also reads y/Y/n/N as booleans.
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N)$"),
+                              list("yYnN"))
+_GO_BOOLS = {"y": True, "yes": True, "true": True, "on": True,
+             "n": False, "no": False, "false": False, "off": False}
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+    value = loader.construct_scalar(node)  # type: ignore[arg-type]
+    return _GO_BOOLS[str(value).lower()]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 
 
 def load_documents(text: str) -> list[dict[str, Any]]:

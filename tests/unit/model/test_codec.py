@@ -262,3 +262,13 @@ def test_every_kind_round_trips() -> None:
         assert enc["spec"] == codec.encode(codec.decode(enc))["spec"]
     kcc = codec.decode(docs[6])
     assert codec.encode(kcc)["spec"]["etcdV3CompactionPeriod"] == "10m0s"  # type: ignore[index]
+
+
+def test_yaml_reads_scalars_as_go_yaml_v2() -> None:
+    docs = codec.load_documents("a: y\nb: N\nc: 'y'\nd: 5663:12\ne: 0x10\nf: Off\n")
+    assert docs == [{"a": True, "b": False, "c": "y", "d": "5663:12", "e": 16, "f": False}]
+    (pool,) = codec.decode_all("kind: IPPool\napiVersion: projectcalico.org/v3\n"
+                               "metadata: {name: p, labels: {ssd: y}}\n"
+                               "spec: {cidr: 10.0.0.0/16, natOutgoing: y}\n")
+    assert isinstance(pool, r.IPPool)
+    assert pool.spec.nat_outgoing is True and pool.metadata.labels == {"ssd": "true"}
