@@ -103,20 +103,32 @@ class Snapshot:
 
     def __init__(self) -> None:
         self.objects: dict[str, Obj] = {}
+        self._by_type: dict[type, dict[str, Obj]] = {}
+        self._endpoints_by_node: dict[str, dict[str, Endpoint]] = {}
 
     def apply(self, key: str, obj: Obj | None) -> None:
-        if obj is None:
-            self.objects.pop(key, None)
-        else:
+        old = self.objects.pop(key, None)
+        if old is not None:
+            self._by_type[type(old)].pop(key, None)
+            if isinstance(old, Endpoint):
+                self._endpoints_by_node.get(old.node, {}).pop(key, None)
+        if obj is not None:
             self.objects[key] = obj
+            self._by_type.setdefault(type(obj), {})[key] = obj
+            if isinstance(obj, Endpoint):
+                self._endpoints_by_node.setdefault(obj.node, {})[key] = obj
 
     def of(self, cls: type[Obj]) -> list[Obj]:
-        return [o for o in self.objects.values() if isinstance(o, cls)]
+        return list(self._by_type.get(cls, {}).values())
+
+    def endpoints_on(self, node: str) -> list[Endpoint]:
+        """Endpoints of one node (indexed: other nodes' endpoints cost nothing)."""
+        return list(self._endpoints_by_node.get(node, {}).values())
 
     def felix_config(self, hostname: str) -> tuple[dict[str, object] | None,
                                                    dict[str, object] | None]:
         glob = node = None
-        for o in self.objects.values():
+        for o in self.of(FelixConfigResource):
             if isinstance(o, FelixConfigResource):
                 if o.name == "default":
                     glob = o.spec
@@ -175,9 +187,15 @@ def _iface_with(ifaces: Mapping[str, Iface], ip: IPAddr) -> Iface | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)
+def _mtu_iface(pattern: str, name: str) -> bool:
+    return re.search(pattern, name) is not None
+
+
 def auto_mtu(ifaces: Mapping[str, Iface], pattern: str, overhead: int) -> int:
-    rx = re.compile(pattern)
-    mtus = [i.mtu for i in ifaces.values() if rx.search(i.name) and i.mtu > 0]
+    """Calico's auto MTU: the smallest MTU among host interfaces matching MTUIfacePattern,
+    minus the encapsulation overhead."""
+    mtus = [i.mtu for i in ifaces.values() if i.mtu > 0 and _mtu_iface(pattern, i.name)]
     return (min(mtus) if mtus else 1500) - overhead
 
 
@@ -188,8 +206,7 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     nodes = {n.name: n for n in snap.of(NodeInfo) if isinstance(n, NodeInfo)}
     blocks = [b for b in snap.of(Block) if isinstance(b, Block)]
     profiles = {p.name: p for p in snap.of(Profile) if isinstance(p, Profile)}
-    local = sorted((e for e in snap.of(Endpoint)
-                    if isinstance(e, Endpoint) and e.node == me), key=lambda e: e.key)
+    local = sorted(snap.endpoints_on(me), key=lambda e: e.key)
     # Two endpoints claiming one interface: the first by key wins (deterministic).
     by_iface: dict[str, Endpoint] = {}
     for e in local:
@@ -218,8 +235,9 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
 
     my_ip = mynode.ipv4 if mynode else None
     parent = _iface_with(ifaces, my_ip.ip) if my_ip else None
-    vx_mtu = cfg.vxlan_mtu or auto_mtu(ifaces, cfg.mtu_iface_pattern, 50)
-    ipip_mtu = cfg.ipip_mtu or auto_mtu(ifaces, cfg.mtu_iface_pattern, 20)
+    auto = auto_mtu(ifaces, cfg.mtu_iface_pattern, 0) if (vxlan_on or ipip_on) else 1500
+    vx_mtu = cfg.vxlan_mtu or auto - 50
+    ipip_mtu = cfg.ipip_mtu or auto - 20
     if vxlan_on and mynode and my_ip and mynode.vxlan_addr:
         st = _replace_vxlan(st, VXLANDevice(
             VXLAN_DEVICE, cfg.vxlan_vni, cfg.vxlan_port, my_ip.ip,

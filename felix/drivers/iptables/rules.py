@@ -10,6 +10,7 @@ shown as the first 16 characters of unpadded URL-safe base64.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -68,5 +69,6 @@ def length_limited(prefix: str, suffix: str, limit: int = MAX_CHAIN_NAME) -> str
     return prefix + "_" + h[: limit - 1 - len(prefix)]
 
 
+@functools.lru_cache(maxsize=65536)
 def is_ours(chain: str) -> bool:
     return bool(OUR_CHAIN_RE.match(chain))
