@@ -174,11 +174,11 @@ def test_load_documents_yaml_json_and_lists() -> None:
             "  spec: {cidr: 10.0.0.0/16}\n"
             "- kind: IPPool\n  apiVersion: projectcalico.org/v3\n  metadata: {name: b}\n"
             "  spec: {cidr: 10.1.0.0/16}\n---\n---\n"
-            "kind: Node\napiVersion: projectcalico.org/v3\nmetadata: {name: n}\n")
+            "kind: Node\napiVersion: projectcalico.org/v3\nmetadata: {name: n1}\n")
     docs = codec.load_documents(text)
-    assert [d["metadata"]["name"] for d in docs] == ["a", "b", "n"]
+    assert [d["metadata"]["name"] for d in docs] == ["a", "b", "n1"]
     as_json = json.dumps([codec.encode(codec.decode(d)) for d in docs])
-    assert [d["metadata"]["name"] for d in codec.load_documents(as_json)] == ["a", "b", "n"]
+    assert [d["metadata"]["name"] for d in codec.load_documents(as_json)] == ["a", "b", "n1"]
 
 
 def test_load_documents_rejects_bad_yaml_and_scalars() -> None:
