@@ -277,9 +277,15 @@ class Dataplane:
         errors += e1 + e2
         stats.netlink_ops += n1 + n2
         if n1 or n2:
-            fresh = step("links", self.nl.list_links)
-            if fresh is not None:
-                self.links = fresh
+            # Re-read just the tunnel devices we touched.
+            fresh: dict[str, Link] = dict(self.links or {})
+            for dev, n in ((calc.VXLAN_DEVICE, n1), (calc.IPIP_DEVICE, n2)):
+                if n:
+                    got = step("links", lambda dev=dev: self.nl.list_links(dev))  # type: ignore[misc]
+                    if got is not None:
+                        fresh.pop(dev, None)
+                        fresh.update(got)
+            self.links = fresh
         # 3. ipsets
         self.ipsets.set_desired(st.ipsets)
         step("ipsets", self.ipsets.apply_updates)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class Netlink(Protocol):
     def list_routes(self) -> list[Route]: ...
     def list_neighbours(self) -> dict[tuple[str, IPAddr], str]: ...
     def list_fdb(self, dev: str) -> dict[tuple[str, str], IPAddr]: ...
-    def list_links(self) -> dict[str, Link]: ...
+    def list_links(self, name: str | None = None) -> dict[str, Link]: ...
     def apply(self, ops: Sequence[Op]) -> BatchResult: ...
 
 
@@ -108,6 +109,11 @@ def render_bridge(op: Op) -> str | None:
     return None
 
 
+def link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}") or os.path.exists(
+        f"/proc/sys/net/ipv4/conf/{name}")
+
+
 _FAILED_RE = re.compile(r"Command failed -:(\d+)")
 
 
@@ -135,7 +141,8 @@ class IpBatchNetlink:
     def list_routes(self) -> list[Route]:
         routes: list[Route] = []
         for fam in (4, 6):
-            for r in self._json(["ip", "-N", "-j", f"-{fam}", "route", "show", "table", "all"]):
+            for r in self._json(["ip", "-N", "-j", f"-{fam}", "route", "show", "table",
+                                 "main"]):
                 dst = _parse_dst(str(r.get("dst", "")), fam)
                 if dst is None:
                     continue
@@ -175,9 +182,21 @@ class IpBatchNetlink:
                 out[(dev, str(e["mac"]).lower())] = ipaddress.ip_address(e["dst"])
         return out
 
-    def list_links(self) -> dict[str, Link]:
+    def list_links(self, name: str | None = None) -> dict[str, Link]:
+        """All links, or just `name` (empty when it does not exist)."""
         links: dict[str, Link] = {}
-        for link in self._json(["ip", "-j", "-d", "addr", "show"]):
+        argv = ["ip", "-j", "-d", "addr", "show"]
+        if name is not None:
+            if not link_exists(name):
+                return links
+            argv += ["dev", name]
+        try:
+            listing = self._json(argv)
+        except CommandFailed:
+            if name is None:
+                raise
+            return links           # vanished between the check and the listing
+        for link in listing:
             name = link.get("ifname")
             if not name:
                 continue

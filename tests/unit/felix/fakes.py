@@ -178,7 +178,9 @@ class FakeNetlink:
     def list_fdb(self, dev: str) -> dict[tuple[str, str], IPAddr]:
         return {k: v for k, v in self.fdb.items() if k[0] == dev}
 
-    def list_links(self) -> dict[str, Link]:
+    def list_links(self, name: str | None = None) -> dict[str, Link]:
+        if name is not None:
+            return {name: self.links[name]} if name in self.links else {}
         return dict(self.links)
 
     def apply(self, ops: Sequence[Op]) -> BatchResult:
