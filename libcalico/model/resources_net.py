@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import ClassVar
 
 from libcalico.errors import FieldError
@@ -56,11 +57,39 @@ class IPPoolSpec:
     assignment_mode: AssignmentMode | None = opt(ptr=True)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Condition:
+    """metav1.Condition."""
+
+    type: str = fld(omitempty=False)
+    status: str = fld(omitempty=False, check=v.one_of("True", "False", "Unknown"))
+    observed_generation: int | None = opt()
+    last_transition_time: datetime | None = opt(omitempty=False)
+    reason: str = fld(default="", omitempty=False)
+    message: str = fld(default="", omitempty=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IPPoolStatus:
+    conditions: tuple[Condition, ...] = fld(default=())
+
+
 @dataclass(frozen=True, slots=True)
 class IPPool:
     KIND: ClassVar[str] = "IPPool"
     metadata: Metadata
     spec: IPPoolSpec
+    status: IPPoolStatus | None = opt()
+    """Written by Calico's controllers (e.g. condition Allocatable=False); None when absent."""
+
+    @property
+    def allocatable(self) -> bool:
+        """False when the pool is disabled or has the condition Allocatable=False (Calico's
+        filter for pools IPAM may use)."""
+        if self.spec.disabled:
+            return False
+        conds = self.status.conditions if self.status else ()
+        return not any(c.type == "Allocatable" and c.status == "False" for c in conds)
 
 
 DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}
@@ -123,7 +152,7 @@ def ippool_check(pool: IPPool) -> list[FieldError]:
     return errs
 
 
-register(KindSpec(IPPool, check=ippool_check, defaults=ippool_defaults))
+register(KindSpec(IPPool, check=ippool_check, defaults=ippool_defaults, has_status=True))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -272,3 +272,19 @@ def test_yaml_reads_scalars_as_go_yaml_v2() -> None:
                                "spec: {cidr: 10.0.0.0/16, natOutgoing: y}\n")
     assert isinstance(pool, r.IPPool)
     assert pool.spec.nat_outgoing is True and pool.metadata.labels == {"ssd": "true"}
+
+
+def test_ippool_status_conditions_are_kept_and_drive_allocatable() -> None:
+    doc = {"apiVersion": V3, "kind": "IPPool", "metadata": {"name": "p"},
+           "spec": {"cidr": "10.0.0.0/8"},
+           "status": {"conditions": [{"type": "Allocatable", "status": "False",
+                                      "lastTransitionTime": "2026-01-01T00:00:00Z",
+                                      "reason": "Overlaps", "message": "overlaps q"}]}}
+    pool = codec.decode(doc)
+    assert isinstance(pool, r.IPPool) and pool.allocatable is False
+    assert codec.loads(codec.dumps(pool)) == pool
+    plain = codec.decode({**doc, "status": None})
+    assert isinstance(plain, r.IPPool) and plain.allocatable is True
+    assert "status" not in codec.encode(plain)
+    with pytest.raises(ValidationError):
+        codec.decode({**doc, "status": {"conditions": [{"type": "A", "status": "Maybe"}]}})
