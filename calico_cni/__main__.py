@@ -4,9 +4,14 @@ import sys
 
 
 def main() -> None:
-    from calico_cni import context, plugin
+    from calico_cni.relay import try_relay
 
-    sys.exit(context.run(plugin.handle))
+    rc = try_relay("calico")
+    if rc is None:
+        from calico_cni import context, plugin
+
+        rc = context.run(plugin.handle)
+    sys.exit(rc)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from calico_cni import spec
 from calico_cni.netconf import NetConf
@@ -164,26 +164,28 @@ def setup_logging(level: str = "") -> None:
 
 
 def run(handler: Callable[[spec.Env, dict[str, Any], str, Mapping[str, str]], str | None],
-        environ: Mapping[str, str] | None = None) -> int:
+        environ: Mapping[str, str] | None = None, stdin: bytes | None = None,
+        out: TextIO | None = None) -> int:
     """Parse env and stdin, call `handler(env, config, cni_version, environ)`, print its
-    output or the error JSON. Returns the exit status."""
+    output or the error JSON on `out` (stdout). Returns the exit status."""
     environ = os.environ if environ is None else environ
-    version = "1.1.0"
+    out = sys.stdout if out is None else out
     try:
         env = spec.parse_env(environ)
         if env.command == "VERSION":
-            sys.stdout.write(spec.version_output())
+            out.write(spec.version_output())
             return 0
-        try:
-            data = sys.stdin.buffer.read()
-        except OSError as exc:
-            raise CNIError(spec.IO_FAILURE, f"error reading stdin: {exc}") from None
-        doc = spec.decode_config(data)
+        if stdin is None:
+            try:
+                stdin = sys.stdin.buffer.read()
+            except OSError as exc:
+                raise CNIError(spec.IO_FAILURE, f"error reading stdin: {exc}") from None
+        doc = spec.decode_config(stdin)
         version = spec.check_config(doc, env.command)
         setup_logging(str(doc.get("log_level") or ""))
-        out = handler(env, doc, version, environ)
-        if out:
-            sys.stdout.write(out)
+        result = handler(env, doc, version, environ)
+        if result:
+            out.write(result)
         return 0
     except BaseException as exc:  # the one boundary that reports everything
         if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -191,5 +193,5 @@ def run(handler: Callable[[spec.Env, dict[str, Any], str, Mapping[str, str]], st
         err = translate(exc)
         if not isinstance(exc, CNIError):
             log.debug("failure", exc_info=exc)
-        sys.stdout.write(err.to_json())
+        out.write(err.to_json())
         return 1

@@ -59,11 +59,11 @@ class Workload:
         return naming.veth_name_cni(self.container_id)
 
 
-def workload(env: spec.Env, node: str) -> Workload:
+def workload(env: spec.Env, node: str, environ: Mapping[str, str]) -> Workload:
     ns, pod = env.args.get("K8S_POD_NAMESPACE", ""), env.args.get("K8S_POD_NAME", "")
     if ns and pod:
         return Workload(node, "k8s", ns, pod, env.container_id, env.ifname)
-    return Workload(node, "cni", os.environ.get("CNI_TEST_NAMESPACE", "default"), "",
+    return Workload(node, "cni", environ.get("CNI_TEST_NAMESPACE", "default"), "",
                     env.container_id, env.ifname)
 
 
@@ -270,7 +270,7 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
     mtu = context.mtu(conf)
     backend = context.connect(conf, environ)
     try:
-        w = workload(env, node)
+        w = workload(env, node, environ)
         wep_key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
         prof_key = keys.resource_key("Profile", conf.name)
         first = context.read(backend, [context.CLUSTER_INFO_KEY, wep_key, prof_key])
@@ -460,7 +460,7 @@ def cmd_del(env: spec.Env, doc: dict[str, Any], version: str,
     backend = context.connect(conf, environ)
     try:
         context.require_ready(backend)
-        w = workload(env, node)
+        w = workload(env, node, environ)
         kv = _get_wep(backend, w)  # errors other than NotFound fail the DEL
         if kv is not None:
             old = json.loads(kv.value)
@@ -486,7 +486,7 @@ def cmd_check(env: spec.Env, doc: dict[str, Any], version: str,
     backend = context.connect(conf, environ)
     try:
         context.require_ready(backend)
-        w = workload(env, node)
+        w = workload(env, node, environ)
         kv = _get_wep(backend, w)
         if kv is None:
             raise CNIError(spec.INTERNAL, f"WorkloadEndpoint {w.wep_name} does not exist")
