@@ -100,7 +100,7 @@ def split(text: str, source: str, allow_empty: bool = False) -> list[Document]:
         raw = _json_stream(text, source)
     else:
         # The codec's loader reads YAML as Go's yaml.v2 does (no base-60 numbers, ...).
-        from libcalico.model.codec import _Loader as loader
+        from libcalico.model.codec import YamlLoader as loader
 
         try:
             for i, doc in enumerate(yaml.load_all(text, Loader=loader), 1):
