@@ -28,6 +28,20 @@ log = logging.getLogger("calico_cni.helper")
 HANDLERS = {"calico": plugin.handle, "calico-ipam": ipam_plugin.handle}
 
 
+def preload() -> None:
+    """Import what calls import lazily (so that no child pays for it)."""
+    import datetime  # noqa: F401 - block reclaim age
+    import hashlib  # noqa: F401 - k8s veth names
+    import random  # noqa: F401 - block candidates
+
+    from calico_cni import (
+        kube,  # noqa: F401 - policy.type k8s
+        wiring,
+    )
+
+    wiring.libc()  # ctypes and the libc handle for setns
+
+
 def serve_one(conn: socket.socket) -> None:
     """Child side: read one request, run it, answer."""
     data = b""
@@ -52,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preload()
     path = args.socket
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.path.exists(path):

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from libcalico import proc
 from libcalico.errors import CalicoError, CommandFailed
@@ -63,13 +64,25 @@ def host_link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
 
+_LIBC: list[Any] = []
+
+
+def libc() -> Any:
+    """libc through ctypes, loaded on first use (only wiring needs it)."""
+    if not _LIBC:
+        import ctypes
+
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
+
+
 @contextlib.contextmanager
 def in_netns(path: str) -> Iterator[None]:
     """Run the body (and the processes it starts) in the network namespace at `path`, then
     come back. setns(2) through libc: one `ip` process instead of nsenter + sh + ip."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    c = libc()
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -77,7 +90,7 @@ def in_netns(path: str) -> Iterator[None]:
         except OSError as exc:
             raise WiringError(f"cannot open network namespace {path}: {exc.strerror}") from exc
         try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
+            if c.setns(target, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
                 raise WiringError(f"cannot enter network namespace {path}: {os.strerror(err)}")
         finally:
@@ -85,7 +98,7 @@ def in_netns(path: str) -> Iterator[None]:
         try:
             yield
         finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+            if c.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
                 os.write(2, b"calico: cannot return to the host network namespace\n")
                 os._exit(70)
     finally:
