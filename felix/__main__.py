@@ -116,6 +116,7 @@ def main(config_file: str) -> None:
         mon.stop()
         syncer.stop()
         dp.close()
+        nl.close()
         for s in servers:
             s.stop()
         backend.close()
