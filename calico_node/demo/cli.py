@@ -195,8 +195,10 @@ def run(args: argparse.Namespace) -> int:
         lab.close()
         left = [e.name for e in labmod.NETNS_DIR.glob(f"{prefix}-*")] \
             if labmod.NETNS_DIR.is_dir() else []
+        left += [f"pid {p.pid} ({n})" for n, p in lab.procs if p.poll() is None]
+        left += [str(d) for d in (lab.workdir, *lab.made_dirs) if d.exists()]
         say("done: no namespace, process or file left" if not left
-            else f"left behind: {left}")
+            else f"left behind: {', '.join(left)}")
         for s, h in old.items():
             signal.signal(s, h)
     return code

@@ -228,12 +228,10 @@ class Lab:
         for _, p in reversed(self.procs):
             with contextlib.suppress(Exception):
                 self.stop(p, timeout=10)
-        self.procs.clear()
         for name in reversed(self.namespaces):
             delete_netns(name)
         self.namespaces.clear()
         for d in self.made_dirs:
             with contextlib.suppress(OSError):
                 d.rmdir()
-        self.made_dirs.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
