@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import signal
 import socket
 import sys
-from typing import Any
 
 from calico_cni import context, ipam_plugin, plugin
-from calico_cni.relay import DEFAULT_SOCKET
+from calico_cni.relay import DEFAULT_SOCKET, decode_request, read_frame
 
 log = logging.getLogger("calico_cni.helper")
 
@@ -44,20 +42,13 @@ def preload() -> None:
 
 def serve_one(conn: socket.socket) -> None:
     """Child side: read one request, run it, answer."""
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(1 << 20)
-        if not chunk:
-            return
-        data += chunk
-    req: dict[str, Any] = json.loads(data)
-    handler = HANDLERS[str(req["plugin"])]
+    plugin_name, env, stdin = decode_request(read_frame(conn.recv))
+    handler = HANDLERS[plugin_name]
     out = io.StringIO()
-    rc = context.run(handler, environ=dict(req["env"]),
-                     stdin=str(req["stdin"]).encode("utf-8", "surrogateescape"), out=out)
-    conn.sendall(json.dumps({"rc": rc, "stdout": out.getvalue(), "stderr": ""}).encode()
-                 + b"\n")
-    log.info("served %s %s rc=%d", req["plugin"], req["env"].get("CNI_COMMAND"), rc)
+    rc = context.run(handler, environ=env, stdin=stdin, out=out)
+    body = b"%d\n" % rc + out.getvalue().encode()
+    conn.sendall(b"%d\n" % len(body) + body)
+    log.info("served %s %s rc=%d", plugin_name, env.get("CNI_COMMAND"), rc)
 
 
 def main(argv: list[str] | None = None) -> None:
