@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
                     srv.close()
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    # with SIGCHLD ignored, waitpid() fails and subprocess would report
+                    # every `ip` as successful: the child must reap its own children
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     serve_one(conn)
                 except BaseException:  # the child must never return into the accept loop
                     log.exception("CNI helper call failed")

@@ -111,6 +111,17 @@ class IPAMClient:
         self.backend = backend
         self.clock_ns = clock_ns
         self._batch = backend if isinstance(backend, BatchBackend) else None
+        self._blocks: dict[tuple[str, int], Block] = {}
+
+    def _decode(self, kv: KVPair) -> Block:
+        """Decode a stored block once per (key, revision): an assignment looks at the same
+        block value several times (affinity check, free space, allocation)."""
+        b = self._blocks.get((kv.key, kv.revision))
+        if b is None:
+            if len(self._blocks) > 256:
+                self._blocks.clear()
+            b = self._blocks[(kv.key, kv.revision)] = blk.decode(kv.value, kv.key)
+        return b
 
     def _read(self, keys_: Sequence[str], prefixes: Sequence[str] = ()
               ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
@@ -278,7 +289,7 @@ class IPAMClient:
             kv = self._block_from_affinity(
                 host, cidr, aff_kv,
                 prefetched.get(keys.block_key(cidr)) if prefetched is not None else ...)
-            if kv is not None and blk.has_free(kv.value, rsv):
+            if kv is not None and self._decode(kv).num_free(rsv) > 0:
                 return kv
         if len(self._affine_blocks(host, version)) >= limit:
             raise BlockLimitError()
@@ -309,7 +320,7 @@ class IPAMClient:
         if block_kv is None:
             return self._claim_block(host, cidr)
         kv = block_kv
-        b = blk.decode(kv.value, kv.key)
+        b = self._decode(kv)
         if b.affinity != f"host:{host}":
             self._delete_quietly(aff_kv.key, aff_kv.revision)
             return None
@@ -333,14 +344,14 @@ class IPAMClient:
                 bkv = existing.get(cidr)
                 if bkv is None:
                     return cidr
-                b = blk.decode(bkv.value, bkv.key)
+                b = self._decode(bkv)
                 if b.affinity == f"host:{host}" and b.num_free(rsv) > 0:
                     return cidr
                 if b.affinity is not None and b.is_empty():
                     empty_foreign.append((cidr, bkv))
         now = self.clock_ns() // 1_000_000_000
         for cidr, kv in empty_foreign:
-            b = blk.decode(kv.value, kv.key)
+            b = self._decode(kv)
             claimed = b.affinity_claim_time
             if claimed is None:
                 continue
@@ -393,7 +404,7 @@ class IPAMClient:
             kv = self.backend.create(keys.block_key(cidr), blk.encode(new))
         except AlreadyExists:
             kv = self.backend.get(keys.block_key(cidr))
-            if blk.decode(kv.value, kv.key).affinity != f"host:{host}":
+            if self._decode(kv).affinity != f"host:{host}":
                 self._delete_quietly(key, None)
                 return None
         else:
@@ -408,7 +419,7 @@ class IPAMClient:
                            ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
         hkv: KVPair | None = None  # the handle as last read (None: absent, the CNI case)
         for _ in range(RETRIES):
-            b = blk.decode(kv.value, kv.key)
+            b = self._decode(kv)
             if affinity_check and b.affinity != f"host:{host}":
                 return []
             rsv = reserved_ordinals(b.cidr, reservations)
@@ -499,7 +510,7 @@ class IPAMClient:
                 if self._claim_block(hostname, cidr) is None:
                     continue
                 kv = self.backend.get(keys.block_key(cidr))
-            b = blk.decode(kv.value, kv.key)
+            b = self._decode(kv)
             if cfg.strict_affinity and b.affinity != f"host:{hostname}":
                 raise IPAMError(f"block {cidr} is not affine to host {hostname} and strict "
                                 "affinity is enabled")
@@ -563,7 +574,7 @@ class IPAMClient:
                 kv = self.backend.get(keys.block_key(cidr))
             except NotFound:
                 return ips
-            b = blk.decode(kv.value, kv.key)
+            b = self._decode(kv)
             nb, unalloc, counts = b.release(ips, handle_id=handle_id,
                                             sequence_number=sequence_number)
             if not counts and nb is b:
@@ -601,7 +612,7 @@ class IPAMClient:
                     kv = self.backend.get(keys.block_key(cidr))
                 except NotFound:
                     break
-                b = blk.decode(kv.value, kv.key)
+                b = self._decode(kv)
                 nb, n = b.release_handle(handle_id)
                 if n == 0 or self._write_block(kv, nb):
                     total += n
@@ -666,7 +677,7 @@ class IPAMClient:
                 kv = self.backend.get(keys.block_key(ipaddress.ip_network(cidr_text)))
             except NotFound:
                 continue
-            out += blk.decode(kv.value, kv.key).ips_for_handle(handle_id)
+            out += self._decode(kv).ips_for_handle(handle_id)
         return out
 
     # ---- affinities and hosts ----------------------------------------------------------
@@ -685,7 +696,7 @@ class IPAMClient:
             except NotFound:
                 self._delete_quietly(akey, akv.revision)
                 return True
-            b = blk.decode(bkv.value, bkv.key)
+            b = self._decode(bkv)
             if require_sequence is not None and b.sequence_number != require_sequence:
                 return False
             if b.affinity != f"host:{host}":

@@ -92,6 +92,22 @@ def test_calls_go_through_the_helper(helper: dict[str, Any],
     assert check(helper["be"]).clean
 
 
+def test_failures_inside_the_helper_are_reported(helper: dict[str, Any],
+                                                netns_factory: NetnsFactory) -> None:
+    """A failing `ip` inside a helper child fails the ADD (and releases its address)."""
+    env = {"CALICO_CNI_HELPER_SOCKET": helper["sock"]}
+    ns = netns_factory.new("helper-f")
+    subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "add", "eth0", "type", "veth",
+                    "peer", "name", "x0"], check=True, capture_output=True)
+    cid = "helperfail001"
+    helper["veths"].append("cali" + cid[:11])
+    rc, out = cnirun.run("ADD", helper["conf"], cid=cid, netns=f"/var/run/netns/{ns}",
+                         extra_env=env)
+    assert rc == 1 and "already exists in the container" in out["msg"], out
+    assert helper["be"].list(keys.HANDLE_PREFIX).kvs == ()
+    assert "served calico ADD rc=1" in helper["log"].read_text()
+
+
 def test_concurrent_calls_are_isolated(helper: dict[str, Any],
                                        netns_factory: NetnsFactory) -> None:
     env = {"CALICO_CNI_HELPER_SOCKET": helper["sock"]}
