@@ -54,8 +54,8 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds allowed for one operation, retries included."""
 
 # Reconnect quickly after an etcd restart (gRPC's default backoff grows to 120 s), accept large
-# listings (gRPC's default receive limit is 4 MiB), and notice a silent peer with keepalives
-# (etcd's default enforcement minimum is 5 s).
+# listings (gRPC's default receive limit is 4 MiB), and notice a silent peer (a frozen or
+# partitioned etcd) within about 15 s by keepalive pings (etcd accepts one every 5 s or more).
 _GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
@@ -64,6 +64,7 @@ _GRPC_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", -1),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.ping_timeout_ms", 5_000),  # else an unanswered ping waits a minute
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 ]

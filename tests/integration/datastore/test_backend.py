@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -257,4 +259,33 @@ def test_watch_raises_unavailable_on_kill_and_resume_loses_nothing(
             resumed = collect(again, 5)
         assert [e.revision for e in resumed] == missed
     finally:
+        b.close()
+
+
+def test_watch_on_a_frozen_etcd_raises_instead_of_hanging(etcd_factory: EtcdFactory) -> None:
+    """SIGSTOP: the TCP connection stays up but nothing answers. Keepalive pings notice."""
+    srv = etcd_factory.new("frozen")
+    assert srv.proc is not None
+    b = EtcdBackend([srv.endpoint], timeout=3.0)
+    stream = b.watch("/calico/", b.revision() + 1)
+    outcome: list[BaseException | None] = []
+
+    def consume() -> None:
+        try:
+            for _ in stream:
+                pass
+            outcome.append(None)
+        except Unavailable as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    os.kill(srv.proc.pid, signal.SIGSTOP)
+    try:
+        t.join(90)
+        assert not t.is_alive(), "the watch hung on a frozen etcd"
+        assert outcome and isinstance(outcome[0], Unavailable)
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        stream.close()
         b.close()
