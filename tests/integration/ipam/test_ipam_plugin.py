@@ -177,3 +177,64 @@ def test_dual_stack_half_failure_releases_ipv4(setup: Any) -> None:
     assert rc == 1 and "no configured Calico pools" in res["msg"], res
     with pytest.raises(NotFound):
         be.get(keys.handle_key("net.half2"))
+
+
+CALICO = str(Path(sys.executable).parent / "calico")
+
+
+def run_calico(command: str, conf: dict[str, Any], cid: str = "c1") -> tuple[int, Any]:
+    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
+           "CNI_PATH": "/usr/lib/cni", "CALICO_CNI_HELPER_SOCKET": "none"}
+    r = subprocess.run([CALICO], input=json.dumps(conf), env=env, capture_output=True,
+                       text=True, timeout=60, check=False)
+    return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+def test_check_gc_status_through_calico(setup: Any) -> None:
+    be, conf = setup
+    rc, res = run("ADD", conf, cid="chk1")
+    assert rc == 0
+    assert run("CHECK", {**conf, "prevResult": res}, cid="chk1") == (0, None)
+    rc, out = run("CHECK", {**conf, "prevResult": {"cniVersion": "1.1.0", "ips": [
+        {"address": "10.70.0.250/26"}]}}, cid="chk1")
+    assert rc == 1 and "10.70.0.250 is not allocated to net.chk1" in out["msg"]
+    rc, out = run("CHECK", conf, cid="nosuch")
+    assert rc == 1 and "no IPAM allocation for handle net.nosuch" in out["msg"]
+
+    calico = {**conf, "type": "calico", "ipam": {"type": "calico-ipam"}}
+    assert run_calico("STATUS", calico) == (0, None)
+    gc = {**calico, "cni.dev/valid-attachments": []}
+    assert run_calico("GC", gc) == (0, None)
+    with pytest.raises(NotFound):
+        be.get(keys.handle_key("net.chk1"))
+
+
+def test_kubeconfig_is_read(setup: Any, tmp_path: Path) -> None:
+    """kubernetes.kubeconfig gives the API server and token (no API server answers here:
+    the plugin reports that it cannot reach the one the kubeconfig names)."""
+    _, conf = setup
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                  "    server: http://127.0.0.1:9\nusers:\n- name: u\n  user:\n"
+                  "    token: abc\ncontexts: []\n")
+    calico = {**conf, "type": "calico", "ipam": {"type": "calico-ipam"},
+              "policy": {"type": "k8s"}, "kubernetes": {"kubeconfig": str(kc)}}
+    env_args = "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"
+    r = subprocess.run([CALICO], input=json.dumps(calico), capture_output=True, text=True,
+                       timeout=60, check=False,
+                       env={**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "kc1",
+                            "CNI_NETNS": "/var/run/netns/none", "CNI_IFNAME": "eth0",
+                            "CNI_PATH": "/usr/lib/cni", "CNI_ARGS": env_args,
+                            "CALICO_CNI_HELPER_SOCKET": "none"})
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["code"] == 11
+    assert "http://127.0.0.1:9" in out["msg"]
+    kc.write_text("not: [valid")
+    r = subprocess.run([CALICO], input=json.dumps(calico), capture_output=True, text=True,
+                       timeout=60, check=False,
+                       env={**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "kc1",
+                            "CNI_NETNS": "/var/run/netns/none", "CNI_IFNAME": "eth0",
+                            "CNI_PATH": "/usr/lib/cni", "CNI_ARGS": env_args,
+                            "CALICO_CNI_HELPER_SOCKET": "none"})
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["code"] == 7 and "kubeconfig" in out["msg"]
