@@ -24,8 +24,13 @@ if ! "${podman[@]}" image exists "$base"; then
   trap - EXIT
 fi
 echo "build: wheels of the project and its dependencies -> build/wheels" >&2
+# pip wheel also leaves setuptools' build/ in the tree: remove what this script created.
+if [[ -e $here/build ]]; then
+  trap 'rm -rf "$here/build/wheels"' EXIT
+else
+  trap 'rm -rf "$here/build"' EXIT
+fi
 rm -rf "$here/build/wheels"
-trap 'rm -rf "$here/build/wheels"; rmdir "$here/build" 2>/dev/null || true' EXIT
 py=${PYTHON:-$here/.venv/bin/python}
 "$py" -m pip wheel -q --wheel-dir "$here/build/wheels" "$here"
 echo "build: podman build -> $image" >&2

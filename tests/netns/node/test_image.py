@@ -50,6 +50,7 @@ def podman() -> Iterator[list[str]]:
 
 def test_image_starts_and_peers_with_a_native_node(etcd: EtcdServer,
                                                    podman: list[str]) -> None:
+    had_build_dir = (ROOT / "build").exists()
     build = subprocess.run(["bash", str(ROOT / "docker" / "build.sh"), IMAGE],
                            env={**os.environ, "PODMAN": " ".join(podman)},
                            capture_output=True, text=True, timeout=900, check=False)
@@ -57,6 +58,7 @@ def test_image_starts_and_peers_with_a_native_node(etcd: EtcdServer,
         pytest.skip(f"podman cannot run containers on this kernel: {build.stderr[-500:]}")
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert not (ROOT / "build" / "wheels").exists()
+    assert (ROOT / "build").exists() == had_build_dir
 
     lab = labmod.Lab(f"ct{os.getpid()}i", Path(tempfile.mkdtemp(prefix="calico-img-")))
     backend = EtcdBackend([etcd.endpoint])
