@@ -206,6 +206,17 @@ def inner_felix(out_dir: str) -> None:
                 raise RuntimeError(f"endpoint {i} not programmed")
             lat.append(time.perf_counter() - t)
             lat_cpu += _cpu() - c
+            if i == N:
+                # What this first new endpoint cost the kernel tools, replayed by the limit.
+                st1 = dp.state
+                assert st1 is not None
+                one = {
+                    "restore": dp.tables[(4, "filter")].last_input,
+                    "ip": [_route_line(r) for r in st1.routes.values() if r.dev == iface(i)]
+                    + [f"neigh replace {ip} lladdr {mac} dev {dev} nud permanent"
+                       for (dev, ip), mac in st1.neighbours.items() if dev == iface(i)],
+                    "sysctls": {k: v for k, v in st1.sysctls.items() if f"/{iface(i)}/" in k},
+                }
             if i == N + EXTRA // 2 or os.environ.get("FXBENCH_VERBOSE"):
                 print("felix one-endpoint apply phases:", {
                     k: round(v * 1000, 1) for k, v in dp.last_stats.phases.items()}, flush=True)
@@ -215,6 +226,7 @@ def inner_felix(out_dir: str) -> None:
         time.sleep(20)
         idle = (time.process_time() - c0) / (time.perf_counter() - w0)
         Path(out_dir, "live.json").write_text(json.dumps({"latency": lat, "idle": idle,
+                                                          "one": one,
                                                           "lat_cpu": lat_cpu / len(lat),
                                                           "applies": dp.applies}))
         from felix.dataplane.loop import Stop
@@ -282,9 +294,22 @@ def inner_limit(out_dir: str) -> None:
     phases["iptables"] = time.perf_counter() - t1
     total = time.perf_counter() - t0
     cpu = _cpu() - c0
+    one_ms: list[float] = []
+    live = Path(out_dir, "live.json")
+    if os.environ.get("FXBENCH_LIVE") == "1" and live.exists():
+        # One endpoint more, on the same N-endpoint state: one iptables-restore of the same
+        # text Felix wrote, one ip -batch, the same sysctl writes.
+        one = json.loads(live.read_text())["one"]
+        for _ in range(1):
+            t1 = time.perf_counter()
+            for path, value in one["sysctls"].items():
+                Path("/proc/sys", path).write_text(value + "\n")
+            sh("ip", "-batch", "-", input="\n".join(one["ip"]) + "\n")
+            sh("iptables-restore", "--noflush", "--wait", "10", input=one["restore"])
+            one_ms.append(time.perf_counter() - t1)
     print("limit phases:", {k: round(v * 1000) for k, v in phases.items()}, flush=True)
     Path(out_dir, "limit.json").write_text(json.dumps({"total": total, "sysctl": t_sysctl,
-                                                       "cpu": cpu}))
+                                                       "cpu": cpu, "one": one_ms}))
 
 
 # -- outer ----------------------------------------------------------------------------------
@@ -313,12 +338,13 @@ def main() -> None:
                 sh("ip", "netns", "add", ns)
                 made.append(ns)
             make_veths(a, N + EXTRA)
-            make_veths(b, N)
+            make_veths(b, N + 1)
             subprocess.run(["ip", "netns", "exec", a, sys.executable, __file__, "--inner",
                             "felix", out], check=True, timeout=900,
                            env={**env, "FXBENCH_LIVE": "1" if last else "0"})
             subprocess.run(["ip", "netns", "exec", b, sys.executable, __file__, "--inner",
-                            "limit", out], check=True, env=env, timeout=900)
+                            "limit", out], check=True, timeout=900,
+                           env={**env, "FXBENCH_LIVE": "1" if last else "0"})
             st = json.loads(Path(out, "state.json").read_text())
             lim = json.loads(Path(out, "limit.json").read_text())
             firsts.append((st["first"], st["first_cpu"]))
@@ -348,6 +374,11 @@ def main() -> None:
         print(f"new endpoint, etcd write -> programmed ({len(lat)} samples, {N} endpoints "
               f"present): p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal p50 <= 50 ms); CPU per "
               f"endpoint (felix + its ip/iptables children) {live['lat_cpu'] * 1000:.1f} ms")
+        if lim.get("one"):
+            one_lim = lim["one"][0] * 1000
+            print(f"  limit for one endpoint on the same {N}-endpoint state (its sysctls, one "
+                  f"ip -batch, one iptables-restore of the same text): {one_lim:.1f} ms; "
+                  f"p50 ratio {p50 / one_lim:.2f}")
         print(f"idle CPU of the felix process: {live['idle'] * 100:.2f}% of a core "
               "(goal < 1%)")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")

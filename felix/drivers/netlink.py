@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
 from felix.calc.desired import IPAddr, Route
 from libcalico import proc
 from libcalico.errors import CommandFailed
@@ -115,7 +118,7 @@ def link_exists(name: str) -> bool:
         f"/proc/sys/net/ipv4/conf/{name}")
 
 
-SMALL_NEIGH_BATCH = 64
+SMALL_NEIGH_BATCH = 16
 NUD_PERMANENT = 0x80
 
 _FAILED_RE = re.compile(r"Command failed -:(\d+)")
@@ -138,9 +141,6 @@ class IpBatchNetlink:
         self._ipr: Any = None
 
     def _neigh_pyroute2(self, ops: list[Op]) -> list[tuple[Op, str]]:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
         failed: list[tuple[Op, str]] = []
         if self._ipr is None:
             self._ipr = IPRoute()
