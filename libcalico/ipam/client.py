@@ -112,6 +112,7 @@ class IPAMClient:
         self.clock_ns = clock_ns
         self._batch = backend if isinstance(backend, BatchBackend) else None
         self._blocks: dict[tuple[str, int], Block] = {}
+        self._hints: dict[tuple[str, int], list[str]] = {}  # (host, version) -> block keys
 
     def _decode(self, kv: KVPair) -> Block:
         """Decode a stored block once per (key, revision): an assignment looks at the same
@@ -211,7 +212,11 @@ class IPAMClient:
         rsv_prefix = keys.resource_prefix("IPReservation")
         pool_prefix = keys.resource_prefix("IPPool")
         aff_prefix = keys.affinity_prefix(host, version)
-        got, lists = self._read([keys.IPAM_CONFIG_KEY, node_key],
+        # A client that assigned for this host before also reads the block it last took an
+        # address from, in the same transaction: while that block has room, the blocks need
+        # no second round trip.
+        hint = self._hints.get((host, version), []) if self._batch is not None else []
+        got, lists = self._read([keys.IPAM_CONFIG_KEY, node_key, *hint],
                                 [rsv_prefix, pool_prefix, aff_prefix])
         cfg = IPAMConfig.decode(got[keys.IPAM_CONFIG_KEY].value) \
             if keys.IPAM_CONFIG_KEY in got else IPAMConfig()
@@ -226,18 +231,22 @@ class IPAMClient:
         limit = cfg.block_limit(args.max_blocks_per_host)
         affine: list[tuple[IPNetwork, KVPair]] | None = self._affine_from(lists[aff_prefix],
                                                                           pools)
+        wanted = {keys.block_key(c) for c, _ in affine or []}
+        prefetched: dict[str, KVPair] | None = {k: got[k] for k in hint
+                                                 if k in wanted and k in got} or None
         msgs: list[str] = []
         claim_failed = False
         ips: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
         while len(ips) < num:
             found = self._find_or_claim_block(host, version, pools, reservations, cfg, limit,
-                                              affine)
-            affine = None
+                                              affine, prefetched)
+            affine = prefetched = None
             if found is None:
                 claim_failed = True
                 break
             ips += self._assign_from_block(found, num - len(ips), args.handle_id, args.attrs,
                                            host, reservations, affinity_check=True)
+            self._hints[(host, version)] = [found.key]
         if len(ips) < num and claim_failed:
             if cfg.strict_affinity:
                 msgs.append("No more free affine blocks and strict affinity enabled")
@@ -268,7 +277,8 @@ class IPAMClient:
 
     def _find_or_claim_block(self, host: str, version: int, pools: Sequence[Pool],
                              reservations: list[IPNetwork], cfg: IPAMConfig, limit: int,
-                             affine: list[tuple[IPNetwork, KVPair]] | None = None
+                             affine: list[tuple[IPNetwork, KVPair]] | None = None,
+                             prefetched: dict[str, KVPair] | None = None
                              ) -> KVPair | None:
         """A block affine to `host` with a free, unreserved address; claims a new one when
         none has room. None when no block can be had (the caller may borrow). Raises
@@ -277,7 +287,16 @@ class IPAMClient:
             affine = self._affine_blocks(host, version, pools)
         usable = [(c, a, rsv) for c, a in affine
                   if len(rsv := reserved_ordinals(c, reservations)) < c.num_addresses]
-        prefetched: dict[str, KVPair] | None = None
+        if prefetched:
+            # the hinted block (read with the rest of the state) first
+            for cidr, aff_kv, rsv in usable:
+                pre = prefetched.get(keys.block_key(cidr))
+                if pre is None or not blk.has_free(pre.value, rsv):
+                    continue
+                kv = self._block_from_affinity(host, cidr, aff_kv, pre)
+                if kv is not None and self._decode(kv).num_free(rsv) > 0:
+                    return kv
+            prefetched = None
         if self._batch is not None and usable:
             # every affine block in one round trip instead of one read per block
             prefetched = self._batch.read_many([keys.block_key(c) for c, _, _ in usable])[0]
