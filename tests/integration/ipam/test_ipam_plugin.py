@@ -238,3 +238,16 @@ def test_kubeconfig_is_read(setup: Any, tmp_path: Path) -> None:
                             "CALICO_CNI_HELPER_SOCKET": "none"})
     out = json.loads(r.stdout)
     assert r.returncode == 1 and out["code"] == 7 and "kubeconfig" in out["msg"]
+
+
+def test_nodename_file_used_verbatim(setup: Any, tmp_path: Path) -> None:
+    be, conf = setup
+    (tmp_path / "nodename").write_text("n2")
+    c = {k: v for k, v in conf.items() if k != "nodename"}
+    c["nodename_file"] = str(tmp_path / "nodename")
+    rc, res = run("ADD", c, cid="nf1")
+    assert rc == 0, res
+    cidr = ipaddress.ip_interface(res["ips"][0]["address"]).network
+    b = blk.decode(be.get(keys.block_key(cidr)).value)
+    assert b.affinity == "host:n2"
+    assert (b.in_use()[0][1].secondary or {})["node"] == "n2"

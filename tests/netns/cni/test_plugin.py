@@ -265,3 +265,20 @@ def test_route_on_another_interface_fails_add(env: dict[str, Any]) -> None:
     assert subprocess.run(["ip", "link", "show", "cali" + cid[:11]], capture_output=True,
                           check=False).returncode != 0
     assert other in sh("ip", "route", "show", "exact", "10.199.0.88/32")
+
+
+def test_container_settings_and_ipam_routes(env: dict[str, Any]) -> None:
+    ns, path = new_ns(env, "cni-i")
+    cid = "fwd000000001"
+    env["veths"].append("cali" + cid[:11])
+    conf = {**env["conf"], "container_settings": {"allow_ip_forwarding": True},
+            "ipam": {"type": "calico-ipam", "routes": [{"dst": "10.96.0.0/12"}]}}
+    rc, res = cnirun.run("ADD", conf, cid=cid, netns=path)
+    assert rc == 0, res
+    assert ns_exec(ns, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+    routes = {r["dst"]: r.get("gateway") for r in
+              json.loads(ns_exec(ns, "ip", "-j", "route").stdout)}
+    assert routes.get("10.96.0.0/12") == "169.254.1.1"
+    assert "default" not in routes, "ipam.routes replace the default route"
+    rc, _ = cnirun.run("DEL", conf, cid=cid, netns=path)
+    assert rc == 0
