@@ -43,13 +43,13 @@ def _leaf(d: Path, name: str, ca: str, usage: str) -> None:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> Path:
-    _ca(tmp_path, "ca")
-    _ca(tmp_path, "other-ca")
-    _leaf(tmp_path, "server", "ca", "serverAuth,clientAuth")
-    _leaf(tmp_path, "client", "ca", "clientAuth")
-    _leaf(tmp_path, "stranger", "other-ca", "clientAuth")
-    return tmp_path
+def pki(own_tmp: Path) -> Path:
+    _ca(own_tmp, "ca")
+    _ca(own_tmp, "other-ca")
+    _leaf(own_tmp, "server", "ca", "serverAuth,clientAuth")
+    _leaf(own_tmp, "client", "ca", "clientAuth")
+    _leaf(own_tmp, "stranger", "other-ca", "clientAuth")
+    return own_tmp
 
 
 @pytest.fixture

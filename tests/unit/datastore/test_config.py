@@ -90,9 +90,9 @@ def test_bad_files_name_the_problem(text: str, message: str) -> None:
     assert str(info.value).startswith("my.cfg")
 
 
-def test_load_follows_calicoctl(tmp_path: Path) -> None:
+def test_load_follows_calicoctl(own_tmp: Path) -> None:
     env = {"ETCD_ENDPOINTS": "http://127.0.0.9:2379"}
-    default = tmp_path / "calicoctl.cfg"
+    default = own_tmp / "calicoctl.cfg"
     # No file at the default path: the environment.
     assert DatastoreConfig.load(None, env, default_path=default).etcd_endpoints == (
         "http://127.0.0.9:2379",)
@@ -102,12 +102,12 @@ def test_load_follows_calicoctl(tmp_path: Path) -> None:
         "https://10.0.0.1:2379")
     # An explicit path that does not exist: an error.
     with pytest.raises(ConfigError, match="does not exist"):
-        DatastoreConfig.load(tmp_path / "nope.cfg", env, default_path=default)
+        DatastoreConfig.load(own_tmp / "nope.cfg", env, default_path=default)
 
 
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(own_tmp: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
-        DatastoreConfig.from_file(tmp_path)
+        DatastoreConfig.from_file(own_tmp)
 
 
 def test_connect_refuses_kubernetes() -> None:
@@ -116,10 +116,10 @@ def test_connect_refuses_kubernetes() -> None:
         connect(cfg)
 
 
-def test_connect_names_a_missing_certificate(tmp_path: Path) -> None:
+def test_connect_names_a_missing_certificate(own_tmp: Path) -> None:
     cfg = DatastoreConfig.from_env({
         "ETCD_ENDPOINTS": "https://127.0.0.1:2379",
-        "ETCD_CA_CERT_FILE": str(tmp_path / "missing-ca.pem"),
+        "ETCD_CA_CERT_FILE": str(own_tmp / "missing-ca.pem"),
     })
     with pytest.raises(ConfigError, match=r"missing-ca\.pem"):
         connect(cfg)
