@@ -109,10 +109,9 @@ def parse(doc: Mapping[str, Any], cni_version: str) -> NetConf:
         if not isinstance(r, dict) or not isinstance(r.get("dst"), str):
             raise _bad("ipam.routes", "each route needs a \"dst\" string")
         try:
-            ipaddress.ip_network(r["dst"], strict=False)
+            routes.append(str(ipaddress.ip_network(r["dst"], strict=False)))
         except ValueError as exc:
             raise _bad("ipam.routes", str(exc)) from None
-        routes.append(r["dst"])
     ipam = IPAMConf(
         type=_str(ipam_doc, "type"),
         assign_ipv4=_strbool(ipam_doc, "assign_ipv4", True),

@@ -113,6 +113,11 @@ def parse_env(environ: Mapping[str, str]) -> Env:
         if len(ifname) > 15 or ifname in (".", "..") or any(c in ifname for c in "/: \t\n"):
             raise CNIError(INVALID_ENV, f"invalid interface name {ifname!r}",
                            "CNI_IFNAME must be 1-15 characters without '/', ':' or spaces")
+    netns = environ.get("CNI_NETNS", "")
+    if netns and (any(c.isspace() for c in netns) or any(c in netns for c in "\"'\\")
+                  or not netns.startswith("/")):
+        raise CNIError(INVALID_ENV, f"invalid CNI_NETNS {netns!r}",
+                       "CNI_NETNS must be an absolute path without spaces or quotes")
     raw = environ.get("CNI_ARGS", "")
     return Env(command=command, container_id=cid, netns=environ.get("CNI_NETNS", ""),
                ifname=environ.get("CNI_IFNAME", ""), args=parse_cni_args(raw),

@@ -36,6 +36,10 @@ def test_env_parsing_and_errors() -> None:
         spec.parse_env({**ENV, "CNI_COMMAND": "FROB"})
     assert ei.value.code == 4 and "FROB" in ei.value.msg
     assert spec.parse_env({"CNI_COMMAND": "VERSION"}).command == "VERSION"
+    for bad_ns in ("relative/ns", "/var/run/netns/a b", "/var/run/netns/x'y"):
+        with pytest.raises(CNIError) as ei:
+            spec.parse_env({**ENV, "CNI_NETNS": bad_ns})
+        assert ei.value.code == 4 and "CNI_NETNS" in ei.value.msg
 
 
 def test_config_checks() -> None:
@@ -113,6 +117,8 @@ def test_netconf_fields_and_errors() -> None:
     c = netconf.parse(doc, "1.0.0")
     assert c.ipam.assign_ipv6 and c.ipam.ipv4_pools == ("10.0.0.0/16", "pool-a")
     assert c.ipam.routes == ("10.96.0.0/12",) and c.policy_type == "k8s"
+    odd = netconf.parse({**doc, "ipam": {"routes": [{"dst": "10.96.1.0/12"}]}}, "1.0.0")
+    assert odd.ipam.routes == ("10.96.0.0/12",), "routes are normalised before use"
     assert c.ip_addrs_no_ipam and c.allow_ip_forwarding and c.mtu == 1440
     for bad, what in (({"mtu": "x"}, "mtu"), ({"ipam": {"assign_ipv4": "yes"}}, "assign_ipv4"),
                       ({"datastore_type": "kubernetes"}, "datastore_type"),
