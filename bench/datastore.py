@@ -9,6 +9,8 @@ For N objects, in the same run and against the same etcd:
   transaction Calico issues; `list(get_prefix(prefix))` for the list): the reference;
   the bare range RPC with the key-values left unread is printed too, as the floor;
 - `EtcdBackend` (libcalico.datastore.etcd): `create(key, value)` and `list(prefix)`;
+- the watch: replaying the N creates from history, EtcdWatchStream vs pyetcd's
+  `watch_prefix`; and a Syncer from start to IN_SYNC (list + diff + delivery) vs a raw list;
 - the typed layer (libcalico.client.Client + libcalico.model.codec): each BGPPeer decoded
   from its document, validated, encoded and created with `Client.apply`; `Client.list`
   decoding and validating every object.
@@ -26,6 +28,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +41,13 @@ import pyetcd  # noqa: E402
 
 from libcalico.client import Client  # noqa: E402
 from libcalico.datastore.etcd import EtcdBackend  # noqa: E402
+from libcalico.datastore.syncer import (  # noqa: E402
+    StatusChanged,
+    Syncer,
+    SyncEvent,
+    SyncStatus,
+    Updates,
+)
 from libcalico.model import codec, keys  # noqa: E402
 from tests.fixtures.etcd import EtcdFactory  # noqa: E402
 
@@ -114,8 +124,12 @@ def main() -> int:
             )
             assert ok
 
+        first_rev: list[int] = []
+
         def backend_create(i: int) -> None:
-            backend.create(f"{be_prefix}peer-{i}", VALUE % f"peer-{i}")
+            kv = backend.create(f"{be_prefix}peer-{i}", VALUE % f"peer-{i}")
+            if i == 0:
+                first_rev.append(kv.revision)
 
         docs = [peer_doc(i) for i in range(n)]
 
@@ -154,6 +168,37 @@ def main() -> int:
             [raw_list(be_prefix), be_list, raw_response_only, raw_list(typed_prefix),
              typed_list, raw_list_json], args.list_runs)
 
+        def raw_replay() -> None:
+            events, cancel = raw.watch_prefix(be_prefix, start_revision=first_rev[0])
+            for seen, _ in enumerate(events, 1):
+                if seen == n:
+                    break
+            cancel()
+
+        def be_replay() -> None:
+            with backend.watch(be_prefix, first_rev[0]) as stream:
+                for seen, _ in enumerate(stream, 1):
+                    if seen == n:
+                        break
+
+        def syncer_start() -> None:
+            got = threading.Event()
+            count = [0]
+
+            def sink(ev: SyncEvent) -> None:
+                if isinstance(ev, Updates):
+                    count[0] += len(ev.updates)
+                elif isinstance(ev, StatusChanged) and ev.status is SyncStatus.IN_SYNC:
+                    got.set()
+
+            syncer = Syncer(backend, [be_prefix], sink)
+            syncer.start()
+            assert got.wait(120) and count[0] == n
+            syncer.stop()
+
+        raw_r, be_r, sync_l, raw_l2 = interleaved_latency(
+            [raw_replay, be_replay, syncer_start, raw_list(be_prefix)], args.list_runs)
+
         print()
         print(f"{'writes (create-if-absent txn)':40} {'objects/s':>10} {'raw pyetcd':>11} "
               f"{'ratio':>6}")
@@ -171,6 +216,13 @@ def main() -> int:
               f"{raw_tl * 1e3:11.1f} {typed_l / raw_tl:5.2f}x")
         print(f"{'    (raw pyetcd + json.loads each value)':40} {raw_jl * 1e3:10.1f} "
               f"{raw_tl * 1e3:11.1f} {raw_jl / raw_tl:5.2f}x")
+        print()
+        print(f"{f'watch/sync of {n} (median of {args.list_runs})':40} {'ms':>10} "
+              f"{'raw pyetcd':>11} {'ratio':>6}")
+        print(f"{'  EtcdBackend.watch replaying history':40} {be_r * 1e3:10.1f} "
+              f"{raw_r * 1e3:11.1f} {be_r / raw_r:5.2f}x")
+        print(f"{'  Syncer start to IN_SYNC (vs raw list)':40} {sync_l * 1e3:10.1f} "
+              f"{raw_l2 * 1e3:11.1f} {sync_l / raw_l2:5.2f}x")
         print()
         print("ratio = time per object (or per list) relative to the raw pyetcd client; "
               "goal <= 2x")
