@@ -185,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"calico-node demo: {exc}", file=sys.stderr)
         code = 1
     finally:
-        for s, h in old.items():
-            signal.signal(s, signal.SIG_IGN if s == signal.SIGINT else h)
+        for s in old:  # a second Ctrl-C must not cut the teardown short
+            signal.signal(s, signal.SIG_IGN)
         say("tearing down")
         if cl is not None:
             cl.close()

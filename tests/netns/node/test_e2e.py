@@ -192,3 +192,20 @@ def test_churn_leaves_nothing_stale(etcd: EtcdServer, make_cluster: Factory) -> 
         return True
 
     wait_for(clean, 30, "no stale interface, route or chain")
+
+
+def test_sigterm_stops_every_component(etcd: EtcdServer, make_cluster: Factory) -> None:
+    cl = make_cluster(etcd.endpoint, nodes=1, encap="none", edge=False)
+    n1 = cl.nodes["node-1"]
+    wait_for(lambda: {"bird", "bird6"} <= {Path(f"/proc/{p}/comm").read_text().strip()
+                                           for p in labmod.ip("netns", "pids", n1.ns).split()
+                                           if Path(f"/proc/{p}").exists()},
+             30, "bird and bird6 running")
+    assert any("calico-felix" in _cmdline(p) for p in labmod.ip("netns", "pids", n1.ns).split())
+    assert any("calico-confd" in _cmdline(p) for p in labmod.ip("netns", "pids", n1.ns).split())
+    proc_ = n1.proc
+    assert proc_ is not None
+    proc_.send_signal(signal.SIGTERM)  # calico-node only, not its process group
+    assert proc_.wait(30) == 0
+    n1.proc = None
+    assert labmod.ip("netns", "pids", n1.ns).split() == []
