@@ -114,8 +114,8 @@ def parse_env(environ: Mapping[str, str]) -> Env:
             raise CNIError(INVALID_ENV, f"invalid interface name {ifname!r}",
                            "CNI_IFNAME must be 1-15 characters without '/', ':' or spaces")
     netns = environ.get("CNI_NETNS", "")
-    if netns and (any(c.isspace() for c in netns) or any(c in netns for c in "\"'\\")
-                  or not netns.startswith("/")):
+    bad_netns = any(c.isspace() or c in "\"'\\" for c in netns) or not netns.startswith("/")
+    if command in ("ADD", "CHECK", "DEL") and netns and bad_netns:
         raise CNIError(INVALID_ENV, f"invalid CNI_NETNS {netns!r}",
                        "CNI_NETNS must be an absolute path without spaces or quotes")
     raw = environ.get("CNI_ARGS", "")

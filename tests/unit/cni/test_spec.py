@@ -40,6 +40,8 @@ def test_env_parsing_and_errors() -> None:
         with pytest.raises(CNIError) as ei:
             spec.parse_env({**ENV, "CNI_NETNS": bad_ns})
         assert ei.value.code == 4 and "CNI_NETNS" in ei.value.msg
+    # libcni validates configurations with VERSION and CNI_NETNS=dummy
+    assert spec.parse_env({"CNI_COMMAND": "VERSION", "CNI_NETNS": "dummy"}).netns == "dummy"
 
 
 def test_config_checks() -> None:
