@@ -265,6 +265,24 @@ def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> Non
     wait_for(lambda: ping(pod(cluster, "a-p0").ns, p.ip), 30, "pod a → pod c")
 
 
+def test_cross_subnet_routes_same_subnet_hosts_without_encapsulation(cluster: Cluster) -> None:
+    """Runs last among the VXLAN tests: switches pool1 to CrossSubnet. All hosts share one
+    /24, so remote blocks become plain routes via the peer's address on eth0."""
+    pa, pb = pod(cluster, "a-p0"), pod(cluster, "b-p0")
+    a = pa.host
+    cluster.pool("pool1", "10.65.0.0/16", vxlan="CrossSubnet", nat=True)
+    want = f"10.65.1.0/26 via {pb.host.ip.ip} dev eth0 proto 80 onlink"
+    wait_for(lambda: want in ns_exec(a.ns, "ip", "route").stdout, 20, "same-subnet route")
+
+    def vxlan_tx() -> int:
+        out = json.loads(ns_exec(a.ns, "ip", "-s", "-j", "link", "show", "vxlan.calico").stdout)
+        return int(out[0]["stats64"]["tx"]["packets"])
+
+    before = vxlan_tx()
+    assert ping(pa.ns, pb.ip, count=3)
+    assert vxlan_tx() == before          # not encapsulated
+
+
 def test_ipip_live_or_skip(cluster: Cluster) -> None:
     ns = cluster.hosts[0].ns
     r = subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "add", "fxipiptest", "type",
