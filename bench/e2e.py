@@ -216,7 +216,7 @@ def iperf(src_ns: str, dst_ns: str, dst_ip: str) -> float:
         server.wait()
 
 
-def throughput(encap: str, rounds: int = 3) -> None:
+def throughput(encap: str, rounds: int = 5) -> None:
     env = Env(f"t{encap[0]}")
     try:
         cl = env.cluster(nodes=2, encap=encap, edge=False)
