@@ -237,7 +237,9 @@ class IPAMClient:
         msgs: list[str] = []
         claim_failed = False
         ips: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
-        while len(ips) < num:
+        for _ in range(RETRIES):
+            if len(ips) >= num:
+                break
             found = self._find_or_claim_block(host, version, pools, reservations, cfg, limit,
                                               affine, prefetched)
             affine = prefetched = None
@@ -247,6 +249,9 @@ class IPAMClient:
             ips += self._assign_from_block(found, num - len(ips), args.handle_id, args.attrs,
                                            host, reservations, affinity_check=True)
             self._hints[(host, version)] = [found.key]
+        else:
+            if len(ips) < num:  # every round lost a race for the block it found
+                raise RetriesExhausted()
         if len(ips) < num and claim_failed:
             if cfg.strict_affinity:
                 msgs.append("No more free affine blocks and strict affinity enabled")
