@@ -40,6 +40,7 @@ class Link:
     vxlan_id: int | None = None
     vxlan_port: int | None = None
     vxlan_local: str | None = None
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,12 @@ def render_bridge(op: Op) -> str | None:
     if op.kind == "fdb-del":
         return f"fdb del {op.mac} dev {op.dev} dst {op.ip} self"
     return None
+
+
+def sort_addrs(addrs: Sequence[ipaddress.IPv4Interface | ipaddress.IPv6Interface]
+               ) -> tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]:
+    """One canonical order, so that a listing and a sequence of events compare equal."""
+    return tuple(sorted(set(addrs), key=lambda a: (a.version, int(a.ip), a.network.prefixlen)))
 
 
 def link_exists(name: str) -> bool:
@@ -252,9 +259,9 @@ class IpBatchNetlink:
                 mtu=int(link.get("mtu", 0)),
                 mac=str(link.get("address", "")).lower(),
                 kind=str(info.get("info_kind", "")),
-                addrs=tuple(addrs),
+                addrs=sort_addrs(addrs),
                 vxlan_id=data.get("id"), vxlan_port=data.get("port"),
-                vxlan_local=data.get("local"))
+                vxlan_local=data.get("local"), index=int(link.get("ifindex", 0)))
         return links
 
     def apply(self, ops: Sequence[Op]) -> BatchResult:
