@@ -228,8 +228,10 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             continue
         st.sysctls.update(_endpoint_sysctls(ep, rp_filter, cfg.ipv6_support))
         for net in ep.ipv4 + (ep.ipv6 if cfg.ipv6_support else ()):
-            st.routes[(MAIN_TABLE, net)] = Route(net, dev=ep.iface, scope="link",
-                                                 proto=cfg.device_route_protocol)
+            # IPv6 routes have no scope in the kernel (always universe).
+            st.routes[(MAIN_TABLE, net)] = Route(
+                net, dev=ep.iface, scope="link" if net.version == 4 else "global",
+                proto=cfg.device_route_protocol)
             if ep.mac and net.version == 4 and net.prefixlen == 32:
                 st.neighbours[(ep.iface, net.network_address)] = ep.mac
 

@@ -199,7 +199,8 @@ class IpBatchNetlink:
                 proto = str(r.get("protocol", "3"))
                 gw = r.get("gateway")
                 routes.append(Route(
-                    dst=dst, type=rtype, dev=r.get("dev"),
+                    # The kernel shows IPv6 blackholes on "lo"; we never name a device.
+                    dst=dst, type=rtype, dev=None if rtype == "blackhole" else r.get("dev"),
                     gateway=ipaddress.ip_address(gw) if gw else None,
                     onlink="onlink" in (r.get("flags") or []),
                     scope="link" if str(r.get("scope")) in ("253", "link") else "global",

@@ -261,6 +261,10 @@ def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> Non
     ndp = ns_exec(c.ns, "cat", f"/proc/sys/net/ipv6/conf/{p.iface}/proxy_ndp").stdout
     assert ndp.strip() == "1"
     assert "cali60network-ip-pools" in ns_exec(c.ns, "ipset", "list", "-n").stdout
+    # Steady state: later applies (refresh every 2 s) find nothing to rewrite.
+    cluster.wait_applied(c, count=len(cluster.applies(c)) + 2)
+    assert "netlink-ops=0 " in cluster.applies(c)[-1], cluster.applies(c)[-1]
+    assert "iptables-restores=0 " in cluster.applies(c)[-1]
     # The new host's VTEP reached the others: VXLAN to its pod works.
     wait_for(lambda: ping(pod(cluster, "a-p0").ns, p.ip), 30, "pod a → pod c")
 

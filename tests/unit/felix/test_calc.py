@@ -161,7 +161,7 @@ def test_ipv6_workload_gets_128_route_ndp_sysctls_and_ip6tables() -> None:
            data.wep("w2", ME, "cali0000000002", ["10.65.0.11/32", "fd00:65::11/128"])]
     s = state(kvs, cfg)
     r = s.routes[(254, ipaddress.ip_network("fd00:65::11/128"))]
-    assert (r.dev, r.scope) == ("cali0000000002", "link")
+    assert (r.dev, r.scope) == ("cali0000000002", "global")   # as the kernel reports it
     assert s.sysctls["net/ipv6/conf/cali0000000002/proxy_ndp"] == "1"
     assert s.sysctls["net/ipv6/conf/cali0000000002/forwarding"] == "1"
     assert s.sysctls["net/ipv6/conf/all/forwarding"] == "1"
