@@ -55,12 +55,11 @@ def diff(
     Keys that are new or whose value or mod revision changed become puts (in key order);
     keys that vanished become deletes at `revision`. Returns the updates and the new cache.
     """
-    fresh: Cache = {}
-    updates: list[Update] = []
-    for kv in kvs:
-        fresh[kv.key] = (kv.value, kv.revision)
-        if known.get(kv.key) != (kv.value, kv.revision):
-            updates.append(Update(kv.key, kv.value, kv.revision))
+    fresh: Cache = {kv.key: (kv.value, kv.revision) for kv in kvs}
+    if not known:  # the first listing: everything is new
+        return tuple([Update(k, v, r) for k, (v, r) in fresh.items()]), fresh
+    get = known.get
+    updates = [Update(k, vr[0], vr[1]) for k, vr in fresh.items() if get(k) != vr]
     updates.extend(Update(k, None, revision) for k in sorted(known) if k not in fresh)
     return tuple(updates), fresh
 
