@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,10 @@ def podman(etcd: EtcdServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     state = Path(tempfile.mkdtemp(prefix="cpm", dir="/tmp"))  # podman wants a short runroot
     base = [PODMAN, "--runtime", "runc", "--cgroup-manager=cgroupfs",
             "--root", str(state / "s"), "--runroot", str(state / "r"),
+            "--tmpdir", str(state / "t"), "--events-backend", "none",
             "--storage-driver", "vfs"]
+    # (libcni's result cache /var/lib/cni and podman's blob cache under /var/lib/containers
+    # are fixed paths shared with any other podman user on the machine: left alone)
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     names: list[str] = []
 
@@ -87,9 +91,38 @@ def podman(etcd: EtcdServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     for n in names:
         pm("rm", "-f", "-t", "0", n, check=False)
     pm("rmi", "-f", "localhost/calico-test-busybox:latest", check=False)
+    _wait_for_podman_helpers(str(state))
     subprocess.run(["umount", "-R", str(state / "r")], capture_output=True, check=False)
     shutil.rmtree(state, ignore_errors=True)
     be.close()
+
+
+def _wait_for_podman_helpers(state: str, timeout: float = 15.0) -> None:
+    """conmon starts `podman container cleanup` after the container exits; wait until no
+    process using this test's podman state is left (they exit by themselves) before the
+    state directory is removed."""
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    while time.monotonic() < deadline:
+        busy = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if state.encode() in cmdline:
+                busy = True
+                break
+        now = time.monotonic()
+        if busy:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= 1.5:  # conmon's exit command starts just after it exits
+            return
+        time.sleep(0.05)
 
 
 def test_podman_container_gets_calico_address(podman: dict[str, Any]) -> None:
