@@ -5,7 +5,9 @@ refused and write nothing."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,17 @@ from libcalico.datastore.api import Backend, EventType
 from libcalico.datastore.config import DatastoreConfig
 from libcalico.errors import NotFound, Unavailable
 from tests.fixtures.etcd import EtcdFactory, EtcdServer
+
+
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    """A private temporary directory, removed afterwards. (pytest's tmp_path lives under
+    /tmp/pytest-of-<user>/, which a concurrent pytest run on the same machine may prune.)"""
+    d = Path(tempfile.mkdtemp(prefix="calico-test-datastore-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _openssl(*args: str, cwd: Path) -> None:

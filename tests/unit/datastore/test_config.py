@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,18 @@ from libcalico.datastore import connect
 from libcalico.datastore.config import DatastoreConfig, DatastoreType
 from libcalico.datastore.endpoint import parse_endpoint
 from libcalico.errors import ConfigError
+
+
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    """A private temporary directory, removed afterwards. (pytest's tmp_path lives under
+    /tmp/pytest-of-<user>/, which a concurrent pytest run on the same machine may prune.)"""
+    d = Path(tempfile.mkdtemp(prefix="calico-test-datastore-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
 
 GOOD = """\
 apiVersion: projectcalico.org/v3
