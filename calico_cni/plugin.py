@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calico_cni import context, ipam_plugin, naming, netconf, spec, wiring
@@ -36,6 +36,18 @@ ANN_IPV4POOLS = "cni.projectcalico.org/ipv4pools"
 ANN_IPV6POOLS = "cni.projectcalico.org/ipv6pools"
 ANN_IPADDRS = "cni.projectcalico.org/ipAddrs"
 ANN_IPADDRS_NO_IPAM = "cni.projectcalico.org/ipAddrsNoIpam"
+ANN_IPFAMILIES = "cni.projectcalico.org/ipFamilies"
+ANN_FLOATING_IPS = "cni.projectcalico.org/floatingIPs"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    """What the endpoint carries besides addresses and wiring (from the pod for k8s)."""
+
+    profiles: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    floating_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +201,23 @@ def _uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def wep_document(w: Workload, ips: list[Iface], profiles: list[str], veth: str, mac: str,
-                 labels: Mapping[str, str], service_account: str,
+def ip_nats(ips: list[Iface], floating: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address,
+                                              ...]) -> list[dict[str, str]]:
+    """spec.ipNATs: each floating IP mapped to the workload address of its family."""
+    out = []
+    for fip in floating:
+        inner = next((i for i in ips if i.version == fip.version), None)
+        if inner is None:
+            raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                           f"floating IP {fip} has no IPv{fip.version} workload address to "
+                           "map to", "request an address of that family for the pod")
+        out.append({"internalIP": str(inner.ip), "externalIP": str(fip)})
+    return out
+
+
+def wep_document(w: Workload, ips: list[Iface], info: EndpointInfo, veth: str, mac: str,
                  old: Mapping[str, Any] | None) -> dict[str, Any]:
+    labels, service_account, profiles = info.labels, info.service_account, list(info.profiles)
     all_labels = dict(labels)
     all_labels["projectcalico.org/namespace"] = w.namespace
     all_labels["projectcalico.org/orchestrator"] = w.orchestrator
@@ -205,6 +231,8 @@ def wep_document(w: Workload, ips: list[Iface], profiles: list[str], veth: str, 
     if w.orchestrator == "k8s":
         s["serviceAccountName"] = service_account
     s["ipNetworks"] = [f"{i.ip}/{i.max_prefixlen}" for i in ips]
+    if info.floating_ips:
+        s["ipNATs"] = ip_nats(ips, info.floating_ips)
     s["profiles"] = profiles
     s["interfaceName"] = veth
     s["mac"] = mac
@@ -278,33 +306,32 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
         veth = w.host_veth(environ)
         existing = first.get(wep_key)
         old_doc = json.loads(existing.value) if existing else None
-        labels: dict[str, str] = {}
-        service_account = "default"
-        profiles = [conf.name]
+        info = EndpointInfo(profiles=(conf.name,))
         ipam_doc = doc
         fixed: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         no_ipam = False
         if w.orchestrator == "k8s" and conf.policy_type == "k8s":
             from calico_cni import kube
 
-            info = kube.pod_info(conf, w.namespace, w.pod)
-            labels = dict(info.labels)
-            service_account = info.service_account
-            profiles = [f"kns.{w.namespace}", f"ksa.{w.namespace}.{service_account}"]
-            ipam_doc = _pools_from_annotations(doc, info)
-            if ANN_IPADDRS in info.annotations and ANN_IPADDRS_NO_IPAM in info.annotations:
+            pod = kube.pod_info(conf, w.namespace, w.pod)
+            info = EndpointInfo(
+                profiles=(f"kns.{w.namespace}", f"ksa.{w.namespace}.{pod.service_account}"),
+                labels=dict(pod.labels), service_account=pod.service_account,
+                floating_ips=_floating_ips(pod.annotations, conf))
+            ipam_doc = _families_from_annotations(_pools_from_annotations(doc, pod), pod)
+            if ANN_IPADDRS in pod.annotations and ANN_IPADDRS_NO_IPAM in pod.annotations:
                 raise CNIError(spec.INVALID_NETWORK_CONFIG,
                                f"can't have both annotations: '{ANN_IPADDRS}' and "
                                f"'{ANN_IPADDRS_NO_IPAM}' in use at the same time")
-            if ANN_IPADDRS_NO_IPAM in info.annotations:
+            if ANN_IPADDRS_NO_IPAM in pod.annotations:
                 if not conf.ip_addrs_no_ipam:
                     raise CNIError(spec.INVALID_NETWORK_CONFIG,
                                    "requested feature is not enabled: ip_addrs_no_ipam",
                                    "set feature_control.ip_addrs_no_ipam to true")
-                fixed = _fixed_ips(info.annotations[ANN_IPADDRS_NO_IPAM], ANN_IPADDRS_NO_IPAM)
+                fixed = _fixed_ips(pod.annotations[ANN_IPADDRS_NO_IPAM], ANN_IPADDRS_NO_IPAM)
                 no_ipam = True
-            elif ANN_IPADDRS in info.annotations:
-                fixed = _fixed_ips(info.annotations[ANN_IPADDRS], ANN_IPADDRS)
+            elif ANN_IPADDRS in pod.annotations:
+                fixed = _fixed_ips(pod.annotations[ANN_IPADDRS], ANN_IPADDRS)
             if fixed and conf.ipam.type != "calico-ipam":
                 raise CNIError(spec.INVALID_NETWORK_CONFIG,
                                "ipAddrs annotations need ipam.type calico-ipam")
@@ -313,9 +340,8 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
         ipam = Ipam(env, ipam_doc, conf, environ, backend, node)
         ips = _addresses(ipam, existing, old_doc, w, fixed, no_ipam)
         try:
-            return _wire_and_record(conf, env, w, veth, ips, mtu, labels, service_account,
-                                    profiles, backend, environ, version, existing,
-                                    prof_key in first)
+            return _wire_and_record(conf, env, w, veth, ips, mtu, info, backend, version,
+                                    existing, prof_key in first)
         except BaseException:
             if not no_ipam:
                 ipam.release_quietly()
@@ -337,6 +363,44 @@ def _use_pod_cidr(doc: dict[str, Any], conf: netconf.NetConf, node: str) -> dict
                        f"subnet {conf.ipam.subnet}")
     ipam = dict(doc.get("ipam") or {})
     ipam["subnet"] = cidrs[0]
+    out = dict(doc)
+    out["ipam"] = ipam
+    return out
+
+
+def _floating_ips(annotations: Mapping[str, str], conf: netconf.NetConf
+                  ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    text = annotations.get(ANN_FLOATING_IPS)
+    if not text:
+        return ()
+    if not conf.floating_ips:
+        raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                       "requested feature is not enabled: floating_ips",
+                       "set feature_control.floating_ips to true")
+    out = []
+    for t in _json_list(text, ANN_FLOATING_IPS):
+        try:
+            out.append(ipaddress.ip_address(t))
+        except ValueError:
+            raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                           f"annotation {ANN_FLOATING_IPS}: {t!r} is not an IP address") from None
+    return tuple(out)
+
+
+def _families_from_annotations(doc: dict[str, Any], pod: Any) -> dict[str, Any]:
+    """`ipFamilies` (pod, else namespace): ["IPv4"], ["IPv6"] or both choose the families."""
+    text = pod.annotations.get(ANN_IPFAMILIES) or pod.ns_annotations.get(ANN_IPFAMILIES)
+    if not text:
+        return doc
+    fams = _json_list(text, ANN_IPFAMILIES)
+    bad = [f for f in fams if f not in ("IPv4", "IPv6")]
+    if bad or not fams:
+        raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                       f"annotation {ANN_IPFAMILIES}: {bad or fams!r} is not a list of "
+                       "\"IPv4\" and/or \"IPv6\"")
+    ipam = dict(doc.get("ipam") or {})
+    ipam["assign_ipv4"] = "true" if "IPv4" in fams else "false"
+    ipam["assign_ipv6"] = "true" if "IPv6" in fams else "false"
     out = dict(doc)
     out["ipam"] = ipam
     return out
@@ -396,10 +460,9 @@ def _addresses(ipam: Ipam, existing: KVPair | None, old_doc: Mapping[str, Any] |
 
 
 def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: str,
-                     ips: list[Iface], mtu: int, labels: Mapping[str, str],
-                     service_account: str, profiles: list[str], backend: Backend,
-                     environ: Mapping[str, str], version: str, existing: KVPair | None,
-                     have_profile: bool) -> str:
+                     ips: list[Iface], mtu: int, info: EndpointInfo, backend: Backend,
+                     version: str, existing: KVPair | None, have_profile: bool) -> str:
+    ip_nats(ips, info.floating_ips)  # fail before wiring when a floating IP cannot map
     routes4 = tuple(r for r in conf.ipam.routes if ":" not in r) or ("0.0.0.0/0",)
     routes6 = tuple(r for r in conf.ipam.routes if ":" in r) or ("::/0",)
     if conf.include_default_routes:
@@ -415,7 +478,7 @@ def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: st
         raise CNIError(spec.INTERNAL, f"error setting up the workload's network: {exc}"
                        ) from None
     try:
-        _write_wep(backend, w, ips, profiles, veth, mac, labels, service_account, existing)
+        _write_wep(backend, w, ips, info, veth, mac, existing)
         if not conf.policy_type and not have_profile:
             ensure_profile(backend, conf.name, w.orchestrator)
     except BaseException:
@@ -429,9 +492,8 @@ def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: st
     return json.dumps(spec.format_result(res, version))
 
 
-def _write_wep(backend: Backend, w: Workload, ips: list[Iface], profiles: list[str],
-               veth: str, mac: str, labels: Mapping[str, str], service_account: str,
-               existing: KVPair | None) -> None:
+def _write_wep(backend: Backend, w: Workload, ips: list[Iface], info: EndpointInfo,
+               veth: str, mac: str, existing: KVPair | None) -> None:
     """Create or update (CAS) the endpoint, starting from the value read at the start of
     ADD; a lost swap re-reads."""
     key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
@@ -439,8 +501,7 @@ def _write_wep(backend: Backend, w: Workload, ips: list[Iface], profiles: list[s
         if attempt:
             existing = _get_wep(backend, w)
         old = json.loads(existing.value) if existing else None
-        text = gojson.dumps(wep_document(w, ips, profiles, veth, mac, labels, service_account,
-                                         old))
+        text = gojson.dumps(wep_document(w, ips, info, veth, mac, old))
         try:
             if existing is None:
                 backend.create(key, text)

@@ -90,7 +90,8 @@ def k8s(etcd: EtcdServer, netns_factory: NetnsFactory, tmp_path: Path) -> Iterat
                               "b-ns": {"cidr": "10.191.0.0/24", "blockSize": 28,
                                        "nodeSelector": "!all()"},
                               "c-pod": {"cidr": "10.192.0.0/24", "blockSize": 28,
-                                        "nodeSelector": "!all()"}})
+                                        "nodeSelector": "!all()"},
+                              "d-v6": {"cidr": "fd92::/120", "blockSize": 124}})
     conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
             "etcd_endpoints": etcd.endpoint, "nodename": NODE,
             "ipam_lock_file": str(tmp_path / "lock"), "ipam": {"type": "calico-ipam"},
@@ -282,4 +283,39 @@ def test_del_of_old_sandbox_keeps_newer_endpoint(k8s: dict[str, Any]) -> None:
     assert delete(k8s, "sb", "web", "sandbox000002", new_ns) == 0
     with pytest.raises(NotFound):
         be.get(key)
+    assert check(be).clean
+
+
+def test_ip_families_and_floating_ips(k8s: dict[str, Any]) -> None:
+    api, be = k8s["api"], k8s["be"]
+    api.namespace("fam", {"cni.projectcalico.org/ipFamilies": '["IPv4", "IPv6"]'})
+    api.pod("fam", "dual", {})
+    api.pod("fam", "six", {}, {"cni.projectcalico.org/ipFamilies": '["IPv6"]'})
+    api.pod("fam", "bad", {}, {"cni.projectcalico.org/ipFamilies": '["IPv5"]'})
+    api.pod("fam", "float", {}, {"cni.projectcalico.org/floatingIPs": '["192.0.2.77"]'})
+
+    rc, res, netns = add(k8s, "fam", "dual", "fam000000001")
+    assert rc == 0, res
+    assert [ipaddress.ip_interface(i["address"]).version for i in res["ips"]] == [4, 6]
+    assert delete(k8s, "fam", "dual", "fam000000001", netns) == 0
+    rc, res, netns = add(k8s, "fam", "six", "fam000000002")
+    assert rc == 0, res
+    assert [ipaddress.ip_interface(i["address"]).version for i in res["ips"]] == [6], \
+        "the pod's annotation wins over the namespace's"
+    assert delete(k8s, "fam", "six", "fam000000002", netns) == 0
+    rc, res, _ = add(k8s, "fam", "bad", "fam000000003")
+    assert rc == 1 and res["code"] == 7 and "IPv5" in res["msg"]
+
+    rc, res, _ = add(k8s, "fam", "float", "fam000000004")
+    assert rc == 1 and "floating_ips" in res["msg"]
+    assert be.list(keys.HANDLE_PREFIX).kvs == ()
+    conf = {**k8s["conf"], "feature_control": {"floating_ips": True}}
+    rc, res, netns = add(k8s, "fam", "float", "fam000000005", conf)
+    assert rc == 0, res
+    wep = json.loads(be.get(keys.resource_key(
+        "WorkloadEndpoint", "k8s--node-k8s-float-eth0", "fam")).value)
+    inner = res["ips"][0]["address"].split("/")[0]
+    assert wep["spec"]["ipNATs"] == [{"internalIP": inner, "externalIP": "192.0.2.77"}]
+    assert list(wep["spec"]).index("ipNATs") == list(wep["spec"]).index("ipNetworks") + 1
+    assert delete(k8s, "fam", "float", "fam000000005", netns, conf) == 0
     assert check(be).clean
