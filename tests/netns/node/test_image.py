@@ -48,6 +48,15 @@ def podman() -> Iterator[list[str]]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+def _diagnose(podman: list[str], name: str) -> str:
+    state = subprocess.run([*podman, "inspect", "--format",
+                            "{{.State.Status}} exit={{.State.ExitCode}}", name],
+                           capture_output=True, text=True, check=False)
+    logs = subprocess.run([*podman, "logs", "--tail", "60", name], capture_output=True,
+                          text=True, check=False)
+    return f"\ncontainer: {state.stdout.strip()}\n{logs.stdout[-4000:]}{logs.stderr[-4000:]}"
+
+
 def test_image_starts_and_peers_with_a_native_node(etcd: EtcdServer,
                                                    podman: list[str]) -> None:
     had_build_dir = (ROOT / "build").exists()
@@ -103,11 +112,12 @@ def test_image_starts_and_peers_with_a_native_node(etcd: EtcdServer,
                                  check=False)
             if chk.returncode == 0:
                 break
-            assert time.monotonic() < deadline, chk.stdout + chk.stderr
+            assert time.monotonic() < deadline, chk.stdout + chk.stderr + _diagnose(podman, name)
             time.sleep(1)
         status = subprocess.run([*podman, "exec", name, "calicoctl", "node", "status"],
                                 capture_output=True, text=True, timeout=60, check=False)
-        assert "node-to-node mesh" in status.stdout, status.stdout + status.stderr
+        assert "node-to-node mesh" in status.stdout, status.stdout + status.stderr + \
+            _diagnose(podman, name)
     finally:
         subprocess.run([*podman, "rm", "-f", "-t", "10", name], capture_output=True,
                        check=False)
