@@ -4,7 +4,9 @@ every apply."""
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -59,6 +61,25 @@ class RuleOptions:
 
 def set_name(version: int, ident: str) -> str:
     return f"cali{version}0{ident}"[:31]
+
+
+@functools.lru_cache(maxsize=4096)
+def selector_set_id(canonical: str) -> str:
+    """The IP set of a selector: `s:` + a hash of its canonical text (cali40s:…, 31 chars)."""
+    digest = hashlib.sha224(canonical.encode()).digest()
+    return "s:" + base64.urlsafe_b64encode(digest).decode()[:23]
+
+
+def selectors_of(profile: Profile | None) -> set[str]:
+    out: set[str] = set()
+    if profile is None:
+        return out
+    for spec in profile.ingress + profile.egress:
+        if spec.unsupported:
+            continue
+        out.update(s for s in (spec.src_selector, spec.dst_selector, spec.not_src_selector,
+                               spec.not_dst_selector) if s)
+    return out
 
 
 @functools.lru_cache(maxsize=16384)
@@ -411,6 +432,12 @@ def _matches(version: int, spec: RuleSpec) -> list[str]:
         base.append(f"! -s {n}")
     for n in ndst:
         base.append(f"! -d {n}")
+    for sel, neg, side in ((spec.src_selector, "", "src"), (spec.dst_selector, "", "dst"),
+                           (spec.not_src_selector, "! ", "src"),
+                           (spec.not_dst_selector, "! ", "dst")):
+        if sel:
+            base.append(f"-m set {neg}--match-set "
+                        f"{set_name(version, selector_set_id(sel))} {side}")
     if len(nsrc) > 1 or len(ndst) > 1:
         return []  # iptables takes one -s/-d per rule; not expressible without ipsets
     variants = [" ".join(base)]

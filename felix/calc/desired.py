@@ -25,6 +25,7 @@ from felix.calc.inputs import (
 )
 from felix.config import FelixConfig
 from felix.drivers.iptables.rules import Rule
+from libcalico.model import selector
 
 PURE = True
 
@@ -165,6 +166,24 @@ def _iface_sysctls(i: str, rp_filter: str, ipv6: bool) -> dict[str, str]:
     return out
 
 
+def _effective_labels(e: Endpoint, profiles: Mapping[str, Profile]
+                      ) -> tuple[tuple[str, str], ...]:
+    """Labels inherited from the endpoint's profiles (labelsToApply, in order), overridden
+    by the endpoint's own labels, as Calico computes them for selectors."""
+    merged: dict[str, str] = {}
+    for name in e.profiles:
+        p = profiles.get(name)
+        if p is not None:
+            merged.update(p.labels_to_apply)
+    merged.update(e.labels)
+    return tuple(sorted(merged.items()))
+
+
+@functools.lru_cache(maxsize=65536)
+def _selects(canonical: str, labels: tuple[tuple[str, str], ...]) -> bool:
+    return selector.parse(canonical).evaluate(dict(labels))
+
+
 def _encap_enabled(setting: str, pools: list[Pool], attr: str) -> bool:
     if setting:
         return setting == "true"
@@ -291,6 +310,24 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     # IP sets.
     versions = [4] + ([6] if cfg.ipv6_support and (
         any(p.cidr.version == 6 for p in pools) or any(e.ipv6 for e in local)) else [])
+    selectors: set[str] = set()
+    for e in local:
+        for name in e.profiles:
+            selectors |= chains.selectors_of(profiles.get(name))
+    members: dict[str, tuple[set[str], set[str]]] = {s: (set(), set()) for s in selectors}
+    if selectors:
+        for any_ep in snap.of(Endpoint):
+            assert isinstance(any_ep, Endpoint)
+            labels = _effective_labels(any_ep, profiles)
+            for s in selectors:
+                if _selects(s, labels):
+                    members[s][0].update(str(n) for n in any_ep.ipv4)
+                    members[s][1].update(str(n) for n in any_ep.ipv6)
+    for s, (m4, m6) in members.items():
+        st.ipsets[chains.set_name(4, chains.selector_set_id(s))] = IPSet("inet", frozenset(m4))
+        if 6 in versions:
+            st.ipsets[chains.set_name(6, chains.selector_set_id(s))] = IPSet(
+                "inet6", frozenset(m6))
     for v in versions:
         fam = "inet" if v == 4 else "inet6"
         vp = [p for p in pools if p.cidr.version == v]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from libcalico.model import keys
+from libcalico.model import keys, selector
 
 PURE = True
 
@@ -38,6 +38,7 @@ class Endpoint:
     ipv4: tuple[ipaddress.IPv4Network, ...]
     ipv6: tuple[ipaddress.IPv6Network, ...]
     profiles: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class RuleSpec:
     src_ports: tuple[str, ...]                # "80" or "1000:2000"
     dst_ports: tuple[str, ...]
     unsupported: str = ""                     # non-empty ⇒ the rule cannot be rendered
+    src_selector: str = ""                    # canonical selector text ("" = none)
+    dst_selector: str = ""
+    not_src_selector: str = ""
+    not_dst_selector: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,7 @@ class Profile:
     name: str
     ingress: tuple[RuleSpec, ...]
     egress: tuple[RuleSpec, ...]
+    labels_to_apply: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +164,8 @@ def decode(key: str, value: str | None) -> tuple[str, Obj | None]:
     if not isinstance(spec, dict):
         raise BadInput(f"{key}: spec is not an object")
     if kind == "WorkloadEndpoint":
-        return key, _endpoint(key, spec)
+        meta = doc.get("metadata") or {}
+        return key, _endpoint(key, spec, meta if isinstance(meta, dict) else {})
     if kind == "IPPool":
         return key, _pool(key, name, spec)
     if kind == "Node":
@@ -180,7 +187,7 @@ def _block(key: str, cidr: IPNet, doc: dict[str, Any]) -> Block:
     return Block(cidr, host)
 
 
-def _endpoint(key: str, spec: dict[str, Any]) -> Endpoint:
+def _endpoint(key: str, spec: dict[str, Any], meta: dict[str, Any]) -> Endpoint:
     iface = spec.get("interfaceName")
     if not isinstance(iface, str) or not _IFACE_RE.match(iface):
         raise BadInput(f"{key}: spec.interfaceName: bad interface name {iface!r}")
@@ -195,7 +202,8 @@ def _endpoint(key: str, spec: dict[str, Any]) -> Endpoint:
     profiles = tuple(_name(p, f"{key}: spec.profiles") for p in spec.get("profiles") or [])
     return Endpoint(key, str(spec.get("node") or ""), iface,
                     _mac(spec.get("mac"), f"{key}: spec.mac"),
-                    tuple(sorted(set(v4))), tuple(sorted(set(v6))), profiles)
+                    tuple(sorted(set(v4))), tuple(sorted(set(v6))), profiles,
+                    _labels(meta.get("labels"), f"{key}: metadata.labels"))
 
 
 def _mode(v: Any, where: str) -> str:
@@ -272,10 +280,18 @@ def _rule(r: Any, where: str) -> RuleSpec:
     dst = r.get("destination") or {}
     unsupported = ""
     for side, d in (("source", src), ("destination", dst)):
-        for f in ("selector", "namespaceSelector", "serviceAccounts", "services",
-                  "notSelector", "notPorts"):
+        for f in ("namespaceSelector", "serviceAccounts", "services", "notPorts"):
             if d.get(f):
                 unsupported = f"{where}.{side}.{f} is not supported by this Felix"
+    sels = {}
+    for side, d in (("source", src), ("destination", dst)):
+        for f in ("selector", "notSelector"):
+            text = d.get(f)
+            if text:
+                try:
+                    sels[(side, f)] = str(selector.parse(str(text)))
+                except selector.SelectorError as exc:
+                    raise BadInput(f"{where}.{side}.{f}: {exc}") from exc
     if r.get("icmp") or r.get("notICMP") or r.get("http"):
         unsupported = f"{where}: icmp/http matches are not supported by this Felix"
     sp, u1 = _ports(src.get("ports"), f"{where}.source.ports")
@@ -291,7 +307,11 @@ def _rule(r: Any, where: str) -> RuleSpec:
     return RuleSpec(action, ipv, str(proto).lower() if proto is not None else None,
                     str(nproto).lower() if nproto is not None else None,
                     nets(src, "nets"), nets(dst, "nets"), nets(src, "notNets"),
-                    nets(dst, "notNets"), sp, dp, unsupported)
+                    nets(dst, "notNets"), sp, dp, unsupported,
+                    sels.get(("source", "selector"), ""),
+                    sels.get(("destination", "selector"), ""),
+                    sels.get(("source", "notSelector"), ""),
+                    sels.get(("destination", "notSelector"), ""))
 
 
 def _profile(key: str, name: str, spec: dict[str, Any]) -> Profile:
@@ -300,4 +320,12 @@ def _profile(key: str, name: str, spec: dict[str, Any]) -> Profile:
                 for i, r in enumerate(spec.get("ingress") or []))
     eg = tuple(_rule(r, f"{key}: spec.egress[{i}]")
                for i, r in enumerate(spec.get("egress") or []))
-    return Profile(name, ing, eg)
+    return Profile(name, ing, eg, _labels(spec.get("labelsToApply"), f"{key}: spec.labelsToApply"))
+
+
+def _labels(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}: not an object")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))

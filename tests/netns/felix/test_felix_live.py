@@ -269,6 +269,26 @@ def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> Non
     wait_for(lambda: ping(pod(cluster, "a-p0").ns, p.ip), 30, "pod a → pod c")
 
 
+def test_cni_default_profile_allows_only_its_own_members_in(cluster: Cluster) -> None:
+    """The CNI plugin's network profile (non-k8s): ingress only from endpoints labelled by
+    the profile itself (labelsToApply + a has() selector, through an ipset), egress all."""
+    from libcalico.model import keys
+    cluster.put(keys.resource_key("Profile", "net1"), {
+        "kind": "Profile", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "net1"},
+        "spec": {"ingress": [{"action": "Allow", "source": {"selector": "has(net1)"},
+                              "destination": {}}],
+                 "egress": [{"action": "Allow", "source": {}, "destination": {}}],
+                 "labelsToApply": {"net1": ""}}})
+    a, b = cluster.hosts[0], cluster.hosts[1]
+    x = cluster.add_pod(a, 5, profiles=("net1",))
+    y = cluster.add_pod(b, 5, profiles=("net1",))
+    z = cluster.add_pod(b, 6, profiles=("kns.default",))
+    wait_for(lambda: ping(x.ns, y.ip), 30, "member → member")
+    assert ping(y.ns, x.ip)
+    assert ping(x.ns, z.ip)                 # z accepts everyone; x may send anywhere
+    assert not ping(z.ns, x.ip, count=2, timeout=1)   # z is not a member of net1
+
+
 def test_cross_subnet_routes_same_subnet_hosts_without_encapsulation(cluster: Cluster) -> None:
     """Runs last among the VXLAN tests: switches pool1 to CrossSubnet. All hosts share one
     /24, so remote blocks become plain routes via the peer's address on eth0."""

@@ -172,3 +172,28 @@ def test_ipv6_workload_gets_128_route_ndp_sysctls_and_ip6tables() -> None:
     assert s.ipsets["cali60network-ip-pools"].family == "inet6"
     # Without IPv6 pools or workloads, no ip6tables at all.
     assert not any(v == 6 for v, _ in state(BASE, cfg).tables)
+
+
+def test_profile_selector_rules_use_ipsets_of_matching_endpoints() -> None:
+    """The CNI plugin's default (non-k8s) profile: allow ingress from endpoints carrying the
+    profile's own label (applied through labelsToApply), allow all egress."""
+    from felix.calc import chains
+    net1 = data.profile("net1", [{"action": "Allow", "source": {"selector": "has(net1)"}}],
+                        [{"action": "Allow"}])
+    k, v = net1
+    import json
+    doc = json.loads(v)
+    doc["spec"]["labelsToApply"] = {"net1": ""}
+    kvs = [*BASE, (k, json.dumps(doc)),
+           data.wep("w1", ME, "cali0000000001", ["10.65.0.10/32"], profiles=("net1",)),
+           data.wep("r1", "node2", "cali0000000009", ["10.65.1.5/32"], profiles=("net1",)),
+           data.wep("r2", "node2", "cali0000000008", ["10.65.1.6/32"])]
+    s = state(kvs)
+    set_name = chains.set_name(4, chains.selector_set_id("has(net1)"))
+    assert set_name.startswith("cali40s:") and len(set_name) == 31
+    assert s.ipsets[set_name].members == {"10.65.0.10/32", "10.65.1.5/32"}
+    pri = s.tables[(4, "filter")].chains["cali-pri-net1"]
+    assert pri[0].match == f"-m set --match-set {set_name} src"
+    with pytest.raises(BadInput, match="selector"):
+        doc["spec"]["ingress"][0]["source"]["selector"] = "has(net1"
+        decode(k, json.dumps(doc))
