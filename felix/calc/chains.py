@@ -389,9 +389,16 @@ def _policy_rules(version: int, specs: tuple[RuleSpec, ...], inbound: bool
                   ) -> tuple[Rule, ...]:
     out: list[Rule] = []
     for spec in specs:
-        if spec.unsupported or (spec.ip_version and spec.ip_version != version):
+        if spec.ip_version and spec.ip_version != version:
             continue
-        for match in _matches(version, spec):
+        matches = None if spec.unsupported else _matches(version, spec)
+        if matches is None:
+            # A rule we cannot express exactly fails closed: an Allow is left out (allows
+            # less), a Deny drops everything that reaches it (denies more).
+            if spec.action != "Deny":
+                continue
+            matches = [""]
+        for match in matches:
             if spec.action == "Allow":
                 out += [Rule(match, J_SET_ACCEPT), Rule(M_ACCEPT, "-j RETURN")]
             elif spec.action == "Deny":
@@ -411,7 +418,9 @@ def _fam(nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], versio
     return same, bool(nets) and not same
 
 
-def _matches(version: int, spec: RuleSpec) -> list[str]:
+def _matches(version: int, spec: RuleSpec) -> list[str] | None:
+    """iptables matches for one rule ([] when it cannot apply to this IP version; None when
+    it cannot be expressed)."""
     src, skip1 = _fam(spec.src_nets, version)
     dst, skip2 = _fam(spec.dst_nets, version)
     nsrc, _ = _fam(spec.not_src_nets, version)
@@ -427,7 +436,7 @@ def _matches(version: int, spec: RuleSpec) -> list[str]:
     if spec.not_protocol:
         base.append(f"! -p {spec.not_protocol}")
     if (spec.src_ports or spec.dst_ports) and proto not in ("tcp", "udp", "sctp"):
-        return []
+        return None
     for n in nsrc:
         base.append(f"! -s {n}")
     for n in ndst:
@@ -439,7 +448,7 @@ def _matches(version: int, spec: RuleSpec) -> list[str]:
             base.append(f"-m set {neg}--match-set "
                         f"{set_name(version, selector_set_id(sel))} {side}")
     if len(nsrc) > 1 or len(ndst) > 1:
-        return []  # iptables takes one -s/-d per rule; not expressible without ipsets
+        return None  # iptables takes one -s/-d per rule; not expressible without ipsets
     variants = [" ".join(base)]
     for flag, nets in (("-s", src), ("-d", dst)):
         if nets:

@@ -141,3 +141,15 @@ def test_large_dispatch_groups_split_again_and_every_iface_is_reachable() -> Non
     for i in ifaces:
         assert walk("cali-from-wl-dispatch", i) == chains.fw_chain(i)
     assert walk("cali-from-wl-dispatch", "cali0000000zzzz") == "DROP"
+
+
+def test_inexpressible_rules_fail_closed() -> None:
+    k, v = data.profile("p", [
+        {"action": "Deny", "source": {"namespaceSelector": "team == 'x'"}},
+        {"action": "Allow", "source": {"serviceAccounts": {"names": ["a"]}}},
+        {"action": "Allow"}], [])
+    prof = decode(k, v)[1]
+    ing, _ = chains._profile_chains(4, "p", prof)  # type: ignore[arg-type]
+    # The unsupported Deny drops everything; the unsupported Allow is left out.
+    assert ing[0] == Rule("", "-j DROP")
+    assert ing[1:] == (Rule("", chains.J_SET_ACCEPT), Rule(chains.M_ACCEPT, "-j RETURN"))
