@@ -178,7 +178,10 @@ class IpBatchNetlink:
         out = self._run([*self._prefix, *argv], timeout=TIMEOUT).stdout.strip()
         if not out:
             return []
-        data = json.loads(out)
+        try:
+            data = json.loads(out)
+        except ValueError as exc:
+            raise CommandFailed(argv, 0, out[:500], "", reason=f"unreadable JSON: {exc}") from exc
         return data if isinstance(data, list) else []
 
     def list_routes(self) -> list[Route]:
