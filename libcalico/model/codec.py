@@ -12,16 +12,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+import orjson
 import yaml
 
 from libcalico.errors import FieldError, ValidationError
-from libcalico.model import resources
+from libcalico.model import compiler, resources
 from libcalico.model.keys import API_VERSION
 from libcalico.model.metadata import KINDS, KindSpec
 from libcalico.model.resources import Resource
@@ -44,6 +46,25 @@ def kind_spec(kind: str) -> KindSpec:
 
 def decode(doc: Mapping[str, object], document: str = "") -> Resource:
     """Validate one document and return the typed resource with Calico's defaults filled."""
+    if type(doc) is dict:
+        kind = doc.get("kind")
+        ks = _FAST.get(kind) if type(kind) is str else None
+        if ks is None:
+            ks = _fast_entry(kind)
+        if ks is not None and doc.get("apiVersion") == API_VERSION:
+            # The compiled fast path (libcalico.model.compiler): a BAD says only "not
+            # plainly valid" (an unknown top-level key included); the full decode below
+            # then finds and names the problems.
+            body = dict(doc)
+            del body["kind"], body["apiVersion"]
+            res = ks[1](body)
+            if res is not BAD:
+                return _finish(cast(Resource, res), ks[0], document or _label(doc))
+    return _decode_full(doc, document)
+
+
+def _decode_full(doc: Mapping[str, object], document: str) -> Resource:
+    """decode without the compiled fast path: finds and names every problem."""
     errs: list[FieldError] = []
     if not isinstance(doc, Mapping):
         raise ValidationError("a resource document must be a mapping", document)
@@ -81,6 +102,23 @@ def decode(doc: Mapping[str, object], document: str = "") -> Resource:
         raise ValidationError(errs, label)
     out = res
     return _finish(cast(Resource, out), ks, label)
+
+
+_Fast = tuple[KindSpec, Callable[[object], object]]
+_FAST: dict[str, _Fast] = {}
+"""kind -> (KindSpec, compiled decoder of its class), filled on first use."""
+
+
+def _fast_entry(kind: object) -> _Fast | None:
+    ks = KINDS.get(kind) if isinstance(kind, str) else None
+    if ks is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(ks.cls)}
+    if fields != ({"metadata", "spec", "status"} if ks.has_status else {"metadata", "spec"}):
+        return None  # the compiled decoder would not reject a top-level key decode rejects
+    entry = (ks, compiler.decoder(ks.cls))
+    _FAST[kind] = entry  # type: ignore[index]
+    return entry
 
 
 def _finish(res: Resource, ks: KindSpec, label: str) -> Resource:
@@ -184,9 +222,14 @@ def loads(text: str, document: str = "", resource_version: str | None = None) ->
     """A stored value -> resource (validated, defaulted). `resource_version` (the key's mod
     revision) is set in its metadata, as Calico does on read."""
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ValidationError(f"invalid JSON: {exc}", document) from exc
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # orjson is stricter than Go and the stdlib (NaN, integers beyond 64 bits, lone
+        # surrogates): those texts, and the error message for bad ones, are json's.
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"invalid JSON: {exc}", document) from exc
     if not isinstance(doc, dict):
         raise ValidationError("stored value is not a JSON object", document)
     if resource_version is not None:

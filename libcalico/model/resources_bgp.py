@@ -204,6 +204,13 @@ def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
     return addr, port
 
 
+@functools.lru_cache(maxsize=16384)
+def _peer_ip_parts(text: str) -> tuple[str, int | None]:
+    """parse_peer_ip with the address as text (cached: every BGPPeer read parses one)."""
+    addr, port = parse_peer_ip(text)
+    return str(addr), port
+
+
 def format_peer_ip(addr: IPAddress, port: int | None) -> str:
     if port is None:
         return str(addr)
@@ -240,12 +247,12 @@ class BGPPeerSpec:
         if not isinstance(text, str) or not text:
             return raw
         try:
-            addr, port = parse_peer_ip(text)
+            addr, port = _peer_ip_parts(text)
         except ValueError as exc:
             errs.append(FieldError(f"{path}.peerIP" if path else "peerIP", str(exc)))
             return {k: val for k, val in raw.items() if k != "peerIP"}
         out = dict(raw)
-        out["peerIP"] = str(addr)
+        out["peerIP"] = addr
         if port is not None:
             out["#port"] = port
         return out
