@@ -149,7 +149,7 @@ class InterfaceMonitor:
             self._post()
             next_full = time.monotonic() + self.refresh
             while not self._stop.is_set():
-                r, _, _ = select.select([sock], [], [], 0.5)
+                r, _, _ = select.select([sock], [], [], 2.0)
                 if r:
                     while True:
                         try:
