@@ -39,6 +39,14 @@ log = logging.getLogger("felix.dataplane")
 TABLES = ("raw", "mangle", "filter", "nat")
 
 
+def _read_names(path: str) -> set[str]:
+    try:
+        with open(path) as f:
+            return {line.strip() for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
 class RestartNeeded(Exception):
     """The effective configuration changed: exit so the supervisor restarts us (rc 129)."""
 
@@ -98,6 +106,8 @@ class Dataplane:
         self.refresh_at: dict[str, float] = {}
         self.bad_keys: dict[str, str] = {}
         self.last_stats = ApplyStats()
+        self.sweep_due = True
+        self.legacy_tables: Callable[[str], set[str]] = _read_names
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="felix-routes")
 
     def close(self) -> None:
@@ -228,8 +238,36 @@ class Dataplane:
         elif what == "iptables":
             for t in self.tables.values():
                 t.invalidate()
+            self.sweep_due = True
         else:
             self.ipsets.tracker.dataplane_known = False
+
+    def _sweep_other_backend(self) -> None:
+        """As Calico does since v3.33: remove our chains and hashed rules from the iptables
+        backend we are not using (e.g. left by a Felix that ran with the other one). Legacy
+        tables are only read when the kernel already has them (no module autoloading).
+        Failures are logged, never fatal, never retried before the next refresh."""
+        other = "legacy" if self.backend == "nft" else "nft"
+        for version in (4, 6):
+            loaded = self.other_tables(version, other)
+            for name in TABLES:
+                if name not in loaded:
+                    continue
+                t = Table(version, name, commands(version, other), self.run_cmd)
+                try:
+                    n = t.apply(True)
+                except CalicoError as exc:
+                    log.warning("sweeping %s %s v%d failed: %s", other, name, version, exc)
+                    continue
+                if n:
+                    log.info("removed our leftovers from %s %s v%d (%d lines)", other, name,
+                             version, n)
+
+    def other_tables(self, version: int, backend: str) -> set[str]:
+        if backend == "nft":
+            return set(TABLES)
+        path = "/proc/net/ip_tables_names" if version == 4 else "/proc/net/ip6_tables_names"
+        return self.legacy_tables(path)
 
     def _table(self, version: int, name: str) -> Table:
         t = self.tables.get((version, name))
@@ -318,6 +356,10 @@ class Dataplane:
             stats.netlink_ops += r[0]
             if r[1]:
                 errors += self.routes.last_errors
+        # 5b. our leftovers in the backend we do not use (start-up and every refresh)
+        if self.sweep_due:
+            self.sweep_due = False
+            self._sweep_other_backend()
         # 6. ipset deletes
         step("ipset deletes", self.ipsets.apply_deletions)
 

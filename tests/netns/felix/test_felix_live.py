@@ -43,6 +43,12 @@ def cluster() -> Iterator[Cluster]:
         ns_exec(a.ns, "iptables", "-w", "-A", "OUTPUT", "-m", "comment", "--comment",
                 "cali:staleHash0123456", "-j", "cali-stale-chain")
         ns_exec(a.ns, "ip", "route", "add", "blackhole", "10.99.0.0/26", "proto", "80")
+        # ... and in the iptables backend Felix does not use (legacy), beside a foreign rule.
+        ns_exec(a.ns, "iptables-legacy", "-w", "-N", "cali-legacy-old")
+        ns_exec(a.ns, "iptables-legacy", "-w", "-A", "INPUT", "-m", "comment", "--comment",
+                "cali:legacyHash000000", "-j", "cali-legacy-old")
+        ns_exec(a.ns, "iptables-legacy", "-w", "-A", "INPUT", "-s", "203.0.113.99/32", "-j",
+                "DROP")
         ns_exec(a.ns, "ip", "route", "add", "blackhole", "10.98.0.0/26", "proto", "static")
         c.add_pod(a, 0)
         c.add_pod(b, 0)
@@ -226,6 +232,9 @@ def test_stale_state_of_ours_is_swept_others_kept(cluster: Cluster) -> None:
     assert "cali-stale-chain" not in save and "staleHash" not in save
     routes = ns_exec(a.ns, "ip", "route").stdout
     assert "10.99.0.0/26" not in routes
+    legacy = ns_exec(a.ns, "iptables-legacy-save", "-t", "filter").stdout
+    assert "cali-legacy-old" not in legacy and "legacyHash" not in legacy
+    assert "-A INPUT -s 203.0.113.99/32 -j DROP" in legacy
     assert "blackhole 10.98.0.0/26 proto static" in routes
 
 

@@ -28,6 +28,8 @@ class FakeIptables:
     """Tables keyed (ip version, table) → chain → rule bodies (text after `-A chain `)."""
 
     tables: dict[tuple[int, str], dict[str, list[str]]] = field(default_factory=dict)
+    legacy: dict[tuple[int, str], dict[str, list[str]]] = field(default_factory=dict)
+    """The iptables-legacy backend's tables (separate kernel state, as on a real host)."""
     ipsets: dict[str, set[str]] = field(default_factory=dict)
     calls: list[tuple[tuple[str, ...], str | None]] = field(default_factory=list)
     fail_restores: int = 0
@@ -44,6 +46,16 @@ class FakeIptables:
         self.calls.append((args, input))
         prog = args[0]
         v = 6 if prog.startswith("ip6") else 4
+        if "-legacy-" in prog:
+            self.tables, self.legacy = self.legacy, self.tables
+            try:
+                return self._dispatch(args, prog, v, input, check)
+            finally:
+                self.tables, self.legacy = self.legacy, self.tables
+        return self._dispatch(args, prog, v, input, check)
+
+    def _dispatch(self, args: tuple[str, ...], prog: str, v: int, input: str | None,
+                  check: bool) -> Completed:
         try:
             if prog.endswith("-save"):
                 if "-t" in args:

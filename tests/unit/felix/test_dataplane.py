@@ -38,8 +38,10 @@ def vxlan_kvs() -> list[tuple[str, str | None]]:
 
 
 def make(nl: FakeNetlink, ipt: FakeIptables, fs: FakeSysctl, clock: Clock | None = None,
-         env: dict[str, str] | None = None) -> Dataplane:
-    return Dataplane(env or ENV, {}, ME, nl, fs, runner=ipt, clock=clock or Clock())
+         env: dict[str, str] | None = None, legacy: set[str] | None = None) -> Dataplane:
+    dp = Dataplane(env or ENV, {}, ME, nl, fs, runner=ipt, clock=clock or Clock())
+    dp.legacy_tables = lambda path: set(legacy or ())
+    return dp
 
 
 def feed(dp: Dataplane, kvs: list[tuple[str, str | None]], nl: FakeNetlink,
@@ -211,3 +213,20 @@ def test_cni_route_on_unclaimed_interface_gets_a_grace_period() -> None:
     clock.t += 11
     dp.step()
     assert key not in nl.routes             # ... until the grace period ends unclaimed
+
+
+def test_leftovers_in_the_other_backend_are_swept() -> None:
+    nl, ipt, fs = kernel()
+    leg = ipt.legacy.setdefault((4, "filter"), {"INPUT": [], "FORWARD": [], "OUTPUT": []})
+    leg["INPUT"] = ['-m comment --comment "cali:oldHash123456789" -j cali-INPUT',
+                    "-s 192.0.2.1/32 -j DROP"]
+    leg["cali-INPUT"] = ['-m comment --comment "cali:x" -j ACCEPT']
+    leg["KUBE-THING"] = ["-j RETURN"]
+    dp = make(nl, ipt, fs, legacy={"filter"})
+    feed(dp, vxlan_kvs(), nl)
+    assert ipt.legacy[(4, "filter")]["INPUT"] == ["-s 192.0.2.1/32 -j DROP"]
+    assert "cali-INPUT" not in ipt.legacy[(4, "filter")]
+    assert ipt.legacy[(4, "filter")]["KUBE-THING"] == ["-j RETURN"]
+    assert "cali-INPUT" in ipt.table(4, "filter")           # nft is programmed
+    # Legacy tables the kernel does not have are never read (no module autoloading).
+    assert not any("legacy" in c[0][0] and "nat" in c[0] for c in ipt.calls)
