@@ -290,7 +290,7 @@ class Dataplane:
         stats.phases["calc"] = time.perf_counter() - t0
         st = self.state
 
-        def step(name: str, fn: Callable[[], Any]) -> Any:
+        def phase(name: str, fn: Callable[[], Any]) -> Any:
             t = time.perf_counter()
             try:
                 return fn()
@@ -304,14 +304,14 @@ class Dataplane:
 
         # 1. sysctls
         self.sysctls.set_desired(st.sysctls)
-        r = step("sysctls", self.sysctls.apply)
+        r = phase("sysctls", self.sysctls.apply)
         if r:
             stats.sysctls += r[0]
             errors += self.sysctls.last_errors
         # 2. tunnel devices
-        n1, e1 = step("vxlan", lambda: vxlan.apply(self.nl, st.vxlan, self.links or {}, True)) \
+        n1, e1 = phase("vxlan", lambda: vxlan.apply(self.nl, st.vxlan, self.links or {}, True)) \
             or (0, [])
-        n2, e2 = step("ipip", lambda: ipip.apply(self.nl, st.ipip, self.links or {})) or (0, [])
+        n2, e2 = phase("ipip", lambda: ipip.apply(self.nl, st.ipip, self.links or {})) or (0, [])
         errors += e1 + e2
         stats.netlink_ops += n1 + n2
         if n1 or n2:
@@ -319,26 +319,26 @@ class Dataplane:
             fresh: dict[str, Link] = dict(self.links or {})
             for dev, n in ((calc.VXLAN_DEVICE, n1), (calc.IPIP_DEVICE, n2)):
                 if n:
-                    got = step("links", lambda dev=dev: self.nl.list_links(dev))  # type: ignore[misc]
+                    got = phase("links", lambda dev=dev: self.nl.list_links(dev))  # type: ignore[misc]
                     if got is not None:
                         fresh.pop(dev, None)
                         fresh.update(got)
             self.links = fresh
         # 3. ipsets
         self.ipsets.set_desired(st.ipsets)
-        step("ipsets", self.ipsets.apply_updates)
+        phase("ipsets", self.ipsets.apply_updates)
         # 4. FDB, neighbours, routes — on the helper thread, in parallel with iptables (as
         # Calico does): both mostly wait for their subprocess. Joined before returning.
         self.routes.set_desired(st)
         links = dict(self.links or {})
         routes_done = self._pool.submit(
-            step, "routes", lambda: self.routes.apply(True, links))  # type: ignore[union-attr]
+            phase, "routes", lambda: self.routes.apply(True, links))  # type: ignore[union-attr]
         # 5. iptables
         for key in sorted(set(st.tables) | set(self.tables)):
             t = self._table(*key)
             t.set_desired(st.tables.get(key, TableDesired()))
             before_r, before_s = t.restores, t.saves
-            lines = step(f"iptables {key[1]} v{key[0]}", lambda t=t: t.apply(True))  # type: ignore[misc]
+            lines = phase(f"iptables {key[1]} v{key[0]}", lambda t=t: t.apply(True))  # type: ignore[misc]
             self.metrics.restore_calls.inc(t.restores - before_r)
             self.metrics.save_calls.inc(t.saves - before_s)
             stats.restores += t.restores - before_r
@@ -361,7 +361,7 @@ class Dataplane:
             self.sweep_due = False
             self._sweep_other_backend()
         # 6. ipset deletes
-        step("ipset deletes", self.ipsets.apply_deletions)
+        phase("ipset deletes", self.ipsets.apply_deletions)
 
         pending = (self.routes.pending() or self.sysctls.pending())
         stats.errors = len(errors)
