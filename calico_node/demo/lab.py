@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from libcalico import proc
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
 MOUNTPOINTS = ("/etc/calico", "/var/run/calico", "/var/lib/calico")
+MOUNTPOINT_LEDGER = Path("/run/calico-py-demo-mountpoints")
+"""Directories demos and tests created as mountpoints: shared by concurrent runs, so that the
+last one to finish removes them (a directory still mounted anywhere is never removed)."""
 
 
 def ip(*args: str, ns: str | None = None, timeout: float = 30, check: bool = True) -> str:
@@ -140,6 +144,41 @@ class Relay:
         self._thread.join(5)
 
 
+def mounted_anywhere(path: str) -> bool:
+    """Whether any process's mount namespace has something mounted on `path`."""
+    real = os.path.realpath(path)
+    for info in Path("/proc").glob("[0-9]*/mountinfo"):
+        try:
+            text = info.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split(" ", 5)
+            if len(fields) > 4 and fields[4] in (path, real):
+                return True
+    return False
+
+
+@contextlib.contextmanager
+def _ledger() -> Iterator[list[str]]:
+    """The shared list of mountpoints made by demos, under an exclusive lock."""
+    while True:
+        f = open(MOUNTPOINT_LEDGER, "a+")  # noqa: SIM115 - closed below
+        fcntl.flock(f, fcntl.LOCK_EX)
+        if os.fstat(f.fileno()).st_nlink > 0:  # not unlinked by the previous holder
+            break
+        f.close()
+    with f:
+        f.seek(0)
+        entries = [ln for ln in f.read().splitlines() if ln]
+        yield entries
+        f.seek(0)
+        f.truncate()
+        f.write("".join(e + "\n" for e in entries))
+        if not entries:
+            MOUNTPOINT_LEDGER.unlink(missing_ok=True)
+
+
 def delete_netns(name: str) -> None:
     pids = ip("netns", "pids", name, check=False).split()
     for pid in pids:
@@ -210,15 +249,36 @@ class Lab:
         # children that left the group (none should) die with their namespace
 
     def ensure_mountpoints(self) -> None:
-        """calico-node's fixed paths must exist as mountpoints for the per-node bind mounts."""
-        for m in MOUNTPOINTS:
-            path = Path(m)
-            if not path.exists():
-                missing = [path]
-                while not missing[-1].parent.exists():
-                    missing.append(missing[-1].parent)
-                path.mkdir(parents=True)
-                self.made_dirs += missing
+        """calico-node's fixed paths must exist as mountpoints for the per-node bind mounts.
+        Those this machine lacks are created and recorded in the shared ledger."""
+        with _ledger() as made:
+            for m in MOUNTPOINTS:
+                path = Path(m)
+                if not path.exists():
+                    missing = [path]
+                    while not missing[-1].parent.exists():
+                        missing.append(missing[-1].parent)
+                    path.mkdir(parents=True)
+                    made += [str(p) for p in missing if str(p) not in made]
+                if m in made:
+                    self.made_dirs.append(path)
+
+    def release_mountpoints(self) -> None:
+        """Remove the recorded mountpoints nobody uses any more (empty, mounted nowhere)."""
+        if not self.made_dirs:
+            return
+        with _ledger() as made:
+            for d in list(made):
+                if mounted_anywhere(d):
+                    continue
+                try:
+                    Path(d).rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue
+                made.remove(d)
+        self.made_dirs.clear()
 
     def close(self) -> None:
         for fn in reversed(self.cleanups):
@@ -231,7 +291,6 @@ class Lab:
         for name in reversed(self.namespaces):
             delete_netns(name)
         self.namespaces.clear()
-        for d in self.made_dirs:
-            with contextlib.suppress(OSError):
-                d.rmdir()
+        with contextlib.suppress(OSError):
+            self.release_mountpoints()
         shutil.rmtree(self.workdir, ignore_errors=True)
