@@ -21,7 +21,7 @@ from typing import Any
 from felix import config as felix_config
 from felix.calc import desired as calc
 from felix.calc.chains import TableDesired
-from felix.calc.inputs import BadInput, decode
+from felix.calc.inputs import BadInput, Endpoint, decode
 from felix.drivers import ipip, vxlan
 from felix.drivers.ipsets import IPSetDriver
 from felix.drivers.iptables.table import Table, commands, detect_backend
@@ -107,6 +107,7 @@ class Dataplane:
         self.bad_keys: dict[str, str] = {}
         self.last_stats = ApplyStats()
         self.sweep_due = True
+        self.selectors_in_use = True        # until the first computation says otherwise
         self.legacy_tables: Callable[[str], set[str]] = _read_names
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="felix-routes")
 
@@ -144,8 +145,19 @@ class Dataplane:
             obj = None
         else:
             self.bad_keys.pop(key, None)
+        old = self.snapshot.objects.get(key)
         self.snapshot.apply(key, obj)
+        if self._irrelevant(old) and self._irrelevant(obj):
+            return          # another node's endpoint and no selector looks at endpoints
         self.inputs_dirty = self.needs_apply = True
+
+    def _irrelevant(self, obj: object) -> bool:
+        """Other nodes' endpoints only matter to selector IP sets (as in Calico's calc
+        graph, remote endpoint churn costs no recomputation otherwise)."""
+        if obj is None:
+            return True
+        return (isinstance(obj, Endpoint) and obj.node != self.hostname
+                and not self.selectors_in_use)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -287,6 +299,7 @@ class Dataplane:
                       for n, link in self.links.items()}
             self.state = calc.compute(self.snapshot, self.cfg, ifaces, self.rp_filter)
             self.inputs_dirty = False
+            self.selectors_in_use = any("0s:" in name for name in self.state.ipsets)
         stats.phases["calc"] = time.perf_counter() - t0
         st = self.state
 

@@ -230,3 +230,26 @@ def test_leftovers_in_the_other_backend_are_swept() -> None:
     assert "cali-INPUT" in ipt.table(4, "filter")           # nft is programmed
     # Legacy tables the kernel does not have are never read (no module autoloading).
     assert not any("legacy" in c[0][0] and "nat" in c[0] for c in ipt.calls)
+
+
+def test_remote_endpoint_churn_costs_nothing_unless_a_selector_needs_it() -> None:
+    nl, ipt, fs = kernel()
+    dp = make(nl, ipt, fs)
+    feed(dp, vxlan_kvs(), nl)
+    applies = dp.applies
+    remote = data.wep("r9", "node2", "cali0000000099", ["10.65.1.9/32"])
+    dp.on_event(Updates((Update(*remote, 5),)))
+    dp.step()
+    assert dp.applies == applies                       # nothing recomputed or applied
+    # A profile with a selector makes remote endpoints matter (they fill its IP set).
+    k, v = data.profile("kns.default", [{"action": "Allow", "source": {"selector": "all()"}}],
+                        [{"action": "Allow"}])
+    dp.on_event(Updates((Update(k, v, 6),)))
+    dp.step()
+    assert dp.selectors_in_use
+    remote2 = data.wep("r10", "node2", "cali0000000098", ["10.65.1.10/32"])
+    dp.on_event(Updates((Update(*remote2, 7),)))
+    dp.step()
+    members = [m for n, m in ipt.ipsets.items() if n.startswith("cali40s:")]
+    assert members and "10.65.1.10" in members[0] and "10.65.1.9" in members[0]
+
