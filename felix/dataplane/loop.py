@@ -4,8 +4,12 @@ Inputs arrive on one queue: datastore updates and status from the syncer, interf
 the interface monitor. The loop applies nothing before the datastore is in sync (so nothing
 is ever removed from a half-read picture), then on every change, on every retry deadline
 after a failure (failures stay pending), and on every refresh deadline (the kernel is re-read
-to repair drift). Apply order: sysctls → tunnel devices → IP set creates/updates → FDB,
-neighbours and routes → iptables tables (one restore each, only if changed) → IP set deletes.
+to repair drift). It also applies nothing while a resync is in progress or the datastore is
+unreachable: the kernel keeps its last good state. Apply order: sysctls → tunnel devices →
+IP set creates/updates → {FDB, neighbours and routes on a helper thread ‖ iptables tables,
+one restore each, only if changed} → our leftovers in the other iptables backend (start-up
+and refresh) → IP set deletes. The owner thread alone decides what to write; the helper only
+runs the route driver's batch and is joined before the apply ends.
 """
 
 from __future__ import annotations
