@@ -62,6 +62,8 @@ def _hostname(env: dict[str, str], file_values: dict[str, str]) -> str:
               help="INI config file ([global] section); missing file is fine.")
 def main(config_file: str) -> None:
     """Run Felix: compute this host's desired kernel state and keep the kernel there."""
+    # Felix forks ip/iptables children while gRPC (etcd) threads run: no fork handlers.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     env = dict(os.environ)
     try:
         file_values: dict[str, str] = {}
