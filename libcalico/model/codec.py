@@ -28,6 +28,7 @@ from libcalico.model.keys import API_VERSION
 from libcalico.model.metadata import KINDS, KindSpec
 from libcalico.model.resources import Resource
 from libcalico.model.schema import BAD, decode_struct, encode_struct
+from libcalico.model.validate import dns1123_label
 
 PURE = True
 
@@ -55,11 +56,9 @@ def decode(doc: Mapping[str, object], document: str = "") -> Resource:
             # The compiled fast path (libcalico.model.compiler): a BAD says only "not
             # plainly valid" (an unknown top-level key included); the full decode below
             # then finds and names the problems.
-            body = dict(doc)
-            del body["kind"], body["apiVersion"]
-            res = ks[1](body)
+            res = ks[1](doc)
             if res is not BAD:
-                return _finish(cast(Resource, res), ks[0], document or _label(doc))
+                return _finish(res, ks[0], document or _label(doc))  # type: ignore[arg-type]
     return _decode_full(doc, document)
 
 
@@ -116,7 +115,7 @@ def _fast_entry(kind: object) -> _Fast | None:
     fields = {f.name for f in dataclasses.fields(ks.cls)}
     if fields != ({"metadata", "spec", "status"} if ks.has_status else {"metadata", "spec"}):
         return None  # the compiled decoder would not reject a top-level key decode rejects
-    entry = (ks, compiler.decoder(ks.cls))
+    entry = (ks, compiler.decoder(ks.cls, ignore=("kind", "apiVersion")))
     _FAST[kind] = entry  # type: ignore[index]
     return entry
 
@@ -150,8 +149,6 @@ def check_metadata(res: Resource, ks: KindSpec | None = None) -> list[FieldError
 
 
 def v_label(value: str, path: str) -> list[FieldError]:
-    from libcalico.model.validate import dns1123_label
-
     return dns1123_label(value, path)
 
 

@@ -27,17 +27,24 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import typing
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from libcalico.errors import FieldError
 from libcalico.model.schema import (
     BAD,
     _dec_str,
     _Field,
+    _ip_address,
+    _ip_network,
+    _is_union,
     _is_zero,
     _Plan,
     _unwrap_optional,
+    parse_time,
     plan,
 )
 
@@ -45,23 +52,24 @@ PURE = True
 
 Fast = Callable[[object], object]
 
-_COMPILED: dict[type, Fast] = {}
+_COMPILED: dict[tuple[type, tuple[str, ...]], Fast] = {}
 
 
-def decoder(cls: type) -> Fast:
-    """The compiled fast decoder of dataclass `cls` (built on first use)."""
-    fast = _COMPILED.get(cls)
+def decoder(cls: type, ignore: tuple[str, ...] = ()) -> Fast:
+    """The compiled fast decoder of dataclass `cls` (built on first use). Keys in `ignore`
+    are skipped (a resource's `kind` and `apiVersion`, which the caller checks)."""
+    fast = _COMPILED.get((cls, ignore))
     if fast is None:
         # Registered before compiling so that recursive types resolve to a forwarder.
         cell: list[Fast] = []
-        _COMPILED[cls] = lambda raw: cell[0](raw)
+        _COMPILED[cls, ignore] = lambda raw: cell[0](raw)
         try:
-            fast = _compile(plan(cls))
+            fast = _compile(plan(cls), ignore)
         except BaseException:
-            del _COMPILED[cls]
+            del _COMPILED[cls, ignore]
             raise
         cell.append(fast)
-        _COMPILED[cls] = fast
+        _COMPILED[cls, ignore] = fast
     return fast
 
 
@@ -96,70 +104,206 @@ class _Source:
         self.lines.append("    " * indent + line)
 
 
-def _compile(p: _Plan) -> Fast:
-    cls = p.cls
-    src = _Source()
-    src.env["cls"] = cls
-    src.env["MISSING"] = _MISSING
-    dc_fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    # Hidden fields have no JSON key of their own: only a hook can fill them.
-    read = p.fields if p.hook_in is not None else [f for f in p.fields if not f.hidden]
-    index = src.ref("index", {f.json: i for i, f in enumerate(read)})
-    src.add(0, "def fast(raw):")
-    src.add(1, "if type(raw) is not dict:")
-    src.add(2, "return BAD")
-    if p.hook_in is not None:
-        # A key of a hidden field is unknown in a document (only the hook may add it); any
-        # other key the hook leaves in place is looked up in the loop below.
-        hook = src.ref("hook", p.hook_in)
-        for f in p.fields:
-            if f.hidden:
-                src.add(1, f"if {f.json!r} in raw:")
-                src.add(2, "return BAD")
-        src.add(1, "errs = []")
-        src.add(1, f"raw = {hook}(raw, '', errs)")
-        src.add(1, "if errs:")
-        src.add(2, "return BAD")
-    # Every value starts as its default; the JSON keys present overwrite theirs.
-    after: list[str] = []
-    values = {}
-    for i, f in enumerate(p.fields):
-        var = values[f.attr] = f"v{i}"
-        dcf = dc_fields[f.attr]
+SHAPE_AFTER = 2
+"""A key sequence (shape) gets its own straight-line decoder the second time it is seen."""
+MAX_SHAPES = 64
+"""Shapes compiled per class at most; values of other shapes take the general decoder."""
+
+
+def _compile(p: _Plan, ignore: tuple[str, ...]) -> Fast:
+    """The entry point: hook (if any), then the decoder of the value's shape (its keys in
+    order), else the general decoder. Stored values of a kind come in a handful of shapes
+    (Calico writes its fields in a fixed order), so nearly every value hits a shape."""
+    c = _Class(p, ignore)
+    shapes, miss = c.shapes, c.miss
+    hook = p.hook_in
+    if hook is None:
+        def fast(raw: object) -> object:
+            if type(raw) is not dict:
+                return BAD
+            f = shapes.get(tuple(raw))
+            if f is None:
+                return miss(raw)
+            return f(raw)
+        return fast
+
+    # A key of a hidden field is unknown in a document (only the hook may add it).
+    hidden = tuple(f.json for f in p.fields if f.hidden)
+
+    def fast_hooked(raw: object) -> object:
+        if type(raw) is not dict:
+            return BAD
+        for k in hidden:
+            if k in raw:
+                return BAD
+        errs: list[FieldError] = []
+        raw = hook(raw, "", errs)
+        if errs:
+            return BAD
+        f = shapes.get(tuple(raw))
+        if f is None:
+            return miss(raw)
+        return f(raw)
+    return fast_hooked
+
+
+class _Class:
+    """What the decoders of one class are generated from, and its shape decoders."""
+
+    def __init__(self, p: _Plan, ignore: tuple[str, ...]) -> None:
+        self.p = p
+        self.ignore = ignore
+        self.dc_fields = {f.name: f for f in dataclasses.fields(p.cls)}
+        self.hints = typing.get_type_hints(p.cls)
+        # Hidden fields have no JSON key of their own: only a hook can fill them.
+        self.read = p.fields if p.hook_in is not None else [f for f in p.fields if not f.hidden]
+        self.by_json = {f.json: f for f in self.read}
+        self.twin = _twin(p.cls)
+        self.shapes: dict[tuple[object, ...], Fast] = {}
+        self.seen: dict[tuple[object, ...], int] = {}
+        self.general = self._general()
+
+    def miss(self, raw: dict[Any, object]) -> object:
+        shape = tuple(raw)
+        n = self.seen.get(shape, 0) + 1
+        if n < SHAPE_AFTER or len(self.shapes) >= MAX_SHAPES:
+            if len(self.seen) > 4 * MAX_SHAPES:
+                self.seen.clear()
+            self.seen[shape] = n
+            return self.general(raw)
+        self.seen.pop(shape, None)
+        fast = self.shapes[shape] = self._shape(shape)
+        return fast(raw)
+
+    def _source(self) -> _Source:
+        src = _Source()
+        src.env["cls"] = self.p.cls
+        src.env["MISSING"] = _MISSING
+        return src
+
+    def _default(self, src: _Source, f: _Field) -> str | None:
+        """An expression for the field's dataclass default (None: the field is required)."""
+        dcf = self.dc_fields[f.attr]
         if dcf.default is not dataclasses.MISSING:
             d = dcf.default
-            const = repr(d) if d is None or isinstance(d, bool) else src.ref("default", d)
-            src.add(1, f"{var} = {const}")
+            return repr(d) if d is None or isinstance(d, bool) else src.ref("default", d)
+        if dcf.default_factory is not dataclasses.MISSING:
+            return src.ref("factory", dcf.default_factory) + "()"
+        return None
+
+    def _field(self, src: _Source, ind: int, f: _Field, var: str, unset: str) -> None:
+        """Code storing raw `x` (not None) into `var`, as decode_struct's loop body does;
+        `unset` is the statement for a zero that means "unset"."""
+        hint, dcf = self.hints[f.attr], self.dc_fields[f.attr]
+        _value(src, ind, f, hint, dcf)
+        if f.zero_is_unset:
+            src.add(ind, "if not x:" if _str_like(f, hint, dcf) else "if _is_zero(x):")
+            src.add(ind + 1, unset if not f.required else "return BAD")
+            src.add(ind, "else:")
+            ind += 1
+        if f.required and not f.optional:
+            src.add(ind, "if x == '':")
+            src.add(ind + 1, "return BAD")
+        if f.check is not None:
+            check = src.ref("check", f.check)
+            src.add(ind, f"if {check}(x, ''):")
+            src.add(ind + 1, "return BAD")
+        src.add(ind, f"{var} = x")
+
+    def _construct(self, src: _Source, values: dict[str, str]) -> None:
+        fields = self.p.fields
+        if self.twin is not None:
+            src.env["Twin"] = self.twin
+            src.add(1, "o = Twin()")
+            for f in fields:
+                src.add(1, f"o.{f.attr} = {values[f.attr]}")
+            src.add(1, "o.__class__ = cls")
+            src.add(1, "return o")
         else:
-            src.add(1, f"{var} = MISSING")
-            if dcf.default_factory is not dataclasses.MISSING:
-                factory = src.ref("factory", dcf.default_factory)
-                after += [f"if {var} is MISSING:", f"    {var} = {factory}()"]
+            args = ", ".join(f"{f.attr}={values[f.attr]}" for f in fields)
+            src.add(1, f"return cls({args})")
+
+    def _finish(self, src: _Source, what: str) -> Fast:
+        code = "\n".join(src.lines)
+        name = f"<compiled decoder {self.p.cls.__qualname__} {what}>"
+        exec(compile(code, name, "exec"), src.env)
+        return typing.cast(Fast, src.env["fast"])
+
+    def _general(self) -> Fast:
+        """Any shape: a loop over the keys present that finds the field's code through a
+        binary tree of index comparisons; every value starts as its default."""
+        src = self._source()
+        index = src.ref("index", {f.json: i for i, f in enumerate(self.read)}
+                        | {k: -1 for k in self.ignore if k not in self.p.all_by_json})
+        src.add(0, "def fast(raw):")
+        after: list[str] = []
+        values = {}
+        for i, f in enumerate(self.p.fields):
+            var = values[f.attr] = f"v{i}"
+            default = self._default(src, f)
+            if default is not None and not default.endswith("()"):
+                src.add(1, f"{var} = {default}")
             else:
-                after += [f"if {var} is MISSING:", "    return BAD"]
-    src.add(1, "for k, x in raw.items():")
-    src.add(2, f"i = {index}.get(k)")
-    src.add(2, "if i is None:")
-    src.add(3, "return BAD")
-    src.add(2, "if x is None:")
-    src.add(3, "continue")
-    _dispatch(src, 2, list(enumerate(read)), values, hints, dc_fields)
-    _lines(src, 1, after)
-    twin = _twin(cls)
-    if twin is not None:
-        src.env["Twin"] = twin
-        src.add(1, "o = Twin()")
-        for f in p.fields:
-            src.add(1, f"o.{f.attr} = {values[f.attr]}")
-        src.add(1, "o.__class__ = cls")
-        src.add(1, "return o")
-    else:
-        args = ", ".join(f"{f.attr}={values[f.attr]}" for f in p.fields)
-        src.add(1, f"return cls({args})")
-    code = "\n".join(src.lines)
-    exec(compile(code, f"<compiled decoder {cls.__qualname__}>", "exec"), src.env)
-    return typing.cast(Fast, src.env["fast"])
+                src.add(1, f"{var} = MISSING")
+                after += [f"if {var} is MISSING:",
+                          f"    {var} = {default}" if default else "    return BAD"]
+        src.add(1, "for k, x in raw.items():")
+        src.add(2, f"i = {index}.get(k)")
+        src.add(2, "if i is None:")
+        src.add(3, "return BAD")
+        src.add(2, "if x is None or i < 0:" if self.ignore else "if x is None:")
+        src.add(3, "continue")
+        self._dispatch(src, 2, list(enumerate(self.read)), values)
+        _lines(src, 1, after)
+        self._construct(src, values)
+        return self._finish(src, "(any shape)")
+
+    def _dispatch(self, src: _Source, ind: int, fields: list[tuple[int, _Field]],
+                  values: dict[str, str]) -> None:
+        """A binary tree of `if i < n` over the field indexes, each leaf one field's code."""
+        if len(fields) == 1:
+            f = fields[0][1]
+            self._field(src, ind, f, values[f.attr], "continue")
+            return
+        mid = len(fields) // 2
+        src.add(ind, f"if i < {fields[mid][0]}:")
+        self._dispatch(src, ind + 1, fields[:mid], values)
+        src.add(ind, "else:")
+        self._dispatch(src, ind + 1, fields[mid:], values)
+
+    def _shape(self, shape: tuple[object, ...]) -> Fast:
+        """Straight-line code for values with exactly these keys in this order."""
+        if any(k not in self.by_json and k not in self.ignore for k in shape):
+            return _reject  # an unknown key: the full decode names it
+        src = self._source()
+        src.add(0, "def fast(raw):")
+        if shape:
+            src.add(1, "".join(f"x{j}, " for j in range(len(shape))) + "= raw.values()")
+        values: dict[str, str] = {}
+        for j, k in enumerate(shape):
+            f = self.by_json.get(k)  # type: ignore[call-overload]
+            if f is None:
+                continue  # an ignored key
+            var = values[f.attr] = f"v{j}"
+            default = self._default(src, f)
+            unset = f"{var} = {default}" if default is not None else "return BAD"
+            src.add(1, f"x = x{j}")
+            src.add(1, "if x is None:")
+            src.add(2, unset)
+            src.add(1, "else:")
+            self._field(src, 2, f, var, unset)
+        for f in self.p.fields:
+            if f.attr not in values:
+                default = self._default(src, f)
+                if default is None:
+                    return _reject  # a required field is missing
+                values[f.attr] = default
+        self._construct(src, values)
+        return self._finish(src, repr(shape))
+
+
+def _reject(raw: object) -> object:
+    return BAD
 
 
 class _Missing:
@@ -167,38 +311,6 @@ class _Missing:
 
 
 _MISSING = _Missing()
-
-
-def _dispatch(src: _Source, ind: int, fields: list[tuple[int, _Field]], values: dict[str, str],
-              hints: dict[str, Any], dc_fields: dict[str, dataclasses.Field[Any]]) -> None:
-    """A binary tree of `if i < n` over the field indexes, each leaf one field's code."""
-    if len(fields) == 1:
-        f = fields[0][1]
-        _field(src, ind, f, values[f.attr], hints[f.attr], dc_fields[f.attr])
-        return
-    mid = len(fields) // 2
-    src.add(ind, f"if i < {fields[mid][0]}:")
-    _dispatch(src, ind + 1, fields[:mid], values, hints, dc_fields)
-    src.add(ind, "else:")
-    _dispatch(src, ind + 1, fields[mid:], values, hints, dc_fields)
-
-
-def _field(src: _Source, ind: int, f: _Field, var: str, hint: Any,
-           dc_field: dataclasses.Field[Any]) -> None:
-    """Code storing raw `x` (not None) into `var`, as decode_struct's loop body does; a zero
-    that means "unset" leaves the default in place."""
-    _value(src, ind, f, hint, dc_field)
-    if f.zero_is_unset:
-        src.add(ind, "if not x:" if _str_like(f, hint, dc_field) else "if _is_zero(x):")
-        src.add(ind + 1, "continue" if not f.required else "return BAD")
-    if f.required and not f.optional:
-        src.add(ind, "if x == '':")
-        src.add(ind + 1, "return BAD")
-    if f.check is not None:
-        check = src.ref("check", f.check)
-        src.add(ind, f"if {check}(x, ''):")
-        src.add(ind + 1, "return BAD")
-    src.add(ind, f"{var} = x")
 
 
 def _str_like(f: _Field, hint: Any, dc_field: dataclasses.Field[Any]) -> bool:
@@ -218,9 +330,26 @@ def _value(src: _Source, ind: int, f: _Field, hint: Any,
     dec = src.ref("dec", f.decode)
     slow = [f"x = {dec}(x, '', [])", "if x is BAD:", "    return BAD"]
     if meta is not None and meta.codec is not None:
-        _lines(src, ind, slow)
+        if typing.get_origin(inner) is tuple:
+            _lines(src, ind, slow)
+            return
+        # Codec.decode raises ValueError for a bad value (anything else propagates, as in
+        # the full decode).
+        parse = src.ref("codec", meta.codec.decode)
+        _lines(src, ind, ["try:", f"    x = {parse}(x)", "except ValueError:",
+                          "    return BAD"])
         return
-    if inner is str:
+    leaf = _text_leaf(inner, meta)
+    if leaf is not None:
+        # Text parsed by the cached parser the field decoder uses first; anything else (or
+        # a ValueError) goes through the field decoder, which decides.
+        parse = src.ref("parse", leaf)
+        src.add(ind, "if type(x) is str:")
+        _lines(src, ind + 1, ["try:", f"    x = {parse}(x)", "except ValueError:"])
+        _lines(src, ind + 2, slow)
+        src.add(ind, "else:")
+        _lines(src, ind + 1, slow)
+    elif inner is str:
         src.add(ind, "if type(x) is not str:")
         _lines(src, ind + 1, slow)
     elif inner is bool:
@@ -243,6 +372,22 @@ def _value(src: _Source, ind: int, f: _Field, hint: Any,
         else:
             name = src.ref("fast", fast)
             _lines(src, ind, [f"x = {name}(x)", "if x is BAD:", "    return BAD"])
+
+
+_NETWORKS = frozenset({ipaddress.IPv4Network, ipaddress.IPv6Network})
+_ADDRESSES = frozenset({ipaddress.IPv4Address, ipaddress.IPv6Address})
+
+
+def _text_leaf(tp: Any, meta: Any) -> Callable[[str], object] | None:
+    """The cached text parser that the field's decoder tries first, if it has one."""
+    members = frozenset(typing.get_args(tp)) if _is_union(tp) else frozenset({tp})
+    if members <= _NETWORKS:
+        return _ip_network  # exact networks; host bits go through the decoder
+    if members <= _ADDRESSES:
+        return _ip_address
+    if tp is datetime:
+        return parse_time
+    return None
 
 
 def _lines(src: _Source, indent: int, lines: list[str]) -> None:

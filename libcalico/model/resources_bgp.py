@@ -275,12 +275,13 @@ def bgppeer_check(peer: BGPPeer) -> list[FieldError]:
     errs: list[FieldError] = []
     if s.node and s.node_selector:
         errs.append(FieldError("spec.node", "node and nodeSelector cannot both be set"))
-    targets = [n for n, val in (("peerIP", s.peer_ip), ("peerSelector", s.peer_selector),
-                                ("localWorkloadSelector", s.local_workload_selector)) if val]
-    if len(targets) > 1:
+    count = (s.peer_ip is not None) + bool(s.peer_selector) + bool(s.local_workload_selector)
+    if count > 1:
+        targets = [n for n, val in (("peerIP", s.peer_ip), ("peerSelector", s.peer_selector),
+                                    ("localWorkloadSelector", s.local_workload_selector)) if val]
         errs.append(FieldError(f"spec.{targets[1]}",
                                f"{' and '.join(targets)} cannot be used together"))
-    elif not targets:
+    elif not count:
         errs.append(FieldError("spec.peerIP",
                                "one of peerIP, peerSelector or localWorkloadSelector is required"))
     if s.peer_selector and s.as_number is not None:

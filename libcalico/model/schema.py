@@ -348,13 +348,20 @@ def _address_or_interface(raw: object, path: str, errs: list[FieldError]) -> obj
     return _interface(raw, path, errs)
 
 
+@functools.lru_cache(maxsize=4096)
+def parse_time(text: str) -> datetime:
+    """RFC 3339 text -> aware datetime (UTC when no offset is given); ValueError if invalid.
+    Cached: the objects of a cluster share few distinct timestamps (datetime is immutable)."""
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def _datetime(raw: object, path: str, errs: list[FieldError]) -> object:
     if isinstance(raw, datetime):  # YAML timestamps
         return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
     if isinstance(raw, str):
         try:
-            dt = datetime.fromisoformat(raw)
-            return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+            return parse_time(raw)
         except ValueError:
             pass
     errs.append(FieldError(path, f"invalid timestamp {raw!r}: expected RFC 3339"))
