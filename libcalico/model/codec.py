@@ -121,7 +121,11 @@ def _fast_entry(kind: object) -> _Fast | None:
 
 
 def _finish(res: Resource, ks: KindSpec, label: str) -> Resource:
-    errs = check_metadata(res, ks)
+    md = res.metadata
+    if md.name and not md.namespace:  # check_metadata's usual case, without the calls
+        errs = ks.name_check(md.name, "metadata.name")
+    else:
+        errs = check_metadata(res, ks)
     if ks.defaults is not None:
         res = ks.defaults(res)
     if ks.check is not None:

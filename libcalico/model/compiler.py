@@ -73,6 +73,17 @@ def decoder(cls: type, ignore: tuple[str, ...] = ()) -> Fast:
     return fast
 
 
+_CLASSES: dict[tuple[type, tuple[str, ...]], _Class] = {}
+
+
+def _class_of(cls: type) -> _Class | None:
+    """The compiled `_Class` of a nested class without a hook (None while it is still being
+    compiled, i.e. for a recursive type, or when a hook must run first)."""
+    decoder(cls)
+    c = _CLASSES.get((cls, ()))
+    return c if c is not None and c.p.hook_in is None and c.ready else None
+
+
 def _twin(cls: type) -> type | None:
     """A plain class with `cls`'s slot layout, or None when `cls` cannot be built that way."""
     slots = cls.__dict__.get("__slots__")
@@ -114,7 +125,7 @@ def _compile(p: _Plan, ignore: tuple[str, ...]) -> Fast:
     """The entry point: hook (if any), then the decoder of the value's shape (its keys in
     order), else the general decoder. Stored values of a kind come in a handful of shapes
     (Calico writes its fields in a fixed order), so nearly every value hits a shape."""
-    c = _Class(p, ignore)
+    c = _CLASSES[p.cls, ignore] = _Class(p, ignore)
     shapes, miss = c.shapes, c.miss
     hook = p.hook_in
     if hook is None:
@@ -161,7 +172,9 @@ class _Class:
         self.twin = _twin(p.cls)
         self.shapes: dict[tuple[object, ...], Fast] = {}
         self.seen: dict[tuple[object, ...], int] = {}
+        self.ready = False
         self.general = self._general()
+        self.ready = True
 
     def miss(self, raw: dict[Any, object]) -> object:
         shape = tuple(raw)
@@ -365,6 +378,14 @@ def _value(src: _Source, ind: int, f: _Field, hint: Any,
         _lines(src, ind + 1, slow)
         src.add(ind, "else:")
         src.add(ind + 1, "x = y")
+    elif (dataclasses.is_dataclass(inner) and isinstance(inner, type)
+          and (child := _class_of(inner)) is not None):
+        # The nested class's entry point, inlined: its shape decoders looked up here.
+        shapes, miss = src.ref("shapes", child.shapes), src.ref("miss", child.miss)
+        _lines(src, ind, ["if type(x) is not dict:", "    return BAD",
+                          f"f = {shapes}.get(tuple(x))",
+                          f"x = f(x) if f is not None else {miss}(x)",
+                          "if x is BAD:", "    return BAD"])
     else:
         fast = _fast_for(inner)
         if fast is None:

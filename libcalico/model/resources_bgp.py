@@ -251,6 +251,8 @@ class BGPPeerSpec:
         except ValueError as exc:
             errs.append(FieldError(f"{path}.peerIP" if path else "peerIP", str(exc)))
             return {k: val for k, val in raw.items() if k != "peerIP"}
+        if addr == text and port is None:
+            return raw  # as stored: already canonical
         out = dict(raw)
         out["peerIP"] = addr
         if port is not None:
