@@ -200,6 +200,8 @@ class _Class:
         if dcf.default is not dataclasses.MISSING:
             d = dcf.default
             return repr(d) if d is None or isinstance(d, bool) else src.ref("default", d)
+        if dcf.default_factory is dict:
+            return "{}"  # a fresh dict, as dict() makes it, without the call
         if dcf.default_factory is not dataclasses.MISSING:
             return src.ref("factory", dcf.default_factory) + "()"
         return None
@@ -254,7 +256,7 @@ class _Class:
         for i, f in enumerate(self.p.fields):
             var = values[f.attr] = f"v{i}"
             default = self._default(src, f)
-            if default is not None and not default.endswith("()"):
+            if default is not None and not default.endswith(("()", "{}")):
                 src.add(1, f"{var} = {default}")
             else:
                 src.add(1, f"{var} = MISSING")
