@@ -99,6 +99,9 @@ BLOCK_SIZE_RANGE = {4: (20, 32), 6: (116, 128)}
 def ippool_defaults(pool: IPPool) -> IPPool:
     """Calico's clientv3 defaults for an IPPool (applied on write and on read)."""
     s = pool.spec
+    if s.block_size and s.node_selector and s.allowed_uses and s.ipip_mode \
+            and s.vxlan_mode and s.assignment_mode:
+        return pool  # all set already (every pool read back from the datastore)
     return replace(
         pool,
         spec=replace(
