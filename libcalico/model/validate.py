@@ -71,26 +71,35 @@ def profile_name(value: str, path: str) -> list[FieldError]:
 
 
 def label_key(key: str, path: str) -> list[FieldError]:
+    return [FieldError(path, reason) for reason in _label_key_problems(key)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_key_problems(key: str) -> tuple[str, ...]:
+    """Cached by key: the objects of a cluster share a few label keys."""
     prefix, slash, name = key.rpartition("/")
-    errs: list[FieldError] = []
-    if slash and (not prefix or dns1123_subdomain(prefix, path)):
-        errs.append(FieldError(path, f"invalid key {key!r}: prefix must be a DNS subdomain"))
+    reasons: list[str] = []
+    if slash and (not prefix or dns1123_subdomain(prefix, "")):
+        reasons.append(f"invalid key {key!r}: prefix must be a DNS subdomain")
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        errs.append(
-            FieldError(
-                path,
-                f"invalid key {key!r}: name part must be at most 63 alphanumeric characters,"
-                " '-', '_' or '.', starting and ending with an alphanumeric character",
-            )
+        reasons.append(
+            f"invalid key {key!r}: name part must be at most 63 alphanumeric characters,"
+            " '-', '_' or '.', starting and ending with an alphanumeric character"
         )
-    return errs
+    return tuple(reasons)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_value_ok(value: str) -> bool:
+    return len(value) <= 63 and _LABEL_VALUE.match(value) is not None
 
 
 def label_map(value: Mapping[str, str], path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     for k, v in value.items():
-        errs += label_key(k, f"{path}.{k}")
-        if len(v) > 63 or not _LABEL_VALUE.match(v):
+        if _label_key_problems(k):
+            errs += label_key(k, f"{path}.{k}")
+        if not _label_value_ok(v):
             errs.append(
                 FieldError(
                     f"{path}.{k}",
@@ -104,7 +113,8 @@ def label_map(value: Mapping[str, str], path: str) -> list[FieldError]:
 def annotation_map(value: Mapping[str, str], path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     for k in value:
-        errs += label_key(k, f"{path}.{k}")
+        if _label_key_problems(k):
+            errs += label_key(k, f"{path}.{k}")
     if sum(len(k) + len(v) for k, v in value.items()) > 256 * 1024:
         errs.append(FieldError(path, "annotations are larger than 256 KiB"))
     return errs
