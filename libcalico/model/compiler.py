@@ -1,4 +1,4 @@
-"""Straight-line decoders compiled once per dataclass from its schema plan: the fast path of
+"""Decoders compiled from each dataclass's schema plan: the fast path of
 `schema.decode_struct` for values that are valid.
 
 `decoder(cls)` returns `fast(raw) -> object`: the same value `decode_struct(cls, raw, ...)`
@@ -7,15 +7,20 @@ value of the wrong type, a zero in a required field, a failed check, a hook erro
 from the fast path says nothing about the input: the caller then runs `decode_struct`, which
 finds and names every problem. So the fast path may be conservative anywhere, but it must
 never accept what `decode_struct` rejects; it runs the very same leaf decoders and checks, and
-only skips the work of naming paths and collecting errors.
+only skips the work of naming paths and collecting errors (tests/unit/model/test_compiler.py
+compares both on thousands of documents).
 
 What makes it fast:
-- one generated function per class (`exec` of source built from the plan, once): a loop over
-  the keys present (usually a few of many fields) that finds the field's code through a
-  binary tree of index comparisons; every value starts as its default; no path strings,
-  no error lists, no kwargs dict;
+- Python source generated from the plan and `exec`'d once per class: a general decoder (a
+  loop over the keys present, finding each field's code through a binary tree of index
+  comparisons, every value starting as its default), and, for each key sequence ("shape")
+  seen `SHAPE_AFTER` times, a straight-line decoder that unpacks `raw.values()` in order and
+  writes the defaults of absent fields as constants. Stored values of a kind come in a
+  handful of shapes (Calico writes its fields in a fixed order). No path strings, no error
+  lists, no kwargs dicts.
 - str / bool / int / enum values accepted inline by an exact type test (any other value goes
-  through the field's own decoder, e.g. YAML's `yes` read into a string field);
+  through the field's own decoder, e.g. YAML's `yes` read into a string field); CIDRs,
+  addresses and times through the cached parsers the field decoders try first.
 - values built without the frozen dataclass `__init__` (one `object.__setattr__` call per
   field): a mutable twin class with the same `__slots__` is filled with plain stores and then
   given the frozen class, which yields an object identical to `cls(**kwargs)` (same type,
