@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.etcd", "tests.fixtures.netns"]
+pytest_plugins = ["tests.fixtures.etcd", "tests.fixtures.netns", "tests.fixtures.tls"]

@@ -10,7 +10,6 @@ from pathlib import Path
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdServer
 from tests.integration.calicoctl.conftest import CALICOCTL
-from tests.integration.datastore.test_tls import pki, tls_etcd  # noqa: F401 - fixtures
 
 POOL = ("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: tls-pool}\n"
         "spec: {cidr: 10.77.0.0/16}\n")
@@ -31,7 +30,7 @@ def _tls_env(srv: EtcdServer, d: Path, client: str, ca: str = "ca") -> dict[str,
             "ETCD_CERT_FILE": str(d / f"{client}.pem")}
 
 
-def test_calicoctl_over_mutual_tls(tls_etcd: EtcdServer, pki: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_calicoctl_over_mutual_tls(tls_etcd: EtcdServer, pki: Path, tmp_path: Path) -> None:
     r = _run("apply", "-f", "-", input=POOL, env=_tls_env(tls_etcd, pki, "client"))
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Successfully applied 1 'IPPool' resource(s)\n"

@@ -5,9 +5,6 @@ refused and write nothing."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,60 +14,7 @@ from libcalico.datastore import connect
 from libcalico.datastore.api import Backend, EventType
 from libcalico.datastore.config import DatastoreConfig
 from libcalico.errors import NotFound, Unavailable
-from tests.fixtures.etcd import EtcdFactory, EtcdServer
-
-
-@pytest.fixture
-def own_tmp() -> Iterator[Path]:
-    """A private temporary directory, removed afterwards. (pytest's tmp_path lives under
-    /tmp/pytest-of-<user>/, which a concurrent pytest run on the same machine may prune.)"""
-    d = Path(tempfile.mkdtemp(prefix="calico-test-datastore-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def _ca(d: Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.pem", "-days", "2",
-             "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-
-def _leaf(d: Path, name: str, ca: str, usage: str) -> None:
-    (d / f"{name}.ext").write_text(
-        f"subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n"
-    )
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-             cwd=d)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey",
-             f"{ca}-key.pem", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-             "-extfile", f"{name}.ext", cwd=d)
-
-
-@pytest.fixture
-def pki(own_tmp: Path) -> Path:
-    _ca(own_tmp, "ca")
-    _ca(own_tmp, "other-ca")
-    _leaf(own_tmp, "server", "ca", "serverAuth,clientAuth")
-    _leaf(own_tmp, "client", "ca", "clientAuth")
-    _leaf(own_tmp, "stranger", "other-ca", "clientAuth")
-    return own_tmp
-
-
-@pytest.fixture
-def tls_etcd(etcd_factory: EtcdFactory, pki: Path) -> EtcdServer:
-    return etcd_factory.new("tls", tls={
-        "cert": str(pki / "server.pem"), "key": str(pki / "server-key.pem"),
-        "ca": str(pki / "ca.pem"),
-    })
+from tests.fixtures.etcd import EtcdServer
 
 
 def _env(srv: EtcdServer, pki: Path, client: str | None = "client",

@@ -13,29 +13,10 @@ from pathlib import Path
 from calico_cni.etcdgw import GatewayBackend
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory
+from tests.fixtures.tls import make_pki
 from tests.integration.ipam import seed
 
 IPAM = str(Path(sys.executable).parent / "calico-ipam")
-
-
-def openssl(d: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=30)
-
-
-def make_pki(d: Path) -> None:
-    openssl(d, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    for name, usage in (("server", "serverAuth,clientAuth"), ("client", "clientAuth")):
-        (d / f"{name}.ext").write_text(
-            f"subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n")
-        openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
-                "-subj", f"/CN={name}")
-        openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
-                "ca-key.pem", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-                "-extfile", f"{name}.ext")
 
 
 def test_mutual_tls(etcd_factory: EtcdFactory, tmp_path: Path) -> None:
