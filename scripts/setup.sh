@@ -14,7 +14,7 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Debian starts etcd as a service on install; the project runs its own etcds.
 if systemctl is-active --quiet etcd 2>/dev/null; then systemctl stop etcd || true; fi
