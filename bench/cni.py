@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calico_cni.etcdgw import GatewayBackend  # noqa: E402
+from libcalico.datastore.gateway import GatewayBackend  # noqa: E402
 from libcalico.ipam.client import AutoAssignArgs, IPAMClient  # noqa: E402
 from tests.fixtures.etcd import EtcdFactory  # noqa: E402
 from tests.integration.ipam import seed  # noqa: E402

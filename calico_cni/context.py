@@ -68,7 +68,7 @@ def connect(conf: NetConf, environ: Mapping[str, str]) -> Backend:
         raise CNIError(spec.INVALID_NETWORK_CONFIG, "no datastore configured",
                        "set \"etcd_endpoints\" (e.g. \"http://127.0.0.1:2379\") in the network "
                        "configuration or ETCD_ENDPOINTS in the environment")
-    from calico_cni.etcdgw import GatewayBackend
+    from libcalico.datastore.gateway import GatewayBackend
 
     try:
         return GatewayBackend(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.ipam.client import AutoAssignArgs, IPAMClient
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdServer

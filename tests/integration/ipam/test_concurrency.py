@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.ipam import block as blk
 from libcalico.ipam.check import check
 from libcalico.ipam.records import Affinity

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.errors import NotFound
 from libcalico.ipam import block as blk
 from libcalico.model import keys

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.errors import NotFound
 from libcalico.ipam import block as blk
 from libcalico.ipam.check import check

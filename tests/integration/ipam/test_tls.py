@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory
 from tests.fixtures.tls import make_pki

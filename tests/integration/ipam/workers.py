@@ -27,7 +27,7 @@ def connect(endpoint: str, kind: str) -> Backend:
         from libcalico.datastore.etcd import EtcdBackend
 
         return EtcdBackend([endpoint])
-    from calico_cni.etcdgw import GatewayBackend
+    from libcalico.datastore.gateway import GatewayBackend
 
     return GatewayBackend([endpoint])
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.ipam.check import check
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdServer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from calico_cni.etcdgw import GatewayBackend
+from libcalico.datastore.gateway import GatewayBackend
 from libcalico.ipam.check import check
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdServer

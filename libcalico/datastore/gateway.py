@@ -1,8 +1,8 @@
-"""A `Backend` over etcd's JSON gateway (`/v3/kv/*`), for the CNI plugins' start time.
+"""A `Backend` over etcd's JSON gateway (`/v3/kv/*`), for short-lived processes' start time.
 
-The plugins run once per container operation, so their start-up cost is paid on every ADD:
-importing grpc and pyetcd (what `libcalico.datastore.etcd` uses) costs more than the whole
-budget of an ADD here. etcd serves the same KV API as JSON over HTTP (the grpc-gateway, on the
+The CNI plugins run once per container operation, so their start-up cost is paid on every
+ADD: importing grpc and pyetcd (what `libcalico.datastore.etcd` uses) costs more than the
+whole budget of an ADD here. etcd serves the same KV API as JSON over HTTP (the grpc-gateway, on the
 client port), and a small HTTP/1.1 client over the standard library's socket speaks that in
 a few milliseconds of import time. The protocol is the same one libcalico-go uses,
 transaction for transaction:
@@ -14,7 +14,13 @@ transaction for transaction:
 A failed transaction omits `succeeded` (proto3 JSON drops false): missing means false.
 Reads go to the next endpoint on a connection failure; writes only when the request was
 provably never sent (connection refused), since a lost answer may hide an applied write.
-Watches are not offered here (the plugins never watch).
+Watches are not offered here (the plugins never watch): `watch` raises DatastoreError;
+long-running watchers use `libcalico.datastore.etcd.EtcdBackend` (`connect()`'s default).
+
+Errors are translated at one boundary, the transport (`_connect`, `_once`, `_call`): socket,
+TLS and HTTP-framing failures, a non-200 answer or an unreadable body become `Unavailable`;
+unreadable TLS files `ConfigError`. CAS failures are NotFound / AlreadyExists / Conflict as
+the Backend protocol says.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from libcalico.datastore.api import KVPair, Listing, WatchStream
-from libcalico.errors import AlreadyExists, ConfigError, Conflict, NotFound, Unavailable
+from libcalico.errors import (
+    AlreadyExists,
+    ConfigError,
+    Conflict,
+    DatastoreError,
+    NotFound,
+    Unavailable,
+)
 
 
 def _b64(text: str) -> str:
@@ -148,9 +161,14 @@ class GatewayBackend:
             import ssl
 
             cert, key, ca = self._tls
-            ctx = ssl.create_default_context(cafile=ca or None)
-            if cert:
-                ctx.load_cert_chain(cert, key or None)
+            try:
+                ctx = ssl.create_default_context(cafile=ca or None)
+                if cert:
+                    ctx.load_cert_chain(cert, key or None)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise ConfigError(f"cannot load etcd TLS files (cert {cert!r}, key {key!r}, "
+                                  f"CA {ca!r}): {exc}") from exc
             try:
                 sock = ctx.wrap_socket(sock, server_hostname=host)
             except (OSError, ssl.SSLError) as exc:
@@ -313,7 +331,10 @@ class GatewayBackend:
         return int(doc["header"]["revision"])
 
     def watch(self, prefix: str, start_revision: int) -> WatchStream:
-        raise ConfigError("the CNI gateway backend does not watch")
+        raise DatastoreError(
+            f"cannot watch {prefix!r}: the etcd JSON-gateway backend "
+            "(libcalico.datastore.gateway) does not offer watches; use the etcd backend "
+            "from libcalico.datastore.connect()")
 
     def close(self) -> None:
         self._drop()
