@@ -42,6 +42,7 @@ PREFIXES = (
     keys.resource_prefix("IPPool"),
     keys.resource_prefix("Node"),
     keys.resource_prefix("FelixConfiguration"),
+    keys.resource_prefix("BGPConfiguration"),
     keys.resource_prefix("Profile"),
     keys.block_prefix(),
 )

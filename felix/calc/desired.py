@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from felix.calc import chains
 from felix.calc.inputs import (
+    BGPConfigResource,
     Block,
     Endpoint,
     FelixConfigResource,
@@ -58,6 +59,23 @@ class Route:
     scope: str = "global"             # link | global
     proto: int = PROTO_FELIX
     table: int = MAIN_TABLE
+    # Part of the route's identity in the kernel: routes that differ only in metric coexist.
+    # IPv6 has no metric 0 (the kernel turns it into 1024), see `kernel_metric`.
+    metric: int = 0
+
+    @property
+    def key(self) -> tuple[int, IPNet, int]:
+        """The kernel's identity of a main/other-table route: (table, dst, metric)."""
+        return (self.table, self.dst, kernel_metric(self.dst.version, self.metric))
+
+
+IPV6_DEFAULT_METRIC = 1024
+DEFAULT_NORMAL_ROUTE_PRIORITY = 1024
+
+
+def kernel_metric(version: int, metric: int) -> int:
+    """The metric the kernel reports for a route written with `metric` (IPv6: 0 ⇒ 1024)."""
+    return IPV6_DEFAULT_METRIC if version == 6 and metric == 0 else metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +154,17 @@ class Snapshot:
                 elif o.name == f"node.{hostname}":
                     node = o.spec
         return node, glob
+
+    def normal_route_priorities(self) -> tuple[int, int]:
+        """(IPv4, IPv6) normal route priority: BGPConfiguration `default`'s
+        ipv4NormalRoutePriority / ipv6NormalRoutePriority, else 1024 (Calico's default). The
+        same values confd writes as NRP into BIRD's `krt_metric < NRP` export test."""
+        v4 = v6 = DEFAULT_NORMAL_ROUTE_PRIORITY
+        for o in self.of(BGPConfigResource):
+            if isinstance(o, BGPConfigResource) and o.name == "default":
+                v4 = o.ipv4_normal_route_priority or v4
+                v6 = o.ipv6_normal_route_priority or v6
+        return v4, v6
 
 
 def vtep_mac(node: str, version: int = 4) -> str:
@@ -235,6 +264,7 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     vxlan_on = _encap_enabled(cfg.vxlan_enabled, pools, "vxlan_mode")
     ipip_on = _encap_enabled(cfg.ipip_enabled, pools, "ipip_mode")
 
+    nrp4, nrp6 = snap.normal_route_priorities()
     st = HostState(workload_ifaces=frozenset(by_iface))
     if cfg.ip_forwarding == "Enabled":
         st.sysctls["net/ipv4/ip_forward"] = "1"
@@ -247,10 +277,12 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             continue
         st.sysctls.update(_endpoint_sysctls(ep, rp_filter, cfg.ipv6_support))
         for net in ep.ipv4 + (ep.ipv6 if cfg.ipv6_support else ()):
-            # IPv6 routes have no scope in the kernel (always universe).
+            # IPv6 routes have no scope in the kernel (always universe). The metric is the
+            # normal route priority, as Calico v3.32: BIRD's calico_aggr exports a /32 from
+            # inside a block only when krt_metric < NRP (KubeVirt live-migration routes).
             st.routes[(MAIN_TABLE, net)] = Route(
                 net, dev=ep.iface, scope="link" if net.version == 4 else "global",
-                proto=cfg.device_route_protocol)
+                proto=cfg.device_route_protocol, metric=nrp4 if net.version == 4 else nrp6)
             if ep.mac and net.version == 4 and net.prefixlen == 32:
                 st.neighbours[(ep.iface, net.network_address)] = ep.mac
 
@@ -285,7 +317,9 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
         pool = _pool_for(pools, b.cidr)
         if b.host == me:
             if b.cidr.prefixlen != b.cidr.max_prefixlen:
-                st.routes[(MAIN_TABLE, b.cidr)] = Route(b.cidr, type="blackhole")
+                st.routes[(MAIN_TABLE, b.cidr)] = Route(
+                    b.cidr, type="blackhole",
+                    metric=kernel_metric(b.cidr.version, 0))
             continue
         node = nodes.get(b.host)
         if pool is None or node is None or node.ipv4 is None or b.cidr.version != 4:
@@ -379,4 +413,5 @@ def _replace_ipip(st: HostState, dev: IPIPDevice) -> HostState:
                      st.vxlan, dev, st.workload_ifaces, st.mtu_vxlan)
 
 
-__all__ = ["HostState", "Iface", "Route", "Rule", "Snapshot", "compute", "vtep_mac"]
+__all__ = ["HostState", "Iface", "Route", "Rule", "Snapshot", "compute", "kernel_metric",
+           "vtep_mac"]

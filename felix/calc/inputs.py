@@ -103,7 +103,19 @@ class FelixConfigResource:
         return hash((self.name, json.dumps(self.spec, sort_keys=True)))
 
 
-Obj = Endpoint | Pool | NodeInfo | Block | Profile | FelixConfigResource
+@dataclass(frozen=True, slots=True)
+class BGPConfigResource:
+    """The BGPConfiguration fields Felix uses: the normal route priorities (the metric of
+    local workload routes, which BIRD compares with the same values)."""
+
+    name: str
+    ipv4_normal_route_priority: int | None
+    ipv6_normal_route_priority: int | None
+
+
+Obj = Endpoint | Pool | NodeInfo | Block | Profile | FelixConfigResource | BGPConfigResource
+
+_PRIORITY_MAX = 2**31 - 2      # Calico's validation: 1 .. MaxInt32-1
 
 
 def _net(text: Any, where: str) -> IPNet:
@@ -174,7 +186,21 @@ def decode(key: str, value: str | None) -> tuple[str, Obj | None]:
         return key, _profile(key, name, spec)
     if kind == "FelixConfiguration":
         return key, FelixConfigResource(name, dict(spec))
+    if kind == "BGPConfiguration":
+        return key, BGPConfigResource(
+            name, _priority(spec.get("ipv4NormalRoutePriority"),
+                            f"{key}: spec.ipv4NormalRoutePriority"),
+            _priority(spec.get("ipv6NormalRoutePriority"),
+                      f"{key}: spec.ipv6NormalRoutePriority"))
     raise KeyError(key)
+
+
+def _priority(v: Any, where: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _PRIORITY_MAX:
+        raise BadInput(f"{where}: {v!r} is not an integer from 1 to {_PRIORITY_MAX}")
+    return v
 
 
 def _block(key: str, cidr: IPNet, doc: dict[str, Any]) -> Block:

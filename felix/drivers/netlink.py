@@ -82,7 +82,7 @@ def _route_spec(r: Route) -> str:
         parts.append("onlink")
     if r.type != "blackhole":
         parts += ["scope", r.scope]
-    parts += ["proto", str(r.proto), "table", str(r.table)]
+    parts += ["proto", str(r.proto), "metric", str(r.metric), "table", str(r.table)]
     return " ".join(parts)
 
 
@@ -96,7 +96,8 @@ def render_ip(op: Op) -> str | None:
         spec = ("blackhole " if r.type == "blackhole" else "") + str(r.dst)
         if r.dev:
             spec += f" dev {r.dev}"
-        return f"route del {spec} table {r.table}"
+        # The metric names which of several routes to one destination goes.
+        return f"route del {spec} metric {r.metric} table {r.table}"
     if op.kind == "neigh-replace":
         return f"neigh replace {op.ip} lladdr {op.mac} dev {op.dev} nud permanent"
     if op.kind == "neigh-del":
@@ -208,7 +209,7 @@ class IpBatchNetlink:
                     onlink="onlink" in (r.get("flags") or []),
                     scope="link" if str(r.get("scope")) in ("253", "link") else "global",
                     proto=int(proto) if proto.isdigit() else 0,
-                    table=254))
+                    table=254, metric=int(r.get("metric", 0))))
         return routes
 
     def list_neighbours(self) -> dict[tuple[str, IPAddr], str]:

@@ -5,6 +5,11 @@ it leaves through a workload interface (prefix `cali`; routes of interfaces no e
 get a 10 s grace period so that the CNI plugin's fresh routes survive until the endpoint
 arrives), or when it uses `vxlan.calico` (and `tunl0` when Felix owns IPIP routes). Permanent
 neighbours and FDB entries are ours on workload interfaces and `vxlan.calico`.
+
+A route's identity is (table, destination, metric), as in the kernel, where routes differing
+only in metric coexist: a metric-0 route on a workload interface (an older CNI plugin's, or our
+own from before workload routes carried the normal route priority) is not "already right" but
+an extra route of ours, deleted once the right one is in place (same batch, after it).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from felix.drivers.netlink import Netlink, Op
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0
-RouteKey = tuple[int, IPNet]
+RouteKey = tuple[int, IPNet, int]
 
 
 class RouteDriver:
@@ -59,8 +64,9 @@ class RouteDriver:
         return r.dev == IPIP_DEVICE and self.own_tunl0
 
     def set_desired(self, st: HostState) -> None:
-        self.routes.set_desired(st.routes)
-        self._was_desired.update(st.routes)
+        desired = {r.key: r for r in st.routes.values()}
+        self.routes.set_desired(desired)
+        self._was_desired.update(desired)
         self.neigh.set_desired(st.neighbours)
         self.fdb.set_desired(st.fdb)
         self._workload_ifaces = st.workload_ifaces
@@ -68,7 +74,7 @@ class RouteDriver:
     def resync(self) -> None:
         """Re-read the kernel (start-up and periodic refresh)."""
         self.routes.replace_dataplane(
-            ((r.table, r.dst), r) for r in self.nl.list_routes() if self._ours(r))
+            (r.key, r) for r in self.nl.list_routes() if self._ours(r))
         self.neigh.replace_dataplane(
             (k, v) for k, v in self.nl.list_neighbours().items()
             if self._is_workload(k[0]) or k[0] == VXLAN_DEVICE)
@@ -117,11 +123,11 @@ class RouteDriver:
             if id(op) in failed:
                 continue
             if op.kind == "route-replace" and op.route is not None:
-                self.routes.applied_update((op.route.table, op.route.dst), op.route)
+                self.routes.applied_update(op.route.key, op.route)
             elif op.kind == "route-del" and op.route is not None:
-                self.routes.applied_delete((op.route.table, op.route.dst))
-                self._was_desired.discard((op.route.table, op.route.dst))
-                self._stale_since.pop((op.route.table, op.route.dst), None)
+                self.routes.applied_delete(op.route.key)
+                self._was_desired.discard(op.route.key)
+                self._stale_since.pop(op.route.key, None)
             elif op.kind == "neigh-replace" and op.ip is not None:
                 self.neigh.applied_update((op.dev, op.ip), op.mac)
             elif op.kind == "neigh-del" and op.ip is not None:

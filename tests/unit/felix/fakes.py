@@ -9,6 +9,7 @@ import ipaddress
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from felix.calc.desired import IPAddr, Route
 from felix.drivers.netlink import BatchResult, Link, Op
@@ -166,9 +167,44 @@ class FakeIptables:
         raise ValueError(f"ipset {args}")
 
 
+class RouteTable(dict[tuple[int, object, int], Route]):
+    """The kernel's routes by (table, dst, metric), as the kernel keys them. A two-part key
+    (table, dst) means "the one route to dst, whatever its metric" (more than one is an
+    error), so tests that do not care about metrics read naturally."""
+
+    def _find(self, key: tuple[Any, ...]) -> tuple[int, object, int] | None:
+        if len(key) == 3:
+            return key if dict.__contains__(self, key) else None  # type: ignore[return-value]
+        found = [k for k in self.keys() if k[:2] == key]
+        assert len(found) <= 1, f"several routes to {key}: {found}"
+        return found[0] if found else None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and self._find(key) is not None
+
+    def __getitem__(self, key: tuple[Any, ...]) -> Route:  # type: ignore[override]
+        k = self._find(key)
+        if k is None:
+            raise KeyError(key)
+        return dict.__getitem__(self, k)
+
+    def __delitem__(self, key: tuple[Any, ...]) -> None:  # type: ignore[override]
+        k = self._find(key)
+        if k is None:
+            raise KeyError(key)
+        dict.__delitem__(self, k)
+
+    def __setitem__(self, key: tuple[Any, ...], r: Route) -> None:  # type: ignore[override]
+        # Stored as the kernel would list it (an IPv6 metric 0 reads back as 1024).
+        dict.__setitem__(self, r.key, replace(r, metric=r.key[2]))
+
+    def metrics(self, dst: object) -> list[int]:
+        return sorted(k[2] for k in self.keys() if k[1] == dst)
+
+
 @dataclass
 class FakeNetlink:
-    routes: dict[tuple[int, object], Route] = field(default_factory=dict)
+    routes: RouteTable = field(default_factory=RouteTable)
     neigh: dict[tuple[str, IPAddr], str] = field(default_factory=dict)
     fdb: dict[tuple[str, str], IPAddr] = field(default_factory=dict)
     links: dict[str, Link] = field(default_factory=dict)
@@ -214,10 +250,11 @@ class FakeNetlink:
             assert op.route is not None
             if op.route.dev and op.route.dev not in self.links:
                 return "Cannot find device"
-            self.routes[(op.route.table, op.route.dst)] = op.route
+            # Replace matches (table, dst, metric): another metric is another route.
+            self.routes[op.route.key] = op.route
         elif op.kind == "route-del":
             assert op.route is not None
-            if self.routes.pop((op.route.table, op.route.dst), None) is None:
+            if dict.pop(self.routes, op.route.key, None) is None:
                 return "No such process"
         elif op.kind == "neigh-replace":
             assert op.ip is not None
@@ -248,7 +285,8 @@ class FakeNetlink:
             return ""
         if w[:2] == ["link", "del"]:
             self.links.pop(w[2], None)
-            self.routes = {k: r for k, r in self.routes.items() if r.dev != w[2]}
+            for k in [k for k, r in self.routes.items() if r.dev == w[2]]:
+                dict.__delitem__(self.routes, k)
             return ""
         if w[:2] == ["link", "set"]:
             name = w[2]
