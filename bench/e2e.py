@@ -166,7 +166,7 @@ def bird_pair_limit() -> float:
                            f"as 64512; neighbor {peer} as 64512; import all; export none; }}\n")
             procs.append(lab.spawn(ns, ["ip", "netns", "exec", ns, "bird", "-d", "-s",
                                         str(lab.workdir / f"{ns}.ctl"), "-c", str(cfg)], ns))
-        from calico_node import birdctl
+        from libcalico import birdctl
         while time.monotonic() - t0 < 60:
             try:
                 r = birdctl.query(str(lab.workdir / f"{a}.ctl"), "show protocols")

@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _checks(checks: list[str], threshold: float) -> int:
-    from calico_node import birdctl, health
+    from calico_node import health
+    from libcalico import birdctl
 
     env = os.environ
     run_dir = env.get("CALICO_RUN_DIR", "/var/run/calico")

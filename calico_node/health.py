@@ -13,7 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from calico_node import bird, birdctl, nodename
+from calico_node import nodename
+from libcalico import bird, birdctl
 from libcalico.errors import CalicoError
 
 

@@ -21,10 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calico_node import bird, birdctl
 from calico_node.demo import lab as labmod
 from calico_node.demo import plan
-from libcalico import proc
+from libcalico import bird, birdctl, proc
 from libcalico.datastore.api import Backend
 from libcalico.errors import AlreadyExists, CalicoError, CommandFailed, NotFound
 from libcalico.model import keys

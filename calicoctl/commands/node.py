@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from calico_node import bird, birdctl
+from libcalico import bird, birdctl
 from libcalico.errors import CalicoError
 
 SOCKETS = {

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from calico_node import bird, birdctl, health
+from calico_node import health
+from libcalico import bird, birdctl
 from tests.fixtures.netns import NetnsFactory
 
 pytestmark = [pytest.mark.netns, pytest.mark.bird]

@@ -4,7 +4,8 @@ import ipaddress
 
 import pytest
 
-from calico_node import bird, health
+from calico_node import health
+from libcalico import bird
 from libcalico.errors import ValidationError
 
 REPLY = """0001 BIRD 1.6.8 ready.

@@ -1,11 +1,14 @@
-"""A client for BIRD's control socket (what `birdc -s SOCKET` speaks), with a timeout."""
+"""A client for BIRD's control socket (what `birdc -s SOCKET` speaks), with a timeout.
+
+Shared by calico-node (health) and calicoctl (`node status`); the reply parser is the pure
+`libcalico.bird`."""
 
 from __future__ import annotations
 
 import socket
 import time
 
-from calico_node import bird
+from libcalico import bird
 from libcalico.errors import CommandFailed
 
 BIRD_SOCKET = "/var/run/calico/bird.ctl"
