@@ -49,16 +49,18 @@ def decode(doc: Mapping[str, object], document: str = "") -> Resource:
     """Validate one document and return the typed resource with Calico's defaults filled."""
     if type(doc) is dict:
         kind = doc.get("kind")
-        ks = _FAST.get(kind) if type(kind) is str else None
-        if ks is None:
-            ks = _fast_entry(kind)
-        if ks is not None and doc.get("apiVersion") == API_VERSION:
+        fast = _FAST.get(kind) if type(kind) is str else None
+        if fast is None:
+            fast = _fast_entry(kind)
+        if fast is not None and doc.get("apiVersion") == API_VERSION:
             # The compiled fast path (libcalico.model.compiler): a BAD says only "not
             # plainly valid" (an unknown top-level key included); the full decode below
             # then finds and names the problems.
-            res = ks[1](doc)
+            ks, shapes, other = fast
+            f = shapes.get(tuple(doc))
+            res = f(doc) if f is not None else other(doc)
             if res is not BAD:
-                return _finish(res, ks[0], document or _label(doc))  # type: ignore[arg-type]
+                return _finish(res, ks, document or _label(doc))  # type: ignore[arg-type]
     return _decode_full(doc, document)
 
 
@@ -103,9 +105,11 @@ def _decode_full(doc: Mapping[str, object], document: str) -> Resource:
     return _finish(cast(Resource, out), ks, label)
 
 
-_Fast = tuple[KindSpec, Callable[[object], object]]
+_Fast = tuple[KindSpec, dict[tuple[object, ...], Callable[[object], object]],
+              Callable[[Any], object]]
 _FAST: dict[str, _Fast] = {}
-"""kind -> (KindSpec, compiled decoder of its class), filled on first use."""
+"""kind -> (KindSpec, compiled shape decoders of its class, decoder of other shapes), filled on
+first use."""
 
 
 def _fast_entry(kind: object) -> _Fast | None:
@@ -115,7 +119,10 @@ def _fast_entry(kind: object) -> _Fast | None:
     fields = {f.name for f in dataclasses.fields(ks.cls)}
     if fields != ({"metadata", "spec", "status"} if ks.has_status else {"metadata", "spec"}):
         return None  # the compiled decoder would not reject a top-level key decode rejects
-    entry = (ks, compiler.decoder(ks.cls, ignore=("kind", "apiVersion")))
+    parts = compiler.shapes(ks.cls, ("kind", "apiVersion"))
+    if parts is None:
+        return None
+    entry = (ks, *parts)
     _FAST[kind] = entry  # type: ignore[index]
     return entry
 

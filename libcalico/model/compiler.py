@@ -81,6 +81,18 @@ def decoder(cls: type, ignore: tuple[str, ...] = ()) -> Fast:
 _CLASSES: dict[tuple[type, tuple[str, ...]], _Class] = {}
 
 
+def shapes(cls: type, ignore: tuple[str, ...] = ()) -> tuple[dict[tuple[object, ...], Fast],
+                                                             Callable[[Any], object]] | None:
+    """For a class without a hook: its shape decoders (keyed by `tuple(raw)`) and the
+    decoder of any other shape, so that a hot caller can skip the entry point's frame:
+    `f = shapes.get(tuple(raw)); value = f(raw) if f else other(raw)` (raw a dict)."""
+    decoder(cls, ignore)
+    c = _CLASSES.get((cls, ignore))
+    if c is None or c.p.hook_in is not None or not c.ready:
+        return None
+    return c.shapes, c.miss
+
+
 def _class_of(cls: type) -> _Class | None:
     """The compiled `_Class` of a nested class without a hook (None while it is still being
     compiled, i.e. for a recursive type, or when a hook must run first)."""
@@ -217,7 +229,8 @@ class _Class:
         hint, dcf = self.hints[f.attr], self.dc_fields[f.attr]
         _value(src, ind, f, hint, dcf)
         if f.zero_is_unset:
-            src.add(ind, "if not x:" if _str_like(f, hint, dcf) else "if _is_zero(x):")
+            src.add(ind, "if not x:" if _str_like(f, hint, dcf)
+                    else "if (x == 0 if type(x) is int else _is_zero(x)):")
             src.add(ind + 1, unset if not f.required else "return BAD")
             src.add(ind, "else:")
             ind += 1
