@@ -1,7 +1,10 @@
 """Linux wiring as Calico's dataplane does it, with `ip -batch` (one process per namespace).
 
 Host side: veth `cali…` with MAC ee:ee:ee:ee:ee:ee, proxy ARP / proxy NDP, forwarding, and a
-/32 (/128) route per workload address. Container side: CNI_IFNAME up with the addresses as
+/32 (/128) route per workload address with metric 1024 (Calico v3.32's normal route priority,
+the metric Felix gives local workload routes: BIRD exports a route from inside a block only
+when its metric is below it, so these stay off the BGP sessions; and Felix finds the route
+already right). Container side: CNI_IFNAME up with the addresses as
 /32 (/128), a link route to 169.254.1.1 and the default route via it (IPv6: via the host
 veth's link-local fe80::ecee:eeff:feee:eeee), ip_forward as container_settings says.
 """
@@ -24,6 +27,9 @@ GW4 = "169.254.1.1"
 GW6 = "fe80::ecee:eeff:feee:eeee"
 TIMEOUT = 20.0
 CLONE_NEWNET = 0x40000000
+# BGPConfiguration ipv4/ipv6NormalRoutePriority default. A cluster that sets another value
+# gets the route rewritten by Felix (metric is part of its route identity).
+ROUTE_METRIC = 1024
 
 Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -117,8 +123,14 @@ def setup(w: Wiring) -> str:
     host = [f"link add {w.host_veth} mtu {w.mtu} address {HOST_MAC}{queues} type veth "
             f"peer name {w.ifname} mtu {w.mtu} address {mac}{queues} netns {w.netns}",
             f"link set {w.host_veth} up"]
-    host += [f"route add {i.ip}/{i.max_prefixlen} dev {w.host_veth} scope link" for i in w.ips]
-    r = proc.run(["ip", "-batch", "-"], input="\n".join(host) + "\n", timeout=TIMEOUT,
+    host += [f"route add {i.ip}/{i.max_prefixlen} dev {w.host_veth} scope link "
+             f"metric {ROUTE_METRIC}" for i in w.ips]
+    # A route to the address on another interface means it is in use twice. With a metric
+    # of our own, `route add` only collides with a route of the same metric, so the batch
+    # also lists every route to each IPv4 address (batch lines are IPv4-only; IPv6 is
+    # checked apart, and only for dual-stack or IPv6 workloads).
+    host += [f"route show exact {i.ip}/32" for i in w.ips if i.version == 4]
+    r = proc.run(["ip", "-j", "-batch", "-"], input="\n".join(host) + "\n", timeout=TIMEOUT,
                  check=False)
     if r.returncode != 0 and not host_link_exists(w.host_veth):
         if "File exists" in r.stderr:
@@ -129,6 +141,13 @@ def setup(w: Wiring) -> str:
     try:
         if r.returncode != 0:
             _host_routes(w, r.stderr)
+        else:
+            _foreign_routes(w, _json_arrays(r.stdout))
+            for ip in w.ips:
+                if ip.version == 6:
+                    shown = proc.run(["ip", "-j", "-6", "route", "show", "exact",
+                                      f"{ip.ip}/128"], timeout=TIMEOUT)
+                    _foreign_routes(w, _json_arrays(shown.stdout))
         _host_sysctls(w.host_veth, has4, has6)
         _container(w, mac, has4, has6)
     except BaseException:
@@ -176,6 +195,34 @@ def _container(w: Wiring, mac: str, has4: bool, has6: bool) -> None:
                               f"{exc.stderr.strip()}") from exc
 
 
+def _json_arrays(text: str) -> list[dict[str, Any]]:
+    """The routes in `ip -j` output: one JSON array per `show` line of a batch."""
+    out: list[dict[str, Any]] = []
+    dec = json.JSONDecoder()
+    i, text = 0, text.strip()
+    while i < len(text):
+        try:
+            val, i = dec.raw_decode(text, i)
+        except ValueError as exc:
+            raise WiringError(f"unreadable `ip -j route` output: {exc}") from exc
+        if isinstance(val, list):
+            out += [e for e in val if isinstance(e, dict)]
+        while i < len(text) and text[i].isspace():
+            i += 1
+    return out
+
+
+def _foreign_routes(w: Wiring, routes: list[dict[str, Any]]) -> None:
+    mine = {str(i.ip) for i in w.ips}
+    for e in routes:
+        dst = str(e.get("dst", "")).removesuffix("/32").removesuffix("/128")
+        if dst in mine and e.get("dev") != w.host_veth:
+            raise WiringError(
+                f"route ({dst}/{ipaddress.ip_address(dst).max_prefixlen}) already exists for "
+                f"an interface other than '{w.host_veth}': ['{e.get('dev')}'] (metric "
+                f"{e.get('metric', 0)}); the address may be in use twice")
+
+
 def _host_routes(w: Wiring, stderr: str) -> None:
     """The host batch stopped at a route: `EEXIST` is fine only when the existing route is
     on this workload's veth (Calico's rule); add whatever the batch did not get to."""
@@ -190,7 +237,8 @@ def _host_routes(w: Wiring, stderr: str) -> None:
             raise WiringError(
                 f"route ({dst}) already exists for an interface other than '{w.host_veth}': "
                 f"{sorted(d for d in devs if d)}; the address may be in use twice")
-        r = proc.run(["ip", fam, "route", "add", dst, "dev", w.host_veth, "scope", "link"],
+        r = proc.run(["ip", fam, "route", "add", dst, "dev", w.host_veth, "scope", "link",
+                      "metric", str(ROUTE_METRIC)],
                      timeout=TIMEOUT, check=False)
         if r.returncode != 0:
             raise WiringError(f"adding route {dst} dev {w.host_veth}: {r.stderr.strip()} "

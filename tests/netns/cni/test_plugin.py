@@ -90,7 +90,9 @@ def test_add_check_del_wire_and_unwire(env: dict[str, Any]) -> None:
     assert sysctl(f"/proc/sys/net/ipv4/conf/{veth}/forwarding") == "1"
     assert sysctl(f"/proc/sys/net/ipv4/conf/{veth}/route_localnet") == "1"
     hr = json.loads(sh("ip", "-j", "route", "show", "exact", f"{addr}/32"))
-    assert [(r["dev"], r["scope"]) for r in hr] == [(veth, "link")]
+    # metric 1024, the normal route priority: BIRD keeps it off the BGP sessions and Felix
+    # finds it already right.
+    assert [(r["dev"], r["scope"], r.get("metric", 0)) for r in hr] == [(veth, "link", 1024)]
 
     # the host reaches the workload (ARP for 169.254.1.1 answered by proxy ARP)
     r = subprocess.run(["ping", "-c", "1", "-W", "2", addr], capture_output=True, text=True,
@@ -239,22 +241,25 @@ def test_dual_stack(env: dict[str, Any]) -> None:
     veth = "cali" + cid[:11]
     assert sysctl(f"/proc/sys/net/ipv6/conf/{veth}/proxy_ndp") == "1"
     assert sysctl(f"/proc/sys/net/ipv6/conf/{veth}/accept_dad") == "0"
-    assert veth in sh("ip", "-6", "route", "show", "exact", addrs[1])
+    hr6 = json.loads(sh("ip", "-j", "-6", "route", "show", "exact", addrs[1]))
+    assert [(r["dev"], r.get("metric")) for r in hr6] == [(veth, 1024)]
     rc, _ = cnirun.run("DEL", conf, cid=cid, netns=path)
     assert rc == 0
     with contextlib.suppress(NotFound), pytest.raises(NotFound):
         env["be"].get(keys.handle_key(f"testnet.{cid}"))
 
 
-def test_route_on_another_interface_fails_add(env: dict[str, Any]) -> None:
+@pytest.mark.parametrize("metric", ["0", "1024"])
+def test_route_on_another_interface_fails_add(env: dict[str, Any], metric: str) -> None:
     """A /32 already routed to another interface means the address is in use twice: the ADD
-    fails, says so, and releases what it took."""
+    fails, says so, and releases what it took. Whatever that route's metric: 1024 collides
+    with ours, 0 (an older plugin's, or a hand-made route) would not."""
     _, path = new_ns(env, "cni-h")
     other = f"cdup{os.getpid() % 100000}"
     env["veths"].append(other)
     sh("ip", "link", "add", other, "type", "veth", "peer", "name", other + "p")
     sh("ip", "link", "set", other, "up")
-    sh("ip", "route", "add", "10.199.0.88/32", "dev", other)
+    sh("ip", "route", "add", "10.199.0.88/32", "dev", other, "metric", metric)
     cid = "dup000000001"
     env["veths"].append("cali" + cid[:11])
     rc, out = cnirun.run("ADD", env["conf"], cid=cid, netns=path, args="IP=10.199.0.88")
