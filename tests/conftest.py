@@ -1,1 +1,2 @@
-pytest_plugins = ["tests.fixtures.etcd", "tests.fixtures.netns", "tests.fixtures.tls"]
+pytest_plugins = ["tests.fixtures.etcd", "tests.fixtures.netns", "tests.fixtures.tls",
+                  "tests.integration.confd_conformance.conftest"]

@@ -1,9 +1,12 @@
 """Every non-Kubernetes confd conformance case input applies cleanly with `calicoctl apply`.
 
-The cases are read from ../shared/conformance/calico-confd at test time (never copied here).
-A case is non-Kubernetes when its case.json says `kdd_only: false`. Oneshot cases apply
-input/input.yaml; multistep cases run their steps' ops in order (apply/upsert -> apply,
-create -> create, update -> replace, delete -> delete KIND NAME) into a fresh etcd.
+The cases are read from ../shared/conformance/calico-confd at test time (never copied here);
+without the kit the run fails with a clear message (tests.fixtures.conformance). A case is
+non-Kubernetes when the kit's MANIFEST does not mark it `kdd_only`; the Kubernetes-only ones
+are not collected and are listed with their reason in the report header (conftest.py).
+Oneshot cases apply input/input.yaml; multistep cases run their steps' ops in order
+(apply/upsert -> apply, create -> create, update -> replace, delete -> delete KIND NAME) into
+a fresh etcd.
 """
 
 from __future__ import annotations
@@ -16,21 +19,12 @@ import pytest
 import yaml
 
 from libcalico.model import keys
+from tests.fixtures import conformance
 from tests.integration.calicoctl.conftest import Ctl
-
-ROOT = Path(__file__).resolve().parents[3]
-CASES = ROOT.parent / "shared" / "conformance" / "calico-confd" / "cases"
 
 
 def _cases() -> list[Path]:
-    if not CASES.is_dir():
-        return []
-    out = []
-    for d in sorted(CASES.iterdir()):
-        meta = d / "case.json"
-        if meta.is_file() and not json.loads(meta.read_text()).get("kdd_only", False):
-            out.append(d)
-    return out
+    return sorted(conformance.KIT / c["dir"] for c in conformance.in_scope())
 
 
 def _ops(case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,11 +45,10 @@ CASE_DIRS = _cases()
 
 
 @pytest.mark.parametrize("case_dir", CASE_DIRS or [None],
-                         ids=[d.name for d in CASE_DIRS] or ["kit-absent"])
+                         ids=[d.name for d in CASE_DIRS] or [conformance.ABSENT])
 def test_case_input_applies_cleanly(ctl: Ctl, case_dir: Path | None) -> None:
     if case_dir is None:
-        print(f"SKIP: {CASES} is absent: the conformance inputs cannot be applied")
-        pytest.skip(f"{CASES} is absent (the shared conformance kit is not on this machine)")
+        pytest.fail(conformance.missing(), pytrace=False)
     case = json.loads((case_dir / "case.json").read_text())
     expect: dict[tuple[str, str], bool] = {}
     for op in _ops(case):
