@@ -81,6 +81,16 @@ def connect(conf: NetConf, environ: Mapping[str, str]) -> Backend:
         raise CNIError(spec.INVALID_NETWORK_CONFIG, str(exc)) from None
 
 
+@contextlib.contextmanager
+def datastore(conf: NetConf, environ: Mapping[str, str]) -> Iterator[Backend]:
+    """`connect`, closed again when the command is done (however it ends)."""
+    backend = connect(conf, environ)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
 CLUSTER_INFO_KEY = keys.resource_key("ClusterInformation", "default")
 
 

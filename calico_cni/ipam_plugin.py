@@ -172,8 +172,7 @@ def status(backend: Backend) -> None:
 def handle(env: spec.Env, doc: dict[str, Any], version: str,
            environ: Mapping[str, str]) -> str | None:
     conf = netconf.parse(doc, version)
-    backend = context.connect(conf, environ)
-    try:
+    with context.datastore(conf, environ) as backend:
         if env.command == "STATUS":
             status(backend)
             return None
@@ -187,5 +186,3 @@ def handle(env: spec.Env, doc: dict[str, Any], version: str,
         elif env.command == "GC":
             gc(env, conf, backend, node)
         return None
-    finally:
-        backend.close()

@@ -254,6 +254,15 @@ def ensure_profile(backend: Backend, name: str, orchestrator: str) -> None:
         backend.create(keys.resource_key("Profile", name), gojson.dumps(doc))
 
 
+def _ready_workload(backend: Backend, env: spec.Env, node: str, environ: Mapping[str, str]
+                    ) -> tuple[Workload, KVPair | None]:
+    """DEL's and CHECK's start: the datastore is ready, this container's workload and its
+    stored WorkloadEndpoint (None when there is none)."""
+    context.require_ready(backend)
+    w = workload(env, node, environ)
+    return w, _get_wep(backend, w)
+
+
 def _get_wep(backend: Backend, w: Workload) -> KVPair | None:
     try:
         return backend.get(keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace))
@@ -296,8 +305,7 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
     conf = netconf.parse(doc, version)
     node = context.nodename(conf, environ)
     mtu = context.mtu(conf)
-    backend = context.connect(conf, environ)
-    try:
+    with context.datastore(conf, environ) as backend:
         w = workload(env, node, environ)
         wep_key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
         prof_key = keys.resource_key("Profile", conf.name)
@@ -346,8 +354,6 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
             if not no_ipam:
                 ipam.release_quietly()
             raise
-    finally:
-        backend.close()
 
 
 def _use_pod_cidr(doc: dict[str, Any], conf: netconf.NetConf, node: str) -> dict[str, Any]:
@@ -518,11 +524,8 @@ def cmd_del(env: spec.Env, doc: dict[str, Any], version: str,
             environ: Mapping[str, str]) -> str | None:
     conf = netconf.parse(doc, version)
     node = context.nodename(conf, environ)
-    backend = context.connect(conf, environ)
-    try:
-        context.require_ready(backend)
-        w = workload(env, node, environ)
-        kv = _get_wep(backend, w)  # errors other than NotFound fail the DEL
+    with context.datastore(conf, environ) as backend:
+        w, kv = _ready_workload(backend, env, node, environ)  # errors but NotFound fail DEL
         if kv is not None:
             old = json.loads(kv.value)
             if ((old.get("spec") or {}).get("containerID") or w.container_id) == w.container_id:
@@ -536,19 +539,14 @@ def cmd_del(env: spec.Env, doc: dict[str, Any], version: str,
         Ipam(env, doc, conf, environ, backend, node).delete()
         log.info("DEL %s (%s)", w.wep_name, env.container_id)
         return None
-    finally:
-        backend.close()
 
 
 def cmd_check(env: spec.Env, doc: dict[str, Any], version: str,
               environ: Mapping[str, str]) -> str | None:
     conf = netconf.parse(doc, version)
     node = context.nodename(conf, environ)
-    backend = context.connect(conf, environ)
-    try:
-        context.require_ready(backend)
-        w = workload(env, node, environ)
-        kv = _get_wep(backend, w)
+    with context.datastore(conf, environ) as backend:
+        w, kv = _ready_workload(backend, env, node, environ)
         if kv is None:
             raise CNIError(spec.INTERNAL, f"WorkloadEndpoint {w.wep_name} does not exist")
         wspec = json.loads(kv.value).get("spec") or {}
@@ -574,34 +572,26 @@ def cmd_check(env: spec.Env, doc: dict[str, Any], version: str,
         if conf.ipam.type == "calico-ipam":
             ipam_plugin.check(env, conf, backend)
         return None
-    finally:
-        backend.close()
 
 
 def cmd_gc(env: spec.Env, doc: dict[str, Any], version: str,
            environ: Mapping[str, str]) -> str | None:
     conf = netconf.parse(doc, version)
     node = context.nodename(conf, environ)
-    backend = context.connect(conf, environ)
-    try:
+    with context.datastore(conf, environ) as backend:
         if conf.ipam.type == "calico-ipam":
             ipam_plugin.gc(env, conf, backend, node)
         elif conf.ipam.type:
             _delegate("GC", env, doc, environ)
         return None
-    finally:
-        backend.close()
 
 
 def cmd_status(env: spec.Env, doc: dict[str, Any], version: str,
                environ: Mapping[str, str]) -> str | None:
     conf = netconf.parse(doc, version)
-    backend = context.connect(conf, environ)
-    try:
+    with context.datastore(conf, environ) as backend:
         ipam_plugin.status(backend)
         return None
-    finally:
-        backend.close()
 
 
 def handle(env: spec.Env, doc: dict[str, Any], version: str,
