@@ -94,11 +94,11 @@ def shapes(cls: type, ignore: tuple[str, ...] = ()) -> tuple[dict[tuple[object, 
 
 
 def _class_of(cls: type) -> _Class | None:
-    """The compiled `_Class` of a nested class without a hook (None while it is still being
-    compiled, i.e. for a recursive type, or when a hook must run first)."""
+    """The compiled `_Class` of a nested class (None while it is still being compiled, i.e.
+    for a recursive type)."""
     decoder(cls)
     c = _CLASSES.get((cls, ()))
-    return c if c is not None and c.p.hook_in is None and c.ready else None
+    return c if c is not None and c.ready else None
 
 
 def _twin(cls: type) -> type | None:
@@ -400,10 +400,17 @@ def _value(src: _Source, ind: int, f: _Field, hint: Any,
         src.add(ind + 1, "x = y")
     elif (dataclasses.is_dataclass(inner) and isinstance(inner, type)
           and (child := _class_of(inner)) is not None):
-        # The nested class's entry point, inlined: its shape decoders looked up here.
+        # The nested class's entry point, inlined: its hook run and its shape decoders
+        # looked up here.
         shapes, miss = src.ref("shapes", child.shapes), src.ref("miss", child.miss)
-        _lines(src, ind, ["if type(x) is not dict:", "    return BAD",
-                          f"f = {shapes}.get(tuple(x))",
+        _lines(src, ind, ["if type(x) is not dict:", "    return BAD"])
+        if child.p.hook_in is not None:
+            hook = src.ref("hook", child.p.hook_in)
+            for hf in child.p.fields:
+                if hf.hidden:
+                    _lines(src, ind, [f"if {hf.json!r} in x:", "    return BAD"])
+            _lines(src, ind, ["e = []", f"x = {hook}(x, '', e)", "if e:", "    return BAD"])
+        _lines(src, ind, [f"f = {shapes}.get(tuple(x))",
                           f"x = f(x) if f is not None else {miss}(x)",
                           "if x is BAD:", "    return BAD"])
     else:
