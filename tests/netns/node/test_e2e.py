@@ -6,8 +6,11 @@ checks that every pod reaches every other pod, then breaks something and checks 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +20,8 @@ import pytest
 
 from calico_node.demo import cluster as clustermod
 from calico_node.demo import lab as labmod
-from libcalico import proc
+from calico_node.demo import plan as planmod
+from libcalico import birdctl, proc
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory, EtcdServer
 from tests.netns.node.conftest import Factory
@@ -64,6 +68,40 @@ def wait_for(fn: object, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _prefixes(bird_reply: str) -> set[ipaddress.IPv4Network]:
+    """The destinations in a raw `show route` reply: a route's line is `1007-<prefix> …` or,
+    continuing the same reply code, ` <prefix> …`; next hops of multipath routes are indented
+    further and have no prefix."""
+    out = set()
+    for ln in bird_reply.splitlines():
+        m = re.match(r"^(?:\d{4}[- ]| )(\d+\.\d+\.\d+\.\d+/\d+)\s", ln)
+        if m:
+            out.add(ipaddress.IPv4Network(m.group(1)))
+    return out
+
+
+def edge_tables(cl: clustermod.Cluster) -> tuple[set[ipaddress.IPv4Network], ...]:
+    """(edge kernel routes learnt by BGP, edge BIRD table)."""
+    kernel = {ipaddress.IPv4Network(ln.split()[0]) for ln in cl.edge_routes()}
+    table = _prefixes(birdctl.query(str(cl.lab.workdir / "edge" / "bird.ctl"), "show route"))
+    return kernel, table
+
+
+def assert_edge_holds_only_blocks(cl: clustermod.Cluster) -> None:
+    """The edge router learns the pool's /26 blocks and not one /32 per pod: workload routes
+    carry metric 1024 (the normal route priority), which calico_aggr does not export. A new
+    block's aggregation reaches BIRD about a second after its first pod (confd's pass
+    interval), so a /32 may show briefly: wait for the tables to settle (with metric 0, as
+    before, they never did), then compare."""
+    blocks = {ipaddress.IPv4Network(f"{p.ip}/26", strict=False) for p in cl.pods}
+    assert all(b.subnet_of(planmod.POOL) for b in blocks)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: edge_tables(cl) == (blocks, blocks), 20, "edge holds only the blocks")
+    kernel, table = edge_tables(cl)
+    assert kernel == blocks, f"edge kernel routes {sorted(map(str, kernel))}"
+    assert table == blocks, f"edge BIRD table {sorted(map(str, table))}"
+
+
 def test_mesh_then_route_reflector_live(etcd: EtcdServer, make_cluster: Factory) -> None:
     cl = make_cluster(etcd.endpoint, nodes=3, encap="none", topology="mesh", edge=True)
     pods(cl)
@@ -77,12 +115,23 @@ def test_mesh_then_route_reflector_live(etcd: EtcdServer, make_cluster: Factory)
     for p in cl.pods:
         block = ".".join(str(p.ip).split(".")[:3])
         assert block in routes
+    # Each node's workload /32 has metric 1024 and is in its BIRD table (learnt from the
+    # kernel), so the edge checks below see routes BIRD had the chance to export.
+    for p in cl.pods:
+        ns = cl.nodes[p.node].ns
+        kr = json.loads(labmod.ip("-4", "-j", "route", "show", "exact", f"{p.ip}/32", ns=ns))
+        assert [(r["dev"][:4], r.get("metric", 0)) for r in kr] == [("cali", 1024)], kr
+        wait_for(lambda p=p: ipaddress.IPv4Network(f"{p.ip}/32") in _prefixes(birdctl.query(
+            cl.nodes[p.node].bird_socket, f"show route {p.ip}/32")), 30,
+            f"{p.node}'s BIRD learns {p.ip}/32 from the kernel")
+    assert_edge_holds_only_blocks(cl)
     cl.set_topology("rr")
     cl.wait_established(timeout=90)
     types = {n.name: {p.peer_type for p in cl.peers(n)} for n in cl.nodes.values()}
     assert types["node-2"] == {"node specific", "global"}
     assert len([p for p in cl.peers(n1) if p.peer_type == "node specific"]) == 2
     all_ok(cl)
+    assert_edge_holds_only_blocks(cl)
 
 
 def test_vxlan_across_a_router(etcd: EtcdServer, make_cluster: Factory) -> None:
