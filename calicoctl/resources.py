@@ -13,6 +13,7 @@ from calicoctl import documents, kinds
 from calicoctl.context import Failed
 
 if TYPE_CHECKING:
+    from libcalico.client import Client
     from libcalico.model.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -137,3 +138,28 @@ def run_batch(resources: Sequence[Resource], verb: str, past: str, action: Actio
 
 def with_metadata(res: Resource, **changes: Any) -> Resource:
     return dataclasses.replace(res, metadata=dataclasses.replace(res.metadata, **changes))
+
+
+UPDATE_ATTEMPTS = 5
+
+
+def read_modify_write(client: Client, kind: str, name: str, namespace: str | None,
+                      change: Callable[[Resource], Resource], failed: str) -> None:
+    """Get the resource, `change` it, and update it by compare-and-swap; a Conflict (someone
+    wrote in between) reads it again, up to UPDATE_ATTEMPTS times. `change` raises Failed
+    for an error in calicoctl's words; other errors become Failed("{failed}: [reason]")."""
+    from libcalico.errors import CalicoError, Conflict
+
+    who = f"{namespace}/{name}" if namespace else name
+    for attempt in range(UPDATE_ATTEMPTS):
+        try:
+            client.update(change(client.get(kind, name, namespace)))
+            return
+        except Conflict:
+            if attempt + 1 == UPDATE_ATTEMPTS:
+                raise Failed(f"{failed}: [update conflict: {kind}({who}) kept changing]") \
+                    from None
+        except Failed:
+            raise
+        except CalicoError as exc:
+            raise Failed(f"{failed}: [{datastore_reason(exc, kind=kind, name=who)}]") from exc

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from calicoctl import documents, kinds, resources
 from calicoctl.cli import common_options, context
 from calicoctl.context import Failed
 
-_ATTEMPTS = 5
+if TYPE_CHECKING:
+    from libcalico.model.resources import Resource
 
 
 @click.command()
@@ -22,7 +25,7 @@ _ATTEMPTS = 5
 def label(kind: str, name: str, label: str, overwrite: bool, remove: bool,
           namespace: str | None) -> None:
     """Add, change or remove one label of a resource (compare-and-swap, retried)."""
-    from libcalico.errors import CalicoError, Conflict, ValidationError
+    from libcalico.errors import ValidationError
     from libcalico.model import codec
 
     try:
@@ -37,39 +40,29 @@ def label(kind: str, name: str, label: str, overwrite: bool, remove: bool,
     ns = (namespace or "default") if info.namespaced else None
     who = f"{ns}/{name}" if ns else name
     plural = kinds.plural(info)
-    client = context().client()
-    for attempt in range(_ATTEMPTS):
+
+    def change(current: Resource) -> Resource:
+        labels = dict(current.metadata.labels)
+        if remove:
+            if key not in labels:
+                raise Failed(f"Failed to remove label of resource: key {key} is not "
+                             f"present on {plural} {who}")
+            del labels[key]
+        else:
+            if key in labels and not overwrite:
+                raise Failed(f"Failed to update label of resource: key {key} is already "
+                             "present. Please use '--overwrite' to set a new value")
+            labels[key] = value
+        updated = resources.with_metadata(current, labels=labels)
         try:
-            current = client.get(info.kind, name, ns)
-            labels = dict(current.metadata.labels)
-            if remove:
-                if key not in labels:
-                    raise Failed(f"Failed to remove label of resource: key {key} is not "
-                                 f"present on {plural} {who}")
-                del labels[key]
-            else:
-                if key in labels and not overwrite:
-                    raise Failed(f"Failed to update label of resource: key {key} is already "
-                                 "present. Please use '--overwrite' to set a new value")
-                labels[key] = value
-            updated = resources.with_metadata(current, labels=labels)
-            try:
-                codec.validate(updated, f"{info.kind}({who})")
-            except ValidationError as exc:
-                raise Failed(f"Failed to update label of resource: "
-                             f"{documents.describe_errors(exc)}") from exc
-            client.update(updated)
-            break
-        except Conflict:
-            if attempt + 1 == _ATTEMPTS:
-                raise Failed(f"Failed to update label of resource: [update conflict: "
-                             f"{info.kind}({who}) kept changing]") from None
-        except Failed:
-            raise
-        except CalicoError as exc:
+            codec.validate(updated, f"{info.kind}({who})")
+        except ValidationError as exc:
             raise Failed(f"Failed to update label of resource: "
-                         f"[{resources.datastore_reason(exc, kind=info.kind, name=who)}]") \
-                from exc
+                         f"{documents.describe_errors(exc)}") from exc
+        return updated
+
+    resources.read_modify_write(context().client(), info.kind, name, ns, change,
+                                "Failed to update label of resource")
     if remove:
         click.echo(f"Successfully removed label {key} from {plural} {who}")
     else:

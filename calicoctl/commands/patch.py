@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,7 +12,8 @@ from calicoctl import patch as merge
 from calicoctl.cli import common_options, context
 from calicoctl.context import Failed
 
-_ATTEMPTS = 5
+if TYPE_CHECKING:
+    from libcalico.model.resources import Resource
 
 
 @click.command()
@@ -27,7 +29,7 @@ _ATTEMPTS = 5
 def patch(kind: str, name: str, patch_text: str, patch_type: str,
           namespace: str | None) -> None:
     """Change part of one resource; the result is validated before it is written."""
-    from libcalico.errors import CalicoError, Conflict, ValidationError
+    from libcalico.errors import ValidationError
     from libcalico.model import codec
 
     try:
@@ -43,34 +45,24 @@ def patch(kind: str, name: str, patch_text: str, patch_type: str,
         raise Failed(f"Failed to patch '{info.kind}' resource: the patch must be a JSON object")
     ns = (namespace or "default") if info.namespaced else None
     who = f"{ns}/{name}" if ns else name
-    client = context().client()
-    for attempt in range(_ATTEMPTS):
-        try:
-            current = client.get(info.kind, name, ns)
-            merged = merge.merge_patch(codec.encode(current), body)
-            label = f"patch of {info.kind} '{who}'"
-            for field, want in (("name", name), ("namespace", ns)):
-                got = merged.get("metadata", {}).get(field) if isinstance(
-                    merged.get("metadata"), dict) else None
-                if got != want and not (field == "namespace" and want is None and not got):
-                    raise Failed(f"Failed to patch '{info.kind}' resource: {label}: "
-                                 f"[error with field metadata.{field} (cannot be changed)]")
-            try:
-                updated = codec.decode(merged, document=label)
-            except ValidationError as exc:
+
+    def change(current: Resource) -> Resource:
+        merged = merge.merge_patch(codec.encode(current), body)
+        label = f"patch of {info.kind} '{who}'"
+        for field, want in (("name", name), ("namespace", ns)):
+            got = merged.get("metadata", {}).get(field) if isinstance(
+                merged.get("metadata"), dict) else None
+            if got != want and not (field == "namespace" and want is None and not got):
                 raise Failed(f"Failed to patch '{info.kind}' resource: {label}: "
-                             f"{documents.describe_errors(exc, merged)}") from exc
-            client.update(resources.with_metadata(
-                updated, resource_version=current.metadata.resource_version))
-            break
-        except Conflict:
-            if attempt + 1 == _ATTEMPTS:
-                raise Failed(f"Failed to patch '{info.kind}' resource: [update conflict: "
-                             f"{info.kind}({who}) kept changing]") from None
-        except Failed:
-            raise
-        except CalicoError as exc:
-            raise Failed(f"Failed to patch '{info.kind}' resource: "
-                         f"[{resources.datastore_reason(exc, kind=info.kind, name=who)}]") \
-                from exc
+                             f"[error with field metadata.{field} (cannot be changed)]")
+        try:
+            updated = codec.decode(merged, document=label)
+        except ValidationError as exc:
+            raise Failed(f"Failed to patch '{info.kind}' resource: {label}: "
+                         f"{documents.describe_errors(exc, merged)}") from exc
+        return resources.with_metadata(
+            updated, resource_version=current.metadata.resource_version)
+
+    resources.read_modify_write(context().client(), info.kind, name, ns, change,
+                                f"Failed to patch '{info.kind}' resource")
     click.echo(f"Successfully patched 1 '{info.kind}' resource")
