@@ -181,11 +181,19 @@ def test_nat_outgoing_shows_the_hosts_address_outside(cluster: Cluster) -> None:
 def test_deleted_route_and_rule_are_restored(cluster: Cluster) -> None:
     pa = pod(cluster, "a-p0")
     a = pa.host
+    # The workload route is swapped for a metric-0 one (an older CNI plugin's): Felix puts
+    # back its own, metric 1024 (the normal route priority), and removes the other.
     ns_exec(a.ns, "ip", "route", "del", f"{pa.ip}/32")
+    ns_exec(a.ns, "ip", "route", "add", f"{pa.ip}/32", "dev", pa.iface, "scope", "link",
+            "metric", "0")
     ns_exec(a.ns, "ip", "route", "del", "10.65.1.0/26")
     ns_exec(a.ns, "iptables", "-w", "-t", "filter", "-F", "cali-FORWARD")
-    wait_for(lambda: f"{pa.ip} dev {pa.iface}" in ns_exec(a.ns, "ip", "route").stdout, 20,
-             "workload route restored")
+
+    def workload_routes() -> list[tuple[str, int]]:
+        shown = ns_exec(a.ns, "ip", "-j", "route", "show", "exact", f"{pa.ip}/32").stdout
+        return [(r["dev"], r.get("metric", 0)) for r in json.loads(shown)]
+    wait_for(lambda: workload_routes() == [(pa.iface, 1024)], 20,
+             "workload route restored with metric 1024 and the metric-0 one removed")
     wait_for(lambda: "10.65.1.0/26 via" in ns_exec(a.ns, "ip", "route").stdout, 20,
              "remote block route restored")
     wait_for(lambda: len(ns_exec(a.ns, "iptables", "-w", "-S", "cali-FORWARD").stdout
