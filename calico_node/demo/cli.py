@@ -154,7 +154,14 @@ def run(args: argparse.Namespace) -> int:
             print(cl.node_status(n))
             print()
         if cl.edge:
+            # A new block's aggregation reaches BIRD about a second after its first pod
+            # (confd's pass interval); until then the pod's /32 may be exported. Give BGP
+            # up to 10 s to settle on the blocks (whatever it shows then is printed).
+            settle = time.monotonic() + 10
             routes = cl.edge_routes()
+            while any("/" not in r.split()[0] for r in routes) and time.monotonic() < settle:
+                time.sleep(0.2)
+                routes = cl.edge_routes()
             print(f"=== edge router: {len(routes)} routes learned by BGP")
             for r in routes:
                 print("  " + r)
