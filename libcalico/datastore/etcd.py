@@ -167,6 +167,18 @@ def _kvpairs(kvs: Any) -> tuple[KVPair, ...]:
     return tuple(out)
 
 
+def _mod_is(k: bytes, revision: int) -> Any:
+    return etcdrpc.Compare(key=k, target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
+                           mod_revision=revision)
+
+
+def _lost(resp: Any, key: str, revision: int | None) -> DatastoreError:
+    """Why a conditional transaction failed: its failure branch read the key."""
+    if not resp.responses or not resp.responses[0].response_range.kvs:
+        return NotFound(key)
+    return Conflict(key, revision)
+
+
 def _details(exc: grpc.RpcError) -> str:
     details = exc.details() if isinstance(exc, grpc.Call) else None
     return str(details or exc)
@@ -324,35 +336,28 @@ class EtcdBackend:
             lambda ep, t, md: ep.kv.Txn(req, timeout=t, metadata=md), retry_any=False
         )
 
+    def _cas(self, k: bytes, compare: Sequence[Any], success: Any) -> Any:
+        """One compare-and-swap transaction on key `k`; on failure it reads `k` instead, so
+        that `_lost` can tell a missing key from a stale revision."""
+        return self._txn(etcdrpc.TxnRequest(
+            compare=compare, success=[success],
+            failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
+        ))
+
     def create(self, key: str, value: str) -> KVPair:
         k = key.encode()
-        req = etcdrpc.TxnRequest(
-            compare=[etcdrpc.Compare(
-                key=k, target=etcdrpc.Compare.VERSION, result=etcdrpc.Compare.EQUAL, version=0
-            )],
-            success=[_put_op(k, value)],
-            failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
-        )
-        resp = self._txn(req)
+        resp = self._cas(k, [etcdrpc.Compare(
+            key=k, target=etcdrpc.Compare.VERSION, result=etcdrpc.Compare.EQUAL, version=0
+        )], _put_op(k, value))
         if not resp.succeeded:
             raise AlreadyExists(key)
         return KVPair(key, value, resp.header.revision)
 
     def update(self, key: str, value: str, revision: int) -> KVPair:
         k = key.encode()
-        req = etcdrpc.TxnRequest(
-            compare=[etcdrpc.Compare(
-                key=k, target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
-                mod_revision=revision,
-            )],
-            success=[_put_op(k, value)],
-            failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
-        )
-        resp = self._txn(req)
+        resp = self._cas(k, [_mod_is(k, revision)], _put_op(k, value))
         if not resp.succeeded:
-            if not resp.responses or not resp.responses[0].response_range.kvs:
-                raise NotFound(key)
-            raise Conflict(key, revision)
+            raise _lost(resp, key, revision)
         return KVPair(key, value, resp.header.revision)
 
     def apply(self, key: str, value: str) -> KVPair:
@@ -364,21 +369,11 @@ class EtcdBackend:
 
     def delete(self, key: str, revision: int | None = None) -> KVPair:
         k = key.encode()
-        compare = [] if revision is None else [etcdrpc.Compare(
-            key=k, target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL, mod_revision=revision
-        )]
-        req = etcdrpc.TxnRequest(
-            compare=compare,
-            success=[etcdrpc.RequestOp(
-                request_delete_range=etcdrpc.DeleteRangeRequest(key=k, prev_kv=True)
-            )],
-            failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=k))],
-        )
-        resp = self._txn(req)
+        resp = self._cas(k, [] if revision is None else [_mod_is(k, revision)],
+                         etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
+                             key=k, prev_kv=True)))
         if not resp.succeeded:
-            if not resp.responses or not resp.responses[0].response_range.kvs:
-                raise NotFound(key)
-            raise Conflict(key, revision)
+            raise _lost(resp, key, revision)
         deleted = resp.responses[0].response_delete_range
         if not deleted.prev_kvs:
             raise NotFound(key)

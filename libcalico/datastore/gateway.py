@@ -61,6 +61,18 @@ def _prefix_end(prefix: str) -> str:
     return base64.b64encode(b"\0").decode()
 
 
+def _absent(key: str) -> dict[str, Any]:
+    return {"target": "VERSION", "key": _b64(key), "result": "EQUAL", "version": "0"}
+
+
+def _mod_is(key: str, revision: int | None) -> dict[str, Any]:
+    return {"target": "MOD", "key": _b64(key), "result": "EQUAL", "mod_revision": str(revision)}
+
+
+def _put(key: str, value: str) -> dict[str, Any]:
+    return {"request_put": {"key": _b64(key), "value": _b64(value)}}
+
+
 def _kv(doc: dict[str, Any]) -> KVPair:
     return KVPair(_unb64(doc["key"]), _unb64(doc.get("value", "")),
                   int(doc.get("mod_revision", 0)))
@@ -244,17 +256,13 @@ class GatewayBackend:
         return bool(doc.get("succeeded", False)), doc
 
     def create(self, key: str, value: str) -> KVPair:
-        ok, doc = self._txn([{"target": "VERSION", "key": _b64(key), "result": "EQUAL",
-                              "version": "0"}],
-                            {"request_put": {"key": _b64(key), "value": _b64(value)}}, key)
+        ok, doc = self._txn([_absent(key)], _put(key, value), key)
         if not ok:
             raise AlreadyExists(key)
         return KVPair(key, value, int(doc["header"]["revision"]))
 
     def update(self, key: str, value: str, revision: int) -> KVPair:
-        ok, doc = self._txn([{"target": "MOD", "key": _b64(key), "result": "EQUAL",
-                              "mod_revision": str(revision)}],
-                            {"request_put": {"key": _b64(key), "value": _b64(value)}}, key)
+        ok, doc = self._txn([_mod_is(key, revision)], _put(key, value), key)
         if not ok:
             self._failed(key, revision, doc)
         return KVPair(key, value, int(doc["header"]["revision"]))
@@ -275,8 +283,7 @@ class GatewayBackend:
         if revision is None:
             ok, doc = self._txn([], req, key)
         else:
-            ok, doc = self._txn([{"target": "MOD", "key": _b64(key), "result": "EQUAL",
-                                  "mod_revision": str(revision)}], req, key)
+            ok, doc = self._txn([_mod_is(key, revision)], req, key)
             if not ok:
                 self._failed(key, revision, doc)
         resp = (doc.get("responses") or [{}])[0].get("response_delete_range") or {}
@@ -314,16 +321,9 @@ class GatewayBackend:
         compare: list[dict[str, Any]] = []
         success: list[dict[str, Any]] = []
         for kind, key, value, rev in ops:
-            if kind == "create":
-                compare.append({"target": "VERSION", "key": _b64(key), "result": "EQUAL",
-                                "version": "0"})
-            else:
-                compare.append({"target": "MOD", "key": _b64(key), "result": "EQUAL",
-                                "mod_revision": str(rev)})
-            if kind == "delete":
-                success.append({"request_delete_range": {"key": _b64(key)}})
-            else:
-                success.append({"request_put": {"key": _b64(key), "value": _b64(value or "")}})
+            compare.append(_absent(key) if kind == "create" else _mod_is(key, rev))
+            success.append({"request_delete_range": {"key": _b64(key)}} if kind == "delete"
+                           else _put(key, value or ""))
         doc = self._call("/v3/kv/txn", {"compare": compare, "success": success},
                          idempotent=False)
         if not doc.get("succeeded", False):
