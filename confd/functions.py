@@ -308,23 +308,22 @@ class KeyView:
 # ----------------------------------------------------------------------------------------------
 
 
-def to_json(text: str) -> Any:
+def _json_of(text: str, fn: str, kind: type, what: str) -> Any:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise TemplateValueError(f"json: not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise TemplateValueError("json: value is not a JSON object")
+        raise TemplateValueError(f"{fn}: not JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise TemplateValueError(f"{fn}: value is not a JSON {what}")
     return value
 
 
+def to_json(text: str) -> Any:
+    return _json_of(text, "json", dict, "object")
+
+
 def to_json_array(text: str) -> list[Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise TemplateValueError(f"jsonArray: not JSON: {exc}") from exc
-    if not isinstance(value, list):
-        raise TemplateValueError("jsonArray: value is not a JSON array")
+    value: list[Any] = _json_of(text, "jsonArray", list, "array")
     return value
 
 

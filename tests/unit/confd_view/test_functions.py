@@ -117,3 +117,15 @@ def test_bird_string_and_symbol() -> None:
     for bad in ("a'b", "a b", "a;b", "x" * 65):
         with pytest.raises(TemplateValueError):
             functions.bird_symbol(bad)
+
+
+def test_json_helpers_name_the_function_and_what_is_wrong() -> None:
+    h = functions.helper_functions({})
+    with pytest.raises(TemplateValueError, match=r"^json: value is not a JSON object$"):
+        h["json"]("[1]")
+    with pytest.raises(TemplateValueError, match=r"^jsonArray: value is not a JSON array$"):
+        h["jsonArray"]('{"a": 1}')
+    with pytest.raises(TemplateValueError, match=r"^jsonArray: not JSON: "):
+        h["jsonArray"]("[1,")
+    with pytest.raises(TemplateValueError, match=r"^json: not JSON: "):
+        h["json"]("{")
