@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Action = Callable[[Any], object]
+T = TypeVar("T")
 
 
 def read(filename: str, recursive: bool = False, skip_empty: bool = False
@@ -111,13 +112,22 @@ def datastore_reason(exc: Exception, res: Resource | None = None,
 def run_batch(resources: Sequence[Resource], verb: str, past: str, action: Action,
               skip: Callable[[Exception], bool] = lambda _e: False) -> None:
     """Apply `action` to each resource in order; stop at the first failure like calicoctl."""
+    run_each(resources, [r.KIND for r in resources], verb, past, action,
+             lambda exc, res: datastore_reason(exc, res), skip)
+
+
+def run_each(items: Sequence[T], item_kinds: Sequence[str], verb: str, past: str,
+             action: Callable[[T], object], reason: Callable[[Exception, T], str],
+             skip: Callable[[Exception], bool] = lambda _e: False) -> None:
+    """`run_batch` over any items (resources, or (kind, name, namespace) to delete):
+    `item_kinds[i]` names the kind of `items[i]`, `reason` words a failure."""
     from libcalico.errors import CalicoError
 
-    single = documents.by_kind_summary([r.KIND for r in resources])
+    single = documents.by_kind_summary(list(item_kinds))
     done = 0
-    for res in resources:
+    for item, kind in zip(items, item_kinds, strict=True):
         try:
-            action(res)
+            action(item)
         except CalicoError as exc:
             if skip(exc):
                 done += 1
@@ -125,9 +135,9 @@ def run_batch(resources: Sequence[Resource], verb: str, past: str, action: Actio
             if done:
                 what = f"'{single}' resources" if single else "resources"
                 click.echo(f"Partial success: {past} the first {done} out of "
-                           f"{len(resources)} {what}:")
-            raise Failed(f"Failed to {verb} '{res.KIND}' resource: "
-                         f"[{datastore_reason(exc, res)}]") from exc
+                           f"{len(items)} {what}:")
+            raise Failed(f"Failed to {verb} '{kind}' resource: "
+                         f"[{reason(exc, item)}]") from exc
         done += 1
     log.info("calicoctl %s resources=%d kind=%s", verb, done, single or "mixed")
     if single:

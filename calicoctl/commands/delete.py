@@ -69,27 +69,15 @@ def _from_file(docs: list[documents.Document], namespace: str | None) -> list[Ta
 
 
 def _delete(targets: list[Target], skip_not_exists: bool) -> None:
-    from libcalico.errors import CalicoError, NotFound
+    from libcalico.errors import NotFound
 
     client = context().client()
-    single = documents.by_kind_summary([k for k, _, _ in targets])
-    done = 0
-    for kind, name, ns in targets:
-        try:
-            client.delete(kind, name, ns)
-        except CalicoError as exc:
-            if skip_not_exists and isinstance(exc, NotFound):
-                done += 1
-                continue
-            if done:
-                what = f"'{single}' resources" if single else "resources"
-                click.echo(f"Partial success: deleted the first {done} out of {len(targets)} "
-                           f"{what}:")
-            who = f"{ns}/{name}" if ns else name
-            raise Failed(f"Failed to delete '{kind}' resource: "
-                         f"[{resources.datastore_reason(exc, kind=kind, name=who)}]") from exc
-        done += 1
-    if single:
-        click.echo(f"Successfully deleted {done} '{single}' resource(s)")
-    else:
-        click.echo(f"Successfully deleted {done} resource(s)")
+
+    def who(t: Target) -> str:
+        return f"{t[2]}/{t[1]}" if t[2] else t[1]
+
+    resources.run_each(
+        targets, [kind for kind, _, _ in targets], "delete", "deleted",
+        lambda t: client.delete(*t),
+        lambda exc, t: resources.datastore_reason(exc, kind=t[0], name=who(t)),
+        skip=lambda exc: skip_not_exists and isinstance(exc, NotFound))
