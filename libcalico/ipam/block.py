@@ -300,15 +300,21 @@ def encode(block: Block) -> str:
     return gojson.dumps(doc)
 
 
-def decode(text: str, key: str = "") -> Block:
-    """Parse a stored block, checking its shape (datastore values are untrusted)."""
-    where = key or "block"
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """A stored value that must be a JSON object; ValidationError naming `where` if not."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"not JSON: {exc}", where) from exc
     if not isinstance(doc, dict):
         raise ValidationError("expected a JSON object", where)
+    return doc
+
+
+def decode(text: str, key: str = "") -> Block:
+    """Parse a stored block, checking its shape (datastore values are untrusted)."""
+    where = key or "block"
+    doc = json_object(text, where)
     try:
         cidr = ipaddress.ip_network(doc["cidr"])
         n = cidr.num_addresses

@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from libcalico.errors import ValidationError
 from libcalico.ipam import gojson
-from libcalico.ipam.block import IPAddress, IPNetwork
+from libcalico.ipam.block import IPAddress, IPNetwork, json_object
 
 PURE = True
 
 
 def _load(text: str, where: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"not JSON: {exc}", where) from exc
-    if not isinstance(doc, dict):
-        raise ValidationError("expected a JSON object", where)
-    return doc
+    return json_object(text, where) if text.strip() else {}
 
 
 class AffinityState(enum.StrEnum):
