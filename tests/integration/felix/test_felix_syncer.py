@@ -4,6 +4,7 @@ prefixes Felix watches carry what it needs, deletes and bad values flow through.
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
 
 import pytest
@@ -12,6 +13,7 @@ from felix.__main__ import PREFIXES
 from felix.dataplane.loop import Dataplane, LinksChanged, Stop
 from libcalico.datastore.etcd import EtcdBackend
 from libcalico.datastore.syncer import Syncer
+from libcalico.model import keys
 from tests.fixtures.etcd import EtcdServer
 from tests.netns.felix.cluster import wait_for
 from tests.unit.felix import data
@@ -48,6 +50,14 @@ def test_felix_follows_etcd_through_the_syncer(etcd: EtcdServer) -> None:
         local = (254, ipaddress.ip_network("10.65.0.10/32"))
         wait_for(lambda: remote in nl.routes and local in nl.routes, 20, "routes programmed")
         assert "cali-tw-cali0000000001" in ipt.table(4, "filter")
+        # Workload routes carry the normal route priority: 1024 by default, then what
+        # BGPConfiguration `default` says, read through the same syncer.
+        assert nl.routes.metrics(local[1]) == [1024]
+        be.apply(keys.resource_key("BGPConfiguration", "default"), json.dumps(
+            {"kind": "BGPConfiguration", "apiVersion": "projectcalico.org/v3",
+             "metadata": {"name": "default"}, "spec": {"ipv4NormalRoutePriority": 5000}}))
+        wait_for(lambda: nl.routes.metrics(local[1]) == [5000], 20, "metric 5000")
+        assert nl.routes.metrics(remote[1]) == [0]
         # A bad value in etcd is ignored (the endpoint is treated as gone), not fatal.
         be.apply(kvs[5][0], '{"spec":{"node":"node1","interfaceName":"cali$(x)"}}')
         wait_for(lambda: local not in nl.routes, 20, "invalid endpoint withdrawn")
