@@ -55,6 +55,14 @@ def _dict(v: Any, path: str) -> dict[str, Any]:
     return v
 
 
+def _list(v: Any, path: str) -> list[Any]:
+    """An optional list (absent or empty: [])."""
+    items = v or []
+    if not isinstance(items, list):
+        raise DecodeError(path, "expected a list")
+    return items
+
+
 def _str(v: Any, path: str) -> str:
     if v is None:
         return ""
@@ -390,9 +398,7 @@ def validate_config(spec: dict[str, Any]) -> None:
         if _str(spec.get(f), f"spec.{f}") not in allowed:
             raise DecodeError(f"spec.{f}", f"must be one of {sorted(allowed - {''})}")
     named: set[str] = set()
-    comms = spec.get("communities") or []
-    if not isinstance(comms, list):
-        raise DecodeError("spec.communities", "expected a list")
+    comms = _list(spec.get("communities"), "spec.communities")
     for i, c in enumerate(comms):
         path = f"spec.communities[{i}]"
         c = _dict(c, path)
@@ -404,16 +410,12 @@ def validate_config(spec: dict[str, Any]) -> None:
         except bgpfilter.FilterError as exc:
             raise DecodeError(exc.field_path, "bad community value") from exc
         named.add(name)
-    advs = spec.get("prefixAdvertisements") or []
-    if not isinstance(advs, list):
-        raise DecodeError("spec.prefixAdvertisements", "expected a list")
+    advs = _list(spec.get("prefixAdvertisements"), "spec.prefixAdvertisements")
     for i, a in enumerate(advs):
         path = f"spec.prefixAdvertisements[{i}]"
         a = _dict(a, path)
         _network(a.get("cidr"), f"{path}.cidr")
-        cs = a.get("communities") or []
-        if not isinstance(cs, list):
-            raise DecodeError(f"{path}.communities", "expected a list")
+        cs = _list(a.get("communities"), f"{path}.communities")
         for j, c in enumerate(cs):
             # A name may be defined here or (for node.<name>) in the default configuration;
             # names that resolve to nothing are dropped when the keys are built.
@@ -425,16 +427,12 @@ def validate_config(spec: dict[str, Any]) -> None:
                 raise DecodeError(exc.field_path,
                                   "neither a community name nor a community value") from exc
     for f in ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs"):
-        items = spec.get(f) or []
-        if not isinstance(items, list):
-            raise DecodeError(f"spec.{f}", "expected a list")
+        items = _list(spec.get(f), f"spec.{f}")
         for i, item in enumerate(items):
             item = _dict(item, f"spec.{f}[{i}]")
             if item.get("cidr"):
                 _network(item["cidr"], f"spec.{f}[{i}].cidr")
-    ifaces = spec.get("ignoredInterfaces") or []
-    if not isinstance(ifaces, list):
-        raise DecodeError("spec.ignoredInterfaces", "expected a list")
+    ifaces = _list(spec.get("ignoredInterfaces"), "spec.ignoredInterfaces")
     for i, pat in enumerate(ifaces):
         if not isinstance(pat, str) or not pat or "\\" in pat or not is_bird_string_safe(pat):
             raise DecodeError(f"spec.ignoredInterfaces[{i}]",
