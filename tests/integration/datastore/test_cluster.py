@@ -10,7 +10,7 @@ from libcalico.datastore.etcd import EtcdBackend
 from libcalico.datastore.syncer import Syncer, SyncStatus
 from libcalico.errors import AlreadyExists, Unavailable
 from tests.fixtures.etcd import EtcdFactory, EtcdServer
-from tests.integration.datastore.test_syncer_etcd import Recorder
+from tests.fixtures.syncer import Recorder
 
 PREFIX = "/calico/resources/v3/projectcalico.org/workloadendpoints/"
 WRITES = 150

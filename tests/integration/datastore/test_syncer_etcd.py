@@ -2,58 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from libcalico.datastore.etcd import EtcdBackend
 from libcalico.datastore.syncer import (
-    StatusChanged,
     Syncer,
-    SyncEvent,
     SyncStatus,
-    Update,
-    Updates,
 )
 from tests.fixtures.etcd import EtcdFactory, EtcdServer, free_port
+from tests.fixtures.syncer import Recorder
 
 W, R, S = SyncStatus.WAIT_FOR_DATASTORE, SyncStatus.RESYNC_IN_PROGRESS, SyncStatus.IN_SYNC
 LIMIT = 60.0  # seconds before a wait counts as a failure (not a speed assertion)
 PREFIXES = ("/calico/resources/v3/projectcalico.org/ippools/", "/calico/ipam/v2/")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.events: list[SyncEvent] = []
-        self.updates: list[Update] = []
-        self.state: dict[str, tuple[str, int]] = {}
-
-    def __call__(self, event: SyncEvent) -> None:
-        with self.cond:
-            self.events.append(event)
-            if isinstance(event, Updates):
-                for u in event.updates:
-                    self.updates.append(u)
-                    if u.value is None:
-                        self.state.pop(u.key, None)
-                    else:
-                        self.state[u.key] = (u.value, u.revision)
-            self.cond.notify_all()
-
-    def statuses(self) -> list[SyncStatus]:
-        with self.cond:
-            return [e.status for e in self.events if isinstance(e, StatusChanged)]
-
-    def wait(self, pred: Callable[[], bool], what: str) -> None:
-        with self.cond:
-            if not self.cond.wait_for(pred, LIMIT):
-                raise AssertionError(f"timed out waiting for {what}: {self.statuses()}")
-
-    def wait_status(self, status: SyncStatus, count: int = 1) -> None:
-        self.wait(lambda: self.statuses().count(status) >= count, f"{status} x{count}")
 
 
 def etcd_state(b: EtcdBackend) -> dict[str, tuple[str, int]]:

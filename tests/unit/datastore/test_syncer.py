@@ -12,50 +12,15 @@ import pytest
 
 from libcalico.datastore.memory import MemoryBackend
 from libcalico.datastore.syncer import (
-    StatusChanged,
     Syncer,
     SyncEvent,
     SyncStatus,
-    Update,
     Updates,
 )
+from tests.fixtures.syncer import Recorder
 
 W, R, S = SyncStatus.WAIT_FOR_DATASTORE, SyncStatus.RESYNC_IN_PROGRESS, SyncStatus.IN_SYNC
 LIMIT = 10.0  # seconds before a wait is a failure (never an assertion on speed)
-
-
-class Recorder:
-    """A sink that applies updates to a dict, as a consumer would."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.events: list[SyncEvent] = []
-        self.state: dict[str, tuple[str, int]] = {}
-        self.updates: list[Update] = []
-
-    def __call__(self, event: SyncEvent) -> None:
-        with self.cond:
-            self.events.append(event)
-            if isinstance(event, Updates):
-                for u in event.updates:
-                    self.updates.append(u)
-                    if u.value is None:
-                        self.state.pop(u.key, None)
-                    else:
-                        self.state[u.key] = (u.value, u.revision)
-            self.cond.notify_all()
-
-    def statuses(self) -> list[SyncStatus]:
-        with self.cond:
-            return [e.status for e in self.events if isinstance(e, StatusChanged)]
-
-    def wait(self, pred: Callable[[], bool], what: str) -> None:
-        with self.cond:
-            if not self.cond.wait_for(pred, LIMIT):
-                raise AssertionError(f"timed out waiting for {what}; events: {self.events}")
-
-    def wait_status(self, status: SyncStatus, count: int = 1) -> None:
-        self.wait(lambda: self.statuses().count(status) >= count, f"{status} x{count}")
 
 
 Run = Callable[..., tuple[Syncer, Recorder]]
@@ -75,7 +40,7 @@ def run(backend: MemoryBackend) -> Iterator[Run]:
     started: list[Syncer] = []
 
     def make(*prefixes: str) -> tuple[Syncer, Recorder]:
-        rec = Recorder()
+        rec = Recorder(LIMIT)
         s = Syncer(backend, list(prefixes) or ["/k/"], rec,
                    backoff_initial=0.005, backoff_max=0.02)
         started.append(s)
@@ -189,7 +154,7 @@ def test_waits_for_datastore_then_syncs(
 
 
 def test_failing_sink_does_not_stop_the_syncer(backend: MemoryBackend) -> None:
-    rec = Recorder()
+    rec = Recorder(LIMIT)
     calls = []
 
     def sink(ev: SyncEvent) -> None:
@@ -209,7 +174,7 @@ def test_failing_sink_does_not_stop_the_syncer(backend: MemoryBackend) -> None:
 
 
 def test_stop_ends_threads_and_delivery(backend: MemoryBackend) -> None:
-    rec = Recorder()
+    rec = Recorder(LIMIT)
     s = Syncer(backend, ["/k/", "/j/"], rec)
     s.start()
     rec.wait_status(S)
