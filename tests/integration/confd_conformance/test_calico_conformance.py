@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,9 +31,8 @@ from typing import Any
 import pytest
 
 from confd import offline
-from libcalico.datastore import connect
 from libcalico.datastore.api import Backend
-from libcalico.datastore.config import DatastoreConfig
+from libcalico.datastore.etcd import EtcdBackend
 from libcalico.errors import NotFound
 from libcalico.model import keys as calico_keys
 from tests.fixtures import conformance
@@ -66,12 +65,8 @@ def semantic_diff() -> ModuleType:
 
 
 @pytest.fixture
-def backend(etcd: EtcdServer) -> Iterator[Backend]:
-    b = connect(DatastoreConfig(etcd_endpoints=(etcd.endpoint,)))
-    try:
-        yield b
-    finally:
-        b.close()
+def backend(etcd_backend: EtcdBackend) -> EtcdBackend:
+    return etcd_backend
 
 
 def _env(case: Mapping[str, Any], etcd: EtcdServer) -> dict[str, str]:

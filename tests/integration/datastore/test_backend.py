@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-from libcalico.datastore import connect
 from libcalico.datastore.api import EventType, WatchEvent
-from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.etcd import EtcdBackend
 from libcalico.errors import AlreadyExists, Compacted, Conflict, NotFound, Unavailable
 from tests.fixtures.etcd import EtcdFactory, EtcdServer, free_port
@@ -22,13 +19,8 @@ POOL = ('{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name"
 
 
 @pytest.fixture
-def backend(etcd: EtcdServer) -> Iterator[EtcdBackend]:
-    b = connect(DatastoreConfig.from_env({"ETCD_ENDPOINTS": etcd.endpoint}))
-    assert isinstance(b, EtcdBackend)
-    try:
-        yield b
-    finally:
-        b.close()
+def backend(etcd_backend: EtcdBackend) -> EtcdBackend:
+    return etcd_backend
 
 
 def test_create_get_list_update_delete(backend: EtcdBackend, etcd: EtcdServer) -> None:

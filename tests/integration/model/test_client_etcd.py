@@ -6,7 +6,6 @@ import ipaddress
 import json
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +14,6 @@ from typing import Any
 import pytest
 
 from libcalico.client import Client
-from libcalico.datastore import connect
-from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.etcd import EtcdBackend
 from libcalico.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from libcalico.model import codec
@@ -33,13 +30,8 @@ MAC = "9a:1b:2c:3d:4e:5f"
 
 
 @pytest.fixture
-def backend(etcd: EtcdServer) -> Iterator[EtcdBackend]:
-    b = connect(DatastoreConfig.from_env({"ETCD_ENDPOINTS": etcd.endpoint}))
-    assert isinstance(b, EtcdBackend)
-    try:
-        yield b
-    finally:
-        b.close()
+def backend(etcd_backend: EtcdBackend) -> EtcdBackend:
+    return etcd_backend
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,13 @@ from calico_node import autodetect, startup
 from libcalico.datastore.api import Backend
 from libcalico.datastore.etcd import EtcdBackend
 from libcalico.model import keys
-from tests.fixtures.etcd import EtcdServer
 
 pytestmark = pytest.mark.etcd
 
 
 @pytest.fixture
-def backend(etcd: EtcdServer) -> Iterator[Backend]:
-    b = EtcdBackend([etcd.endpoint])
-    try:
-        yield b
-    finally:
-        b.close()
+def backend(etcd_backend: EtcdBackend) -> EtcdBackend:
+    return etcd_backend
 
 
 IFACES = [autodetect.Interface("lo", (ipaddress.ip_interface("127.0.0.1/8"),)),
