@@ -25,9 +25,10 @@ import yaml
 from libcalico.errors import FieldError, ValidationError
 from libcalico.model import compiler, resources
 from libcalico.model.keys import API_VERSION
+from libcalico.model.leaf_codecs import BAD
 from libcalico.model.metadata import KINDS, KindSpec
 from libcalico.model.resources import Resource
-from libcalico.model.schema import BAD, decode_struct, encode_struct
+from libcalico.model.schema import decode_struct, encode_struct
 from libcalico.model.validate import dns1123_label
 
 PURE = True

@@ -39,19 +39,9 @@ from datetime import datetime
 from typing import Any
 
 from libcalico.errors import FieldError
-from libcalico.model.schema import (
-    BAD,
-    _dec_str,
-    _Field,
-    _ip_address,
-    _ip_network,
-    _is_union,
-    _is_zero,
-    _Plan,
-    _unwrap_optional,
-    parse_time,
-    plan,
-)
+from libcalico.model.fields import META_KEY
+from libcalico.model.leaf_codecs import BAD, dec_str, ip_address, ip_network, parse_time
+from libcalico.model.schema import FieldPlan, Plan, is_union, is_zero, plan, unwrap_optional
 
 PURE = True
 
@@ -121,7 +111,7 @@ class _Source:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.env: dict[str, object] = {"BAD": BAD, "_is_zero": _is_zero}
+        self.env: dict[str, object] = {"BAD": BAD, "is_zero": is_zero}
 
     def ref(self, prefix: str, obj: object) -> str:
         name = f"{prefix}{len(self.env)}"
@@ -138,7 +128,7 @@ MAX_SHAPES = 64
 """Shapes compiled per class at most; values of other shapes take the general decoder."""
 
 
-def _compile(p: _Plan, ignore: tuple[str, ...]) -> Fast:
+def _compile(p: Plan, ignore: tuple[str, ...]) -> Fast:
     """The entry point: hook (if any), then the decoder of the value's shape (its keys in
     order), else the general decoder. Stored values of a kind come in a handful of shapes
     (Calico writes its fields in a fixed order), so nearly every value hits a shape."""
@@ -178,7 +168,7 @@ def _compile(p: _Plan, ignore: tuple[str, ...]) -> Fast:
 class _Class:
     """What the decoders of one class are generated from, and its shape decoders."""
 
-    def __init__(self, p: _Plan, ignore: tuple[str, ...]) -> None:
+    def __init__(self, p: Plan, ignore: tuple[str, ...]) -> None:
         self.p = p
         self.ignore = ignore
         self.dc_fields = {f.name: f for f in dataclasses.fields(p.cls)}
@@ -211,7 +201,7 @@ class _Class:
         src.env["MISSING"] = _MISSING
         return src
 
-    def _default(self, src: _Source, f: _Field) -> str | None:
+    def _default(self, src: _Source, f: FieldPlan) -> str | None:
         """An expression for the field's dataclass default (None: the field is required)."""
         dcf = self.dc_fields[f.attr]
         if dcf.default is not dataclasses.MISSING:
@@ -223,14 +213,14 @@ class _Class:
             return src.ref("factory", dcf.default_factory) + "()"
         return None
 
-    def _field(self, src: _Source, ind: int, f: _Field, var: str, unset: str) -> None:
+    def _field(self, src: _Source, ind: int, f: FieldPlan, var: str, unset: str) -> None:
         """Code storing raw `x` (not None) into `var`, as decode_struct's loop body does;
         `unset` is the statement for a zero that means "unset"."""
         hint, dcf = self.hints[f.attr], self.dc_fields[f.attr]
         _value(src, ind, f, hint, dcf)
         if f.zero_is_unset:
             src.add(ind, "if not x:" if _str_like(f, hint, dcf)
-                    else "if (x == 0 if type(x) is int else _is_zero(x)):")
+                    else "if (x == 0 if type(x) is int else is_zero(x)):")
             src.add(ind + 1, unset if not f.required else "return BAD")
             src.add(ind, "else:")
             ind += 1
@@ -291,7 +281,7 @@ class _Class:
         self._construct(src, values)
         return self._finish(src, "(any shape)")
 
-    def _dispatch(self, src: _Source, ind: int, fields: list[tuple[int, _Field]],
+    def _dispatch(self, src: _Source, ind: int, fields: list[tuple[int, FieldPlan]],
                   values: dict[str, str]) -> None:
         """A binary tree of `if i < n` over the field indexes, each leaf one field's code."""
         if len(fields) == 1:
@@ -346,20 +336,20 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _str_like(f: _Field, hint: Any, dc_field: dataclasses.Field[Any]) -> bool:
+def _str_like(f: FieldPlan, hint: Any, dc_field: dataclasses.Field[Any]) -> bool:
     """Whether every decoded value of the field is a str (so `not x` is Go's zero test)."""
-    meta = dc_field.metadata.get("calico")
+    meta = dc_field.metadata.get(META_KEY)
     if meta is not None and meta.codec is not None:
         return False
-    inner = _unwrap_optional(hint)[1]
+    inner = unwrap_optional(hint)[1]
     return inner is str or (isinstance(inner, type) and issubclass(inner, enum.StrEnum))
 
 
-def _value(src: _Source, ind: int, f: _Field, hint: Any,
+def _value(src: _Source, ind: int, f: FieldPlan, hint: Any,
            dc_field: dataclasses.Field[Any]) -> None:
     """Code turning raw `x` into the field's value (or returning BAD)."""
-    meta = dc_field.metadata.get("calico")
-    inner = _unwrap_optional(hint)[1]
+    meta = dc_field.metadata.get(META_KEY)
+    inner = unwrap_optional(hint)[1]
     dec = src.ref("dec", f.decode)
     slow = [f"x = {dec}(x, '', [])", "if x is BAD:", "    return BAD"]
     if meta is not None and meta.codec is not None:
@@ -428,11 +418,11 @@ _ADDRESSES = frozenset({ipaddress.IPv4Address, ipaddress.IPv6Address})
 
 def _text_leaf(tp: Any, meta: Any) -> Callable[[str], object] | None:
     """The cached text parser that the field's decoder tries first, if it has one."""
-    members = frozenset(typing.get_args(tp)) if _is_union(tp) else frozenset({tp})
+    members = frozenset(typing.get_args(tp)) if is_union(tp) else frozenset({tp})
     if members <= _NETWORKS:
-        return _ip_network  # exact networks; host bits go through the decoder
+        return ip_network  # exact networks; host bits go through the decoder
     if members <= _ADDRESSES:
-        return _ip_address
+        return ip_address
     if tp is datetime:
         return parse_time
     return None
@@ -485,7 +475,7 @@ def _str_dict(raw: object) -> object:
 
 def _as_str(raw: object) -> object:
     """A YAML boolean or number read into a string, as the field decoder does."""
-    return _dec_str(raw, "", [])
+    return dec_str(raw, "", [])
 
 
 def _tuple_of(inner: Fast) -> Fast:

@@ -6,7 +6,7 @@ labels, annotations, ownerReferences, finalizers), so encoded values match Calic
 byte. (selfLink and managedFields are not kept, as Calico does not store them.)
 """
 
-# ruff: noqa: RUF009 - schema.fld/opt are dataclass field specifiers (dataclasses.field)
+# ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from libcalico.errors import FieldError
 from libcalico.model import validate as v
-from libcalico.model.schema import fld, opt
+from libcalico.model.fields import fld, opt
 
 PURE = True
 

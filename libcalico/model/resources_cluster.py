@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# ruff: noqa: RUF009 - schema.fld/opt are dataclass field specifiers (dataclasses.field)
+# ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
 import enum
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,9 +10,9 @@ from typing import ClassVar
 
 from libcalico.errors import FieldError
 from libcalico.model import validate as v
+from libcalico.model.fields import fld, opt
 from libcalico.model.metadata import KindSpec, Metadata, register
 from libcalico.model.resources_bgp import EnabledDisabled, LogLevel
-from libcalico.model.schema import fld, opt
 
 PURE = True
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-# ruff: noqa: RUF009 - schema.fld/opt are dataclass field specifiers (dataclasses.field)
+# ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
 import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
 from libcalico.errors import FieldError
 from libcalico.model import validate as v
+from libcalico.model.fields import PORT, PROTOCOL, fld, opt
 from libcalico.model.metadata import KindSpec, Metadata, register
-from libcalico.model.schema import PORT, PROTOCOL, fld, opt
 from libcalico.model.types import IPAddress, IPNetwork, Port, ProtocolValue
 
 PURE = True

@@ -1,6 +1,6 @@
 """Addressing kinds: IPPool, IPReservation, Node."""
 
-# ruff: noqa: RUF009 - schema.fld/opt are dataclass field specifiers (dataclasses.field)
+# ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import ClassVar
 
 from libcalico.errors import FieldError
 from libcalico.model import validate as v
+from libcalico.model.fields import AS_NUMBER, fld, opt
 from libcalico.model.metadata import KindSpec, Metadata, register
-from libcalico.model.schema import AS_NUMBER, fld, opt
 from libcalico.model.types import AddressOrInterface, IPAddress, IPNetwork
 
 PURE = True

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from libcalico.errors import ValidationError
 from libcalico.model import codec, compiler
 from libcalico.model import resources as r
-from libcalico.model.schema import BAD
+from libcalico.model.leaf_codecs import BAD
 from tests.unit.model.test_invalid import CASES as INVALID
 from tests.unit.model.test_schema_properties import resources
 

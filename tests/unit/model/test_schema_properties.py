@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from libcalico.errors import ValidationError
-from libcalico.model import codec, schema
+from libcalico.model import codec, fields
 from libcalico.model import resources as r
 from libcalico.model import types as vt
 from libcalico.model import validate as v
@@ -52,7 +52,7 @@ def _str(check: Any) -> st.SearchStrategy[Any]:
     return NAMES
 
 
-def _for(tp: Any, meta: schema.Meta | None, check: Any) -> st.SearchStrategy[Any]:
+def _for(tp: Any, meta: fields.Meta | None, check: Any) -> st.SearchStrategy[Any]:
     optional = False
     if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -62,19 +62,19 @@ def _for(tp: Any, meta: schema.Meta | None, check: Any) -> st.SearchStrategy[Any
     return (st.none() | inner) if optional else inner
 
 
-def _value(tp: Any, meta: schema.Meta | None, check: Any) -> st.SearchStrategy[Any]:
+def _value(tp: Any, meta: fields.Meta | None, check: Any) -> st.SearchStrategy[Any]:
     codec_ = meta.codec if meta else None
     version = getattr(check, "ip_version", None)
     if typing.get_origin(tp) is tuple:
         item_check = getattr(check, "item_check", None)
         item = _value(typing.get_args(tp)[0], meta, item_check)
         return st.lists(item, max_size=3).map(tuple)
-    if codec_ is schema.AS_NUMBER:
+    if codec_ is fields.AS_NUMBER:
         return st.integers(1, 2**32 - 1)
-    if codec_ is schema.PORT:
+    if codec_ is fields.PORT:
         return st.integers(1, 65535).map(vt.Port.single) | st.tuples(
             st.integers(1, 1000), st.integers(1001, 65535)).map(lambda t: vt.Port(*t))
-    if codec_ is schema.PROTOCOL:
+    if codec_ is fields.PROTOCOL:
         return st.sampled_from(["TCP", "UDP", "SCTP"])
     if typing.get_origin(tp) is dict:
         return st.dictionaries(st.sampled_from(["a", "b.c/d", "k8s-app"]), LABEL_VALUES,
@@ -108,7 +108,7 @@ def _struct(cls: type) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, st.SearchStrategy[Any]] = {}
     for f in dataclasses.fields(cls):
-        meta = f.metadata.get(schema.META_KEY)
+        meta = f.metadata.get(fields.META_KEY)
         if meta is not None and meta.hidden:
             continue
         kwargs[f.name] = _for(hints[f.name], meta, meta.check if meta else None)
