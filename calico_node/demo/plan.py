@@ -14,8 +14,9 @@ ROUTER_IPS = (ipaddress.IPv4Address("172.30.0.1"), ipaddress.IPv4Address("172.30
 EDGE_IP = ipaddress.ip_address("172.30.0.250")
 EDGE_AS = 65000
 CLUSTER_AS = 64512
-POOL = ipaddress.ip_network("10.244.0.0/16")
+POOL = ipaddress.IPv4Network("10.244.0.0/16")
 ETCD_PORT = 2379
+ETCD_URL = f"http://{RELAY_IP}:{ETCD_PORT}"
 NETWORK = "demo-net"
 
 
