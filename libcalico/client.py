@@ -20,19 +20,18 @@ Backend's (libcalico.errors).
 from __future__ import annotations
 
 import builtins
-import contextlib
-import gc
 import ipaddress
 import json
 import logging
 import operator
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
 
 from libcalico.datastore.api import Backend, KVPair
+from libcalico.datastore.gcpause import cyclic_gc_paused
 from libcalico.errors import AlreadyExists, Conflict, FieldError, NotFound, ValidationError
 from libcalico.model import codec, keys
 from libcalico.model.resources import (
@@ -56,23 +55,6 @@ APPLY_RETRIES = 10
 
 
 _BY_NAME = operator.attrgetter("metadata.name")
-
-
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a listing is decoded. Decoding builds a few
-    long-lived objects per value and no reference cycles; with the collector running, the
-    whole heap is rescanned several times while they pile up (a third of the time of a
-    10,000-object list in bench/datastore.py). Reference counting still frees everything;
-    the collector's previous state is restored (another thread that paused it keeps it)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _utcnow() -> datetime:
@@ -128,7 +110,7 @@ class Client:
         root, slashes = len(keys.RESOURCE_ROOT), 2 if info.namespaced else 1
         loads = codec.loads
         out: builtins.list[Resource] = []
-        with _cyclic_gc_paused():
+        with cyclic_gc_paused():
             for kv in listing.kvs:
                 key = kv.key
                 if key.count("/", root) != slashes:
