@@ -30,3 +30,7 @@ if [[ ! -e $stamp ]]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# The test-only Kubernetes control plane (kube-apiserver and etcd for tests/integration/kube),
+# built from the Go module proxy into /var/cache/calico-py when missing (cold ~5 min here).
+nice -n 10 bash scripts/build-kube >/dev/null

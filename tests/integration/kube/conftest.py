@@ -1,0 +1,3 @@
+from tests.fixtures.kube import kube_apiserver
+
+__all__ = ["kube_apiserver"]
