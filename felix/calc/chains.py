@@ -4,27 +4,20 @@ every apply."""
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 
-from felix.calc.inputs import Profile, RuleSpec
+from felix.calc import rules as calico_rules
+from felix.calc.rules import ACCEPT_MARK, J_SET_ACCEPT, M_ACCEPT, set_name
 from felix.drivers.iptables.rules import Rule, length_limited
+from libcalico.model.resources import DEFAULT_ALLOW_PROFILE, Profile
 
 PURE = True
 
-ACCEPT_MARK = 0x10000
-PASS_MARK = 0x20000
 SCRATCH0 = 0x80000
 ALL_BITS = 0x1B0000
 
-DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
-
-M_ACCEPT = f"-m mark --mark {ACCEPT_MARK:#x}/{ACCEPT_MARK:#x}"
 J_CLEAR = f"-j MARK --set-xmark 0x0/{ALL_BITS:#x}"
-J_SET_ACCEPT = f"-j MARK --set-xmark {ACCEPT_MARK:#x}/{ACCEPT_MARK:#x}"
 
 
 @dataclass(frozen=True)
@@ -59,27 +52,11 @@ class RuleOptions:
     failsafe_out: tuple[tuple[str, int], ...]
 
 
-def set_name(version: int, ident: str) -> str:
-    return f"cali{version}0{ident}"[:31]
-
-
-@functools.lru_cache(maxsize=4096)
-def selector_set_id(canonical: str) -> str:
-    """The IP set of a selector: `s:` + a hash of its canonical text (cali40s:…, 31 chars)."""
-    digest = hashlib.sha224(canonical.encode()).digest()
-    return "s:" + base64.urlsafe_b64encode(digest).decode()[:23]
-
-
 def selectors_of(profile: Profile | None) -> set[str]:
-    out: set[str] = set()
+    """Canonical selectors a profile's rules match on."""
     if profile is None:
-        return out
-    for spec in profile.ingress + profile.egress:
-        if spec.unsupported:
-            continue
-        out.update(s for s in (spec.src_selector, spec.dst_selector, spec.not_src_selector,
-                               spec.not_dst_selector) if s)
-    return out
+        return set()
+    return calico_rules.selectors_of(profile.spec.ingress + profile.spec.egress)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -380,82 +357,5 @@ def _profile_chains(version: int, name: str, prof: Profile | None
         return allow, allow
     if prof is None:
         return (), ()
-    return (_policy_rules(version, prof.ingress, inbound=True),
-            _policy_rules(version, prof.egress, inbound=False))
-
-
-@functools.lru_cache(maxsize=1024)
-def _policy_rules(version: int, specs: tuple[RuleSpec, ...], inbound: bool
-                  ) -> tuple[Rule, ...]:
-    out: list[Rule] = []
-    for spec in specs:
-        if spec.ip_version and spec.ip_version != version:
-            continue
-        matches = None if spec.unsupported else _matches(version, spec)
-        if matches is None:
-            # A rule we cannot express exactly fails closed: an Allow is left out (allows
-            # less), a Deny drops everything that reaches it (denies more).
-            if spec.action != "Deny":
-                continue
-            matches = [""]
-        for match in matches:
-            if spec.action == "Allow":
-                out += [Rule(match, J_SET_ACCEPT), Rule(M_ACCEPT, "-j RETURN")]
-            elif spec.action == "Deny":
-                out.append(Rule(match, "-j DROP"))
-            elif spec.action == "Pass":
-                out += [Rule(match, f"-j MARK --set-xmark {PASS_MARK:#x}/{PASS_MARK:#x}"),
-                        Rule(f"-m mark --mark {PASS_MARK:#x}/{PASS_MARK:#x}", "-j RETURN")]
-            else:
-                out.append(Rule(match, "-j LOG --log-prefix calico-packet --log-level 5"))
-    return tuple(out)
-
-
-def _fam(nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], version: int
-         ) -> tuple[list[str], bool]:
-    """(nets of this family, whether the rule had nets but none of this family)."""
-    same = [str(n) for n in nets if n.version == version]
-    return same, bool(nets) and not same
-
-
-def _matches(version: int, spec: RuleSpec) -> list[str] | None:
-    """iptables matches for one rule ([] when it cannot apply to this IP version; None when
-    it cannot be expressed)."""
-    src, skip1 = _fam(spec.src_nets, version)
-    dst, skip2 = _fam(spec.dst_nets, version)
-    nsrc, _ = _fam(spec.not_src_nets, version)
-    ndst, _ = _fam(spec.not_dst_nets, version)
-    if skip1 or skip2:
-        return []
-    base: list[str] = []
-    proto = spec.protocol
-    if proto == "icmp" and version == 6:
-        proto = "ipv6-icmp"
-    if proto:
-        base.append(f"-p {proto}")
-    if spec.not_protocol:
-        base.append(f"! -p {spec.not_protocol}")
-    if (spec.src_ports or spec.dst_ports) and proto not in ("tcp", "udp", "sctp"):
-        return None
-    for n in nsrc:
-        base.append(f"! -s {n}")
-    for n in ndst:
-        base.append(f"! -d {n}")
-    for sel, neg, side in ((spec.src_selector, "", "src"), (spec.dst_selector, "", "dst"),
-                           (spec.not_src_selector, "! ", "src"),
-                           (spec.not_dst_selector, "! ", "dst")):
-        if sel:
-            base.append(f"-m set {neg}--match-set "
-                        f"{set_name(version, selector_set_id(sel))} {side}")
-    if len(nsrc) > 1 or len(ndst) > 1:
-        return None  # iptables takes one -s/-d per rule; not expressible without ipsets
-    variants = [" ".join(base)]
-    for flag, nets in (("-s", src), ("-d", dst)):
-        if nets:
-            variants = [f"{v} {flag} {n}".strip() for v in variants for n in nets]
-    for flag, ports in (("--sports", spec.src_ports), ("--dports", spec.dst_ports)):
-        if ports:
-            chunks = [ports[i:i + 15] for i in range(0, len(ports), 15)]
-            variants = [f"{v} -m multiport {flag} {','.join(c)}".strip()
-                        for v in variants for c in chunks]
-    return variants
+    return (calico_rules.render(version, prof.spec.ingress),
+            calico_rules.render(version, prof.spec.egress))

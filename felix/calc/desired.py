@@ -1,4 +1,4 @@
-"""Snapshot of the datastore → the desired kernel state of this host. Pure.
+"""Snapshot of the datastore (typed resources) → the desired kernel state of this host. Pure.
 
 The snapshot is keyed by datastore key, so the result depends only on the final value of each
 key and never on the order in which updates arrived.
@@ -12,21 +12,23 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from felix.calc import chains
-from felix.calc.inputs import (
-    BGPConfigResource,
-    Block,
-    Endpoint,
-    FelixConfigResource,
-    NodeInfo,
-    Obj,
-    Pool,
-    Profile,
-)
+from felix.calc import chains, rules
+from felix.calc.kernelsafe import kernel_mac
 from felix.config import FelixConfig
 from felix.drivers.iptables.rules import Rule
-from libcalico.model import selector
+from libcalico.ipam.block import Block
+from libcalico.model import codec, selector
+from libcalico.model.resources import (
+    BGPConfiguration,
+    EncapMode,
+    FelixConfiguration,
+    IPPool,
+    Node,
+    Profile,
+    WorkloadEndpoint,
+)
 
 PURE = True
 
@@ -117,53 +119,124 @@ class HostState:
     mtu_vxlan: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """The facts of one WorkloadEndpoint that the calculation reads, taken once per resource
+    (the resource itself has passed the codec and kernelsafe)."""
+
+    key: str
+    node: str
+    iface: str
+    mac: str | None
+    ipv4: tuple[ipaddress.IPv4Network, ...]
+    ipv6: tuple[ipaddress.IPv6Network, ...]
+    profiles: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    name: str
+    ipv4: ipaddress.IPv4Interface | None
+    ipv6: ipaddress.IPv6Interface | None
+    vxlan_addr: ipaddress.IPv4Address | None
+    vxlan_mac: str | None
+    ipip_addr: ipaddress.IPv4Address | None
+
+
+def endpoint_view(key: str, wep: WorkloadEndpoint) -> EndpointView:
+    s = wep.spec
+    v4 = sorted({n for n in s.ip_networks if isinstance(n, ipaddress.IPv4Network)})
+    v6 = sorted({n for n in s.ip_networks if isinstance(n, ipaddress.IPv6Network)})
+    return EndpointView(key, s.node or "", s.interface_name or "",
+                        kernel_mac(s.mac) if s.mac else None, tuple(v4), tuple(v6),
+                        s.profiles, tuple(sorted(wep.metadata.labels.items())))
+
+
+def node_view(node: Node) -> NodeView:
+    s = node.spec
+    bgp = s.bgp
+    v4 = bgp.ipv4_interface if bgp is not None else None
+    v6 = bgp.ipv6_interface if bgp is not None else None
+    if v4 is None:
+        for a in s.addresses:
+            cand = ipaddress.ip_interface(str(a.address))
+            if isinstance(cand, ipaddress.IPv4Interface):
+                v4 = cand
+                break
+    vx = s.ipv4_vxlan_tunnel_addr
+    ipip = bgp.ipv4_ipip_tunnel_addr if bgp is not None else None
+    return NodeView(node.metadata.name, v4, v6,
+                    vx if isinstance(vx, ipaddress.IPv4Address) else None,
+                    kernel_mac(s.vxlan_tunnel_mac_addr) if s.vxlan_tunnel_mac_addr else None,
+                    ipip if isinstance(ipip, ipaddress.IPv4Address) else None)
+
+
+T = TypeVar("T")
+
+
 class Snapshot:
-    """The datastore objects Felix reads, by key. `apply` is the only mutator."""
+    """The typed resources Felix reads (libcalico.model resources and IPAM blocks), by
+    datastore key. `apply` is the only mutator."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, Obj] = {}
-        self._by_type: dict[type, dict[str, Obj]] = {}
-        self._endpoints_by_node: dict[str, dict[str, Endpoint]] = {}
+        self.objects: dict[str, object] = {}
+        self._by_type: dict[type, dict[str, object]] = {}
+        self._endpoints_by_node: dict[str, dict[str, EndpointView]] = {}
+        self._endpoints: dict[str, EndpointView] = {}
+        self._nodes: dict[str, NodeView] = {}
+        self._felix_specs: dict[str, dict[str, object]] = {}
 
-    def apply(self, key: str, obj: Obj | None) -> None:
+    def apply(self, key: str, obj: object | None) -> None:
         old = self.objects.pop(key, None)
         if old is not None:
             self._by_type[type(old)].pop(key, None)
-            if isinstance(old, Endpoint):
-                self._endpoints_by_node.get(old.node, {}).pop(key, None)
-        if obj is not None:
-            self.objects[key] = obj
-            self._by_type.setdefault(type(obj), {})[key] = obj
-            if isinstance(obj, Endpoint):
-                self._endpoints_by_node.setdefault(obj.node, {})[key] = obj
+            view = self._endpoints.pop(key, None)
+            if view is not None:
+                self._endpoints_by_node.get(view.node, {}).pop(key, None)
+            self._nodes.pop(key, None)
+            self._felix_specs.pop(key, None)
+        if obj is None:
+            return
+        self.objects[key] = obj
+        self._by_type.setdefault(type(obj), {})[key] = obj
+        if isinstance(obj, WorkloadEndpoint):
+            view = self._endpoints[key] = endpoint_view(key, obj)
+            self._endpoints_by_node.setdefault(view.node, {})[key] = view
+        elif isinstance(obj, Node):
+            self._nodes[key] = node_view(obj)
+        elif isinstance(obj, FelixConfiguration):
+            spec = codec.encode(obj).get("spec")
+            self._felix_specs[obj.metadata.name] = dict(spec) if isinstance(spec, dict) else {}
 
-    def of(self, cls: type[Obj]) -> list[Obj]:
-        return list(self._by_type.get(cls, {}).values())
+    def of(self, cls: type[T]) -> list[T]:
+        return list(self._by_type.get(cls, {}).values())  # type: ignore[arg-type]
 
-    def endpoints_on(self, node: str) -> list[Endpoint]:
+    def endpoints_on(self, node: str) -> list[EndpointView]:
         """Endpoints of one node (indexed: other nodes' endpoints cost nothing)."""
         return list(self._endpoints_by_node.get(node, {}).values())
 
+    def endpoints(self) -> list[EndpointView]:
+        return list(self._endpoints.values())
+
+    def nodes(self) -> dict[str, NodeView]:
+        return {n.name: n for n in self._nodes.values()}
+
     def felix_config(self, hostname: str) -> tuple[dict[str, object] | None,
                                                    dict[str, object] | None]:
-        glob = node = None
-        for o in self.of(FelixConfigResource):
-            if isinstance(o, FelixConfigResource):
-                if o.name == "default":
-                    glob = o.spec
-                elif o.name == f"node.{hostname}":
-                    node = o.spec
-        return node, glob
+        """(FelixConfiguration `node.<hostname>` spec, `default` spec) in Calico's JSON
+        shape, as felix.config reads them."""
+        return (self._felix_specs.get(f"node.{hostname}"), self._felix_specs.get("default"))
 
     def normal_route_priorities(self) -> tuple[int, int]:
         """(IPv4, IPv6) normal route priority: BGPConfiguration `default`'s
         ipv4NormalRoutePriority / ipv6NormalRoutePriority, else 1024 (Calico's default). The
         same values confd writes as NRP into BIRD's `krt_metric < NRP` export test."""
         v4 = v6 = DEFAULT_NORMAL_ROUTE_PRIORITY
-        for o in self.of(BGPConfigResource):
-            if isinstance(o, BGPConfigResource) and o.name == "default":
-                v4 = o.ipv4_normal_route_priority or v4
-                v6 = o.ipv6_normal_route_priority or v6
+        for o in self.of(BGPConfiguration):
+            if o.metadata.name == "default":
+                v4 = o.spec.ipv4_normal_route_priority or v4
+                v6 = o.spec.ipv6_normal_route_priority or v6
         return v4, v6
 
 
@@ -174,7 +247,7 @@ def vtep_mac(node: str, version: int = 4) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
 
 
-def _endpoint_sysctls(ep: Endpoint, rp_filter: str, ipv6: bool) -> dict[str, str]:
+def _endpoint_sysctls(ep: EndpointView, rp_filter: str, ipv6: bool) -> dict[str, str]:
     return _iface_sysctls(ep.iface, rp_filter, ipv6 and bool(ep.ipv6))
 
 
@@ -195,7 +268,7 @@ def _iface_sysctls(i: str, rp_filter: str, ipv6: bool) -> dict[str, str]:
     return out
 
 
-def _effective_labels(e: Endpoint, profiles: Mapping[str, Profile]
+def _effective_labels(e: EndpointView, profiles: Mapping[str, Profile]
                       ) -> tuple[tuple[str, str], ...]:
     """Labels inherited from the endpoint's profiles (labelsToApply, in order), overridden
     by the endpoint's own labels, as Calico computes them for selectors."""
@@ -203,7 +276,7 @@ def _effective_labels(e: Endpoint, profiles: Mapping[str, Profile]
     for name in e.profiles:
         p = profiles.get(name)
         if p is not None:
-            merged.update(p.labels_to_apply)
+            merged.update(p.spec.labels_to_apply)
     merged.update(e.labels)
     return tuple(sorted(merged.items()))
 
@@ -213,17 +286,23 @@ def _selects(canonical: str, labels: tuple[tuple[str, str], ...]) -> bool:
     return selector.parse(canonical).evaluate(dict(labels))
 
 
-def _encap_enabled(setting: str, pools: list[Pool], attr: str) -> bool:
+def _mode(p: IPPool, attr: str) -> EncapMode:
+    m = getattr(p.spec, attr)
+    return EncapMode.NEVER if m is None else EncapMode(m)
+
+
+def _encap_enabled(setting: str, pools: list[IPPool], attr: str) -> bool:
     if setting:
         return setting == "true"
-    return any(getattr(p, attr) != "Never" and not p.disabled for p in pools)
+    return any(_mode(p, attr) != EncapMode.NEVER and not p.spec.disabled for p in pools)
 
 
-def _pool_for(pools: list[Pool], net: IPNet) -> Pool | None:
-    best: Pool | None = None
+def _pool_for(pools: list[IPPool], net: IPNet) -> IPPool | None:
+    best: IPPool | None = None
     for p in pools:
-        if (p.cidr.version == net.version and net.subnet_of(p.cidr)  # type: ignore[arg-type]
-                and (best is None or p.cidr.prefixlen > best.cidr.prefixlen)):
+        c = p.spec.cidr
+        if (c.version == net.version and net.subnet_of(c)  # type: ignore[arg-type]
+                and (best is None or c.prefixlen > best.spec.cidr.prefixlen)):
             best = p
     return best
 
@@ -250,13 +329,13 @@ def auto_mtu(ifaces: Mapping[str, Iface], pattern: str, overhead: int) -> int:
 def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             rp_filter: str = "1") -> HostState:
     me = cfg.hostname
-    pools = [p for p in snap.of(Pool) if isinstance(p, Pool)]
-    nodes = {n.name: n for n in snap.of(NodeInfo) if isinstance(n, NodeInfo)}
-    blocks = [b for b in snap.of(Block) if isinstance(b, Block)]
-    profiles = {p.name: p for p in snap.of(Profile) if isinstance(p, Profile)}
+    pools = snap.of(IPPool)
+    nodes = snap.nodes()
+    blocks = snap.of(Block)
+    profiles = {p.metadata.name: p for p in snap.of(Profile)}
     local = sorted(snap.endpoints_on(me), key=lambda e: e.key)
     # Two endpoints claiming one interface: the first by key wins (deterministic).
-    by_iface: dict[str, Endpoint] = {}
+    by_iface: dict[str, EndpointView] = {}
     for e in local:
         by_iface.setdefault(e.iface, e)
     local = [by_iface[i] for i in sorted(by_iface)]
@@ -312,21 +391,23 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     ipip_routes = cfg.program_cluster_routes in ("Enabled", "EnabledIPIPOnly")
     noencap_routes = cfg.program_cluster_routes in ("Enabled", "EnabledNoEncapOnly")
     for b in sorted(blocks, key=lambda b: (b.cidr.version, b.cidr)):
-        if b.host is None:
+        host = b.host()
+        if host is None:
             continue
         pool = _pool_for(pools, b.cidr)
-        if b.host == me:
+        if host == me:
             if b.cidr.prefixlen != b.cidr.max_prefixlen:
                 st.routes[(MAIN_TABLE, b.cidr)] = Route(
                     b.cidr, type="blackhole",
                     metric=kernel_metric(b.cidr.version, 0))
             continue
-        node = nodes.get(b.host)
+        node = nodes.get(host)
         if pool is None or node is None or node.ipv4 is None or b.cidr.version != 4:
             continue
         same = bool(my_ip) and node.ipv4.ip in my_ip.network  # type: ignore[union-attr]
-        via_vx = pool.vxlan_mode == "Always" or (pool.vxlan_mode == "CrossSubnet" and not same)
-        via_ipip = pool.ipip_mode == "Always" or (pool.ipip_mode == "CrossSubnet" and not same)
+        vxm, ipm = _mode(pool, "vxlan_mode"), _mode(pool, "ipip_mode")
+        via_vx = vxm == EncapMode.ALWAYS or (vxm == EncapMode.CROSS_SUBNET and not same)
+        via_ipip = ipm == EncapMode.ALWAYS or (ipm == EncapMode.CROSS_SUBNET and not same)
         if via_vx:
             if st.vxlan is not None and node.vxlan_addr is not None:
                 st.routes[(MAIN_TABLE, b.cidr)] = Route(
@@ -336,47 +417,46 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             if st.ipip is not None and ipip_routes:
                 st.routes[(MAIN_TABLE, b.cidr)] = Route(
                     b.cidr, dev=IPIP_DEVICE, gateway=node.ipv4.ip, onlink=True)
-        elif same and parent is not None and (pool.vxlan_mode == "CrossSubnet" or
+        elif same and parent is not None and (vxm == EncapMode.CROSS_SUBNET or
                                               noencap_routes):
             st.routes[(MAIN_TABLE, b.cidr)] = Route(
                 b.cidr, dev=parent.name, gateway=node.ipv4.ip, onlink=True)
 
     # IP sets.
     versions = [4] + ([6] if cfg.ipv6_support and (
-        any(p.cidr.version == 6 for p in pools) or any(e.ipv6 for e in local)) else [])
+        any(p.spec.cidr.version == 6 for p in pools) or any(e.ipv6 for e in local)) else [])
     selectors: set[str] = set()
     for e in local:
         for name in e.profiles:
             selectors |= chains.selectors_of(profiles.get(name))
     members: dict[str, tuple[set[str], set[str]]] = {s: (set(), set()) for s in selectors}
     if selectors:
-        for any_ep in snap.of(Endpoint):
-            assert isinstance(any_ep, Endpoint)
+        for any_ep in snap.endpoints():
             labels = _effective_labels(any_ep, profiles)
             for s in selectors:
                 if _selects(s, labels):
                     members[s][0].update(str(n) for n in any_ep.ipv4)
                     members[s][1].update(str(n) for n in any_ep.ipv6)
     for s, (m4, m6) in members.items():
-        st.ipsets[chains.set_name(4, chains.selector_set_id(s))] = IPSet("inet", frozenset(m4))
+        st.ipsets[rules.set_name(4, rules.selector_set_id(s))] = IPSet("inet", frozenset(m4))
         if 6 in versions:
-            st.ipsets[chains.set_name(6, chains.selector_set_id(s))] = IPSet(
+            st.ipsets[rules.set_name(6, rules.selector_set_id(s))] = IPSet(
                 "inet6", frozenset(m6))
     for v in versions:
         fam = "inet" if v == 4 else "inet6"
-        vp = [p for p in pools if p.cidr.version == v]
-        st.ipsets[chains.set_name(v, "network-ip-pools")] = IPSet(
+        vp = [p.spec for p in pools if p.spec.cidr.version == v]
+        st.ipsets[rules.set_name(v, "network-ip-pools")] = IPSet(
             fam, frozenset(str(p.cidr) for p in vp))
-        st.ipsets[chains.set_name(v, "masq-ipam-pools")] = IPSet(
+        st.ipsets[rules.set_name(v, "masq-ipam-pools")] = IPSet(
             fam, frozenset(str(p.cidr) for p in vp if p.nat_outgoing and not p.disabled))
         hosts = set()
         for n in nodes.values():
             a = n.ipv4 if v == 4 else n.ipv6
             if a is not None:
                 hosts.add(str(a.ip))
-        st.ipsets[chains.set_name(v, "all-hosts-net")] = IPSet(fam, frozenset(hosts))
+        st.ipsets[rules.set_name(v, "all-hosts-net")] = IPSet(fam, frozenset(hosts))
         if v == 4 and st.vxlan is not None:
-            st.ipsets[chains.set_name(4, "all-vxlan-net")] = IPSet(fam, frozenset(
+            st.ipsets[rules.set_name(4, "all-vxlan-net")] = IPSet(fam, frozenset(
                 str(n.ipv4.ip) for n in nodes.values()
                 if n.name != me and n.vxlan_addr is not None and n.ipv4 is not None))
 

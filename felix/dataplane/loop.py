@@ -24,8 +24,8 @@ from typing import Any
 
 from felix import config as felix_config
 from felix.calc import desired as calc
+from felix.calc import kernelsafe
 from felix.calc.chains import TableDesired
-from felix.calc.inputs import BadInput, Endpoint, decode
 from felix.drivers import ipip, vxlan
 from felix.drivers.ipsets import IPSetDriver
 from felix.drivers.iptables.table import Table, commands, detect_backend
@@ -35,8 +35,10 @@ from felix.drivers.sysctl import SysctlDriver, SysctlFS
 from felix.health import HealthState
 from felix.metrics import Metrics
 from libcalico import proc
+from libcalico.datastore.resourcecache import ResourceCache
 from libcalico.datastore.snapshot import StatusChanged, SyncStatus, Updates
 from libcalico.errors import CalicoError
+from libcalico.model.resources import WorkloadEndpoint
 
 log = logging.getLogger("felix.dataplane")
 
@@ -91,6 +93,7 @@ class Dataplane:
         self.health = health or HealthState(90.0, clock)
         self.legacy_loaded = legacy_loaded
         self.queue: queue.Queue[object] = queue.Queue()
+        self.cache = ResourceCache()          # decodes once (libcalico.model codec)
         self.snapshot = calc.Snapshot()
         self.status = SyncStatus.WAIT_FOR_DATASTORE
         self.links: dict[str, Link] | None = None
@@ -122,8 +125,8 @@ class Dataplane:
 
     def on_event(self, ev: object) -> None:
         if isinstance(ev, Updates):
-            for u in ev.updates:
-                self._on_update(u.key, u.value)
+            for ch in self.cache.apply(ev.updates):
+                self._on_change(ch.key, ch.resource, ch.dropped)
         elif isinstance(ev, StatusChanged):
             if ev.status != self.status:
                 log.info("datastore status %s", ev.status.name)
@@ -137,16 +140,19 @@ class Dataplane:
                     n not in ev.links or (o.up and not ev.links[n].up) for n, o in old.items()):
                 self.routes.routes.dataplane_known = False   # the kernel dropped routes
 
-    def _on_update(self, key: str, value: str | None) -> None:
-        try:
-            _k, obj = decode(key, value)
-        except KeyError:
-            return
-        except BadInput as exc:
-            if self.bad_keys.get(key) != str(exc):
-                log.warning("ignoring invalid datastore value: %s", exc)
-            self.bad_keys[key] = str(exc)
-            obj = None
+    def _on_change(self, key: str, obj: object | None, dropped: str | None) -> None:
+        """One decoded resource (None: deleted, or dropped by the codec for `dropped`).
+        Values Calico accepts but that are unsafe in the kernel are refused here, by
+        kernelsafe; either way the key is treated as absent and the reason logged once."""
+        reason = dropped
+        if obj is not None:
+            refusal = kernelsafe.check(key, obj)
+            if refusal is not None:
+                reason, obj = str(refusal), None
+        if reason:
+            if self.bad_keys.get(key) != reason:
+                log.warning("ignoring invalid datastore value %s: %s", key, reason)
+            self.bad_keys[key] = reason
         else:
             self.bad_keys.pop(key, None)
         old = self.snapshot.objects.get(key)
@@ -160,7 +166,7 @@ class Dataplane:
         graph, remote endpoint churn costs no recomputation otherwise)."""
         if obj is None:
             return True
-        return (isinstance(obj, Endpoint) and obj.node != self.hostname
+        return (isinstance(obj, WorkloadEndpoint) and obj.spec.node != self.hostname
                 and not self.selectors_in_use)
 
     # -- configuration --------------------------------------------------------------------

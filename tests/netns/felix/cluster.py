@@ -209,15 +209,18 @@ class Cluster:
             self.write_wep(pod, profiles)
         return pod
 
+    @staticmethod
+    def wep_name(pod: Pod) -> str:
+        """Calico's name for the endpoint (each '-' of a part doubled)."""
+        return f"{pod.host.name}-k8s-{pod.name.replace('-', '--')}-eth0"
+
     def wep_key(self, pod: Pod) -> str:
-        return keys.resource_key("WorkloadEndpoint", f"{pod.host.name}-k8s-{pod.name}-eth0",
-                                 "default")
+        return keys.resource_key("WorkloadEndpoint", self.wep_name(pod), "default")
 
     def write_wep(self, pod: Pod, profiles: tuple[str, ...] = ("kns.default",)) -> None:
         self.put(self.wep_key(pod), {
             "kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
-            "metadata": {"name": f"{pod.host.name}-k8s-{pod.name}-eth0",
-                         "namespace": "default"},
+            "metadata": {"name": self.wep_name(pod), "namespace": "default"},
             "spec": {"orchestrator": "k8s", "node": pod.host.name, "pod": pod.name,
                      "endpoint": "eth0", "ipNetworks": [f"{pod.ip}/32"],
                      "profiles": list(profiles), "interfaceName": pod.iface,

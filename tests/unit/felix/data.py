@@ -9,6 +9,8 @@ from libcalico.model import keys
 
 
 def _j(d: dict[str, object]) -> str:
+    if "kind" in d:
+        d = {"apiVersion": keys.API_VERSION, **d}
     return json.dumps(d, separators=(",", ":"))
 
 
@@ -33,9 +35,11 @@ def node(name: str, ip: str, vtep: str | None = None, mac: str | None = None,
 
 
 def block(cidr: str, host: str | None) -> tuple[str, str]:
-    return keys.block_key(ipaddress.ip_network(cidr)), _j({
-        "cidr": cidr, "affinity": f"host:{host}" if host else None, "allocations": [],
-        "unallocated": [], "attributes": []})
+    net = ipaddress.ip_network(cidr)
+    return keys.block_key(net), _j({
+        "cidr": cidr, "affinity": f"host:{host}" if host else None,
+        "allocations": [None] * net.num_addresses,
+        "unallocated": list(range(net.num_addresses)), "attributes": []})
 
 
 def wep(name: str, node_name: str, iface: str, nets: list[str], mac: str = "ee:ee:ee:ee:ee:ee",
@@ -56,3 +60,23 @@ def profile(name: str, ingress: list[dict[str, object]],
 def felixconfig(name: str, spec: dict[str, object]) -> tuple[str, str]:
     return keys.resource_key("FelixConfiguration", name), _j({
         "kind": "FelixConfiguration", "metadata": {"name": name}, "spec": spec})
+
+
+class Refused(Exception):
+    """The value never reaches Felix's snapshot; the message says why (field and reason)."""
+
+
+def resource(key: str, value: str) -> object:
+    """What Felix's snapshot receives for one stored value: decoded once by the codec (the
+    resource cache), then checked by kernelsafe. Refused when either turns it away."""
+    from felix.calc import kernelsafe
+    from libcalico.datastore.resourcecache import ResourceCache
+    from libcalico.datastore.snapshot import Update
+
+    (ch,) = ResourceCache().apply((Update(key, value, 1),))
+    if ch.dropped or ch.resource is None:
+        raise Refused(ch.dropped)
+    bad = kernelsafe.check(key, ch.resource)
+    if bad is not None:
+        raise Refused(str(bad))
+    return ch.resource

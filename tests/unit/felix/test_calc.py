@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from felix import config
 from felix.calc import desired as calc
-from felix.calc.inputs import BadInput, decode
+from felix.calc import rules
 from tests.unit.felix import data
 
 ME = "node1"
@@ -25,7 +25,7 @@ def state(kvs: list[tuple[str, str | None]], cfg: config.FelixConfig = CFG,
           ifaces: dict[str, calc.Iface] = IFACES) -> calc.HostState:
     snap = calc.Snapshot()
     for k, v in kvs:
-        snap.apply(*decode(k, v))
+        snap.apply(k, None if v is None else data.resource(k, v))
     return calc.compute(snap, cfg, ifaces)
 
 
@@ -116,15 +116,15 @@ def test_ipip_routes_via_node_address_onlink() -> None:
 
 def test_invalid_datastore_values_are_rejected_with_reason() -> None:
     k, _ = data.wep("bad", ME, "x", [])
-    with pytest.raises(BadInput, match="interfaceName"):
-        decode(k, data.wep("bad", ME, "cali;rm -rf", ["10.0.0.1/32"])[1])
-    with pytest.raises(BadInput, match="mac"):
-        decode(k, data.wep("bad", ME, "cali1", ["10.0.0.1/32"], mac="zz")[1])
-    with pytest.raises(BadInput, match="ipNetworks"):
-        decode(k, data.wep("bad", ME, "cali1", ["10.0.0.300/32"])[1])
+    with pytest.raises(data.Refused, match="interfaceName"):
+        data.resource(k, data.wep("bad", ME, "cali;rm -rf", ["10.0.0.1/32"])[1])
+    with pytest.raises(data.Refused, match="mac"):
+        data.resource(k, data.wep("bad", ME, "cali1", ["10.0.0.1/32"], mac="zz")[1])
+    with pytest.raises(data.Refused, match="ipNetworks"):
+        data.resource(k, data.wep("bad", ME, "cali1", ["10.0.0.300/32"])[1])
     pk, _ = data.pool("p", "10.0.0.0/8")
-    with pytest.raises(BadInput, match="vxlanMode"):
-        decode(pk, data.pool("p", "10.0.0.0/8", vxlan="Sometimes")[1])
+    with pytest.raises(data.Refused, match="vxlanMode"):
+        data.resource(pk, data.pool("p", "10.0.0.0/8", vxlan="Sometimes")[1])
 
 
 # -- order independence -------------------------------------------------------------------
@@ -177,7 +177,6 @@ def test_ipv6_workload_gets_128_route_ndp_sysctls_and_ip6tables() -> None:
 def test_profile_selector_rules_use_ipsets_of_matching_endpoints() -> None:
     """The CNI plugin's default (non-k8s) profile: allow ingress from endpoints carrying the
     profile's own label (applied through labelsToApply), allow all egress."""
-    from felix.calc import chains
     net1 = data.profile("net1", [{"action": "Allow", "source": {"selector": "has(net1)"}}],
                         [{"action": "Allow"}])
     k, v = net1
@@ -189,11 +188,11 @@ def test_profile_selector_rules_use_ipsets_of_matching_endpoints() -> None:
            data.wep("r1", "node2", "cali0000000009", ["10.65.1.5/32"], profiles=("net1",)),
            data.wep("r2", "node2", "cali0000000008", ["10.65.1.6/32"])]
     s = state(kvs)
-    set_name = chains.set_name(4, chains.selector_set_id("has(net1)"))
+    set_name = rules.set_name(4, rules.selector_set_id("has(net1)"))
     assert set_name.startswith("cali40s:") and len(set_name) == 31
     assert s.ipsets[set_name].members == {"10.65.0.10/32", "10.65.1.5/32"}
     pri = s.tables[(4, "filter")].chains["cali-pri-net1"]
     assert pri[0].match == f"-m set --match-set {set_name} src"
-    with pytest.raises(BadInput, match="selector"):
+    with pytest.raises(data.Refused, match="selector"):
         doc["spec"]["ingress"][0]["source"]["selector"] = "has(net1"
-        decode(k, json.dumps(doc))
+        data.resource(k, json.dumps(doc))

@@ -11,7 +11,6 @@ import pytest
 
 from felix import config
 from felix.calc import desired as calc
-from felix.calc.inputs import BadInput, decode
 from felix.drivers.netlink import IpBatchNetlink, Op, render_ip
 from libcalico.datastore.snapshot import Update, Updates
 from libcalico.model import keys
@@ -26,7 +25,8 @@ V6CFG = config.load({"FELIX_FELIXHOSTNAME": ME})
 
 def bgpconfig(spec: dict[str, object], name: str = "default") -> tuple[str, str]:
     return keys.resource_key("BGPConfiguration", name), json.dumps(
-        {"kind": "BGPConfiguration", "metadata": {"name": name}, "spec": spec})
+        {"apiVersion": keys.API_VERSION, "kind": "BGPConfiguration", "metadata": {"name": name},
+         "spec": spec})
 
 
 def v6_kvs(extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -67,8 +67,8 @@ def test_bgpconfiguration_default_priorities_are_honoured() -> None:
 @pytest.mark.parametrize("bad", [0, -1, 2**31 - 1, "1024", True, 1.5])
 def test_bad_priority_is_rejected_naming_the_field(bad: object) -> None:
     k, v = bgpconfig({"ipv4NormalRoutePriority": bad})
-    with pytest.raises(BadInput, match=r"spec\.ipv4NormalRoutePriority"):
-        decode(k, v)
+    with pytest.raises(data.Refused, match=r"spec\.ipv4NormalRoutePriority"):
+        data.resource(k, v)
 
 
 def test_route_key_is_table_dst_and_kernel_metric() -> None:

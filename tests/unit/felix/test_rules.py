@@ -5,7 +5,6 @@ import hashlib
 import pytest
 
 from felix.calc import chains
-from felix.calc.inputs import decode
 from felix.drivers.iptables.rules import Rule, length_limited, render_rule, rule_hashes
 from tests.unit.felix import data
 
@@ -78,7 +77,7 @@ def test_endpoint_chains_profiles_and_default_drop() -> None:
     k, v = data.profile("kns.default", [{"action": "Allow", "protocol": "TCP",
                                          "destination": {"ports": [80, "1000:2000"]}}],
                         [{"action": "Deny", "destination": {"nets": ["10.0.0.0/8"]}}])
-    prof = decode(k, v)[1]
+    prof = data.resource(k, v)
     filt = chains.build(_opts(), eps, {"kns.default": prof})["filter"]  # type: ignore[dict-item]
     fw = filt.chains["cali-fw-cali1aaaaaaaaaa"]
     assert fw[-1] == Rule(action="-j DROP", comment="DROP if no profiles matched")
@@ -148,7 +147,7 @@ def test_inexpressible_rules_fail_closed() -> None:
         {"action": "Deny", "source": {"namespaceSelector": "team == 'x'"}},
         {"action": "Allow", "source": {"serviceAccounts": {"names": ["a"]}}},
         {"action": "Allow"}], [])
-    prof = decode(k, v)[1]
+    prof = data.resource(k, v)
     ing, _ = chains._profile_chains(4, "p", prof)  # type: ignore[arg-type]
     # The unsupported Deny drops everything; the unsupported Allow is left out.
     assert ing[0] == Rule("", "-j DROP")
