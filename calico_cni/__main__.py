@@ -1,17 +1,18 @@
 """calico CNI plugin entry point (console script `calico`)."""
 
-import sys
+import gc
 
 
 def main() -> None:
-    from calico_cni.relay import try_relay
+    gc.disable()  # a process of one call: collections during the imports only cost time
+    from calico_cni.relay import exit_now, try_relay
 
     rc = try_relay("calico")
     if rc is None:
         from calico_cni import context, plugin
 
         rc = context.run(plugin.handle)
-    sys.exit(rc)
+    exit_now(rc)
 
 
 if __name__ == "__main__":
