@@ -45,6 +45,75 @@ def col(dotted: str, default: str = "") -> Getter:
     return get
 
 
+def go_float(value: object) -> str:
+    """A float64 as Go's `%v` prints it (strconv 'g' with the shortest digits, exponent form
+    below 1e-4 and from 1e6): 100, 1.5, 123456, 1e+06, 1.234567e+06."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return text(value)
+    if value == 0:
+        return "0"
+    digits, exp = _shortest(float(value))
+    sign = "-" if value < 0 else ""
+    if exp < -4 or exp >= 6:
+        mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mant}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp < 0:
+        return f"{sign}0.{'0' * (-exp - 1)}{digits}"
+    if exp + 1 >= len(digits):
+        return sign + digits + "0" * (exp + 1 - len(digits))
+    return f"{sign}{digits[:exp + 1]}.{digits[exp + 1:]}"
+
+
+def _shortest(value: float) -> tuple[str, int]:
+    """The shortest round-trip decimal digits of |value| and its decimal exponent."""
+    mant, _, e = f"{abs(value):.17e}".partition("e")
+    for prec in range(1, 18):
+        cand = f"{abs(value):.{prec - 1}e}"
+        if float(cand) == abs(value):
+            mant, _, e = cand.partition("e")
+            break
+    return mant.replace(".", "").rstrip("0") or "0", int(e)
+
+
+def order(dotted: str) -> Getter:
+    """A Go `*float64` column: `<nil>` when unset, else Go's `%v`."""
+
+    def get(doc: Doc) -> str:
+        value = _path(doc, dotted)
+        return "<nil>" if value is None else go_float(value)
+
+    return get
+
+
+def _nets(doc: Doc) -> str:
+    """calicoctl's `joinAndTruncate .Spec.Nets "," 80`."""
+    joined = text(_path(doc, "spec.nets"))
+    return joined if len(joined) <= 80 else joined[:77] + "..."
+
+
+def tier_sort_key(tier: object) -> tuple[bool, float]:
+    """calicoctl's tier list order: by spec.order, tiers without one last (stable)."""
+    value = getattr(getattr(tier, "spec", None), "order", None)
+    return (value is None, 0.0 if value is None else float(value))
+
+
+def _pod_selector(doc: Doc) -> str:
+    """`{{.Spec.PodSelector}}`: metav1.LabelSelector's generated String()."""
+    ps = _path(doc, "spec.podSelector")
+    ps = ps if isinstance(ps, Mapping) else {}
+    labels = ps.get("matchLabels")
+    labels = labels if isinstance(labels, Mapping) else {}
+    exprs = ps.get("matchExpressions")
+    exprs = exprs if isinstance(exprs, list) else []
+    ml = "".join(f"{k}: {text(labels[k])}," for k in sorted(labels))
+    me = "".join(
+        f"LabelSelectorRequirement{{Key:{text(e.get('key'))},Operator:{text(e.get('operator'))},"
+        f"Values:[{' '.join(str(x) for x in e.get('values') or [])}],}},"
+        for e in exprs if isinstance(e, Mapping))
+    return (f"&LabelSelector{{MatchLabels:map[string]string{{{ml}}},"
+            f"MatchExpressions:[]LabelSelectorRequirement{{{me}}},}}")
+
+
 def _bgppeer_peer(doc: Doc) -> str:
     return text(_path(doc, "spec.peerSelector")) or text(_path(doc, "spec.peerIP"))
 
@@ -110,8 +179,11 @@ _KINDS = (
     ResourceKind("FelixConfiguration",
                  ("felixconfiguration", "felixconfigurations", "felixconfig", "felixconfigs")),
     ResourceKind("GlobalNetworkPolicy",
-                 ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps")),
-    ResourceKind("GlobalNetworkSet", ("globalnetworkset", "globalnetworksets")),
+                 ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps"),
+                 wide=(NAME, ("ORDER", order("spec.order")),
+                       ("SELECTOR", col("spec.selector")))),
+    ResourceKind("GlobalNetworkSet", ("globalnetworkset", "globalnetworksets", "gnetsets"),
+                 wide=(NAME, ("NETS", _nets))),
     ResourceKind("HostEndpoint", ("hostendpoint", "hostendpoints", "hep", "heps"),
                  ps=(NAME, ("NODE", col("spec.node"))),
                  wide=(NAME, ("NODE", col("spec.node")),
@@ -134,17 +206,36 @@ _KINDS = (
                  ("kubecontrollersconfiguration", "kubecontrollersconfigurations",
                   "kubecontrollersconfig", "kubecontrollersconfigs")),
     ResourceKind("NetworkPolicy",
-                 ("networkpolicy", "networkpolicies", "policy", "policies", "np", "nps",
-                  "pol", "pols"), namespaced=True),
-    ResourceKind("NetworkSet", ("networkset", "networksets", "netset", "netsets"),
-                 namespaced=True),
+                 ("networkpolicy", "networkpolicies", "policy", "np", "policies", "pol",
+                  "pols"), namespaced=True,
+                 ps=(NAME, ("TIER", col("spec.tier"))),
+                 wide=(NAME, ("TIER", col("spec.tier")), ("ORDER", order("spec.order")),
+                       ("SELECTOR", col("spec.selector")))),
+    ResourceKind("NetworkSet", ("networkset", "networksets", "netsets"), namespaced=True,
+                 wide=(NAME, ("NETS", _nets))),
     ResourceKind("Node", ("node", "nodes", "no", "nos"),
                  wide=(NAME, ("ASN", node_asn("64512")),
                        ("IPV4", col("spec.bgp.ipv4Address")),
                        ("IPV6", col("spec.bgp.ipv6Address")))),
     ResourceKind("Profile", ("profile", "profiles", "pro", "pros"),
                  wide=(NAME, ("LABELS", col("spec.labelsToApply")))),
-    ResourceKind("Tier", ("tier", "tiers")),
+    ResourceKind("StagedGlobalNetworkPolicy",
+                 ("stagedglobalnetworkpolicy", "stagedglobalnetworkpolicies", "sgnp", "sgnps"),
+                 ps=(NAME, ("TIER", col("spec.tier"))),
+                 wide=(NAME, ("TIER", col("spec.tier")), ("ORDER", order("spec.order")),
+                       ("SELECTOR", col("spec.selector")))),
+    ResourceKind("StagedKubernetesNetworkPolicy",
+                 ("stagedkubernetesnetworkpolicy", "stagedkubernetesnetworkpolicies",
+                  "stagedkubernetespolicy", "sknp", "stagedkubernetespolicies", "skpol",
+                  "skpols"), namespaced=True,
+                 wide=(NAME, ("PODSELECTOR", _pod_selector))),
+    ResourceKind("StagedNetworkPolicy",
+                 ("stagednetworkpolicy", "stagednetworkpolicies", "stagedpolicy", "snp",
+                  "stagedpolicies", "spol", "spols"), namespaced=True,
+                 ps=(NAME, ("TIER", col("spec.tier"))),
+                 wide=(NAME, ("TIER", col("spec.tier")), ("ORDER", order("spec.order")),
+                       ("SELECTOR", col("spec.selector")))),
+    ResourceKind("Tier", ("tier", "tiers"), ps=(NAME, ("ORDER", order("spec.order")))),
     ResourceKind("WorkloadEndpoint",
                  ("workloadendpoint", "workloadendpoints", "wep", "weps"), namespaced=True,
                  ps=(("WORKLOAD", _wep_workload), ("NODE", col("spec.node")),

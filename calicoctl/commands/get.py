@@ -55,6 +55,8 @@ def get(kind: str, names: tuple[str, ...], fmt: str, namespace: str | None,
         else:
             found = sorted(client.list(info.kind, ns),
                            key=lambda r: (r.metadata.namespace or "", r.metadata.name))
+            if info.kind == "Tier":  # calicoctl lists tiers by order (unset last)
+                found.sort(key=kinds.tier_sort_key)
     except CalicoError as exc:
         raise Failed(f"Failed to get resources: {exc}") from exc
     columns = None

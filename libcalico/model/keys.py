@@ -38,6 +38,10 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("NetworkSet", "networksets", namespaced=True),
         KindInfo("Node", "nodes"),
         KindInfo("Profile", "profiles"),
+        KindInfo("StagedGlobalNetworkPolicy", "stagedglobalnetworkpolicies"),
+        KindInfo("StagedKubernetesNetworkPolicy", "stagedkubernetesnetworkpolicies",
+                 namespaced=True),
+        KindInfo("StagedNetworkPolicy", "stagednetworkpolicies", namespaced=True),
         KindInfo("Tier", "tiers"),
         KindInfo("WorkloadEndpoint", "workloadendpoints", namespaced=True),
     )

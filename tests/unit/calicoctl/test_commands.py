@@ -358,10 +358,11 @@ def test_node_wide_shows_global_asn(run: Run) -> None:
 
 
 def test_unsupported_kind_in_get_delete_patch(run: Run) -> None:
-    for args in (["get", "gnp"], ["delete", "gnp", "x"], ["patch", "gnp", "x", "-p", "{}"]):
+    for args in (["get", "caliconodestatus"], ["delete", "caliconodestatus", "x"],
+                 ["patch", "caliconodestatus", "x", "-p", "{}"]):
         r = run(*args)
         assert r.exit_code == 1
-        assert "resource type 'gnp' is not supported" in r.stderr
+        assert "resource type 'caliconodestatus' is not supported" in r.stderr
 
 
 def test_optional_groups_registered_when_their_module_exists() -> None:
