@@ -12,7 +12,7 @@ everything at the end, even on failure.
 2. Reloads caused by 500 Node creations written back to back: reload_cmd invocations for
    BIRD (v4) until bird.cfg holds all 500 new peers. Limit: 1.
 
-Goals (issue 3): p50 event-to-dest <= 100 ms; burst <= 3 reloads.
+Goals (issue 13 item 4): p50 event-to-dest <= 3x the limit; burst <= 3 reloads.
 """
 
 from __future__ import annotations
@@ -67,8 +67,7 @@ def _ino(p: Path) -> int:
 def watch_limit(backend: Backend, samples: int = SAMPLES) -> list[float]:
     """etcd write -> event on a watch of that key, seconds."""
     key = "/calico/bench/watch-limit"
-    start_rev = backend.apply(key, "0").revision + 1
-    stream = backend.watch(key, start_rev)
+    stream = backend.watch(key, backend.apply(key, "0").revision)
     seen: list[float] = []
     got = threading.Event()
 
@@ -166,11 +165,10 @@ def run(samples: int = SAMPLES) -> dict[str, float]:
 def report(r: dict[str, float]) -> None:
     limit = r["limit_watch_p50_ms"] + r["limit_bird_p_p50_ms"]
     print(f"event-to-dest, one BGPPeer change ({MESH}-node mesh, {SAMPLES} samples): "
-          f"p50 {r['latency_p50_ms']:.1f} ms, p99 {r['latency_p99_ms']:.1f} ms "
-          f"(goal p50 <= 100 ms)")
+          f"p50 {r['latency_p50_ms']:.1f} ms, p99 {r['latency_p99_ms']:.1f} ms")
     print(f"  limit: etcd write->watch event p50 {r['limit_watch_p50_ms']:.1f} ms + bird -p "
           f"p50 {r['limit_bird_p_p50_ms']:.1f} ms = {limit:.1f} ms; "
-          f"ratio p50/limit {r['latency_p50_ms'] / limit:.1f}x")
+          f"ratio p50/limit {r['latency_p50_ms'] / limit:.1f}x (goal <= 3x)")
     print(f"burst of {BURST} Node creations (written in {r['burst_write_s']:.2f} s, files "
           f"complete {r['burst_settle_s']:.2f} s after the last write): "
           f"{r['burst_reloads']:.0f} BIRD reload(s) (goal <= 3; limit 1; "

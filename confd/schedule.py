@@ -1,19 +1,21 @@
-"""When to render: debounce, a minimum interval between passes, capped retry backoff.
+"""When to render: at once when idle, coalesced under a burst, capped retry backoff.
 
 Pure bookkeeping driven by an injected clock value (`now`, seconds, monotonic). The watch
 loop asks `deadline()` how long it may block on its queue and `due(now)` whether to run a
 pass now.
 
 Rules:
-- A datastore change marks the state dirty. A pass runs once the datastore has been quiet for
-  `debounce` seconds, or `max_delay` seconds after the first unprocessed change, whichever is
-  first, but never sooner than the pass spacing after the previous pass. A lone change is
-  therefore rendered `debounce` after it arrives.
-- The spacing is `min_interval` after a pass that found the datastore quiet, and doubles
-  (up to `max_spacing`) after each pass that had to cut into a flood of changes still
-  arriving: passes at about 1, 3, 7, 11, 15 ... s into a flood with the defaults, so a flood
-  of 500 writes gives 2 passes (and as many reloads per BIRD) if it lasts under 3 s and 3 if
-  under 7 s, however fast or slow its writes come in.
+- **Idle: at once.** A change that finds the engine idle (no pass for at least the pass
+  spacing, nothing pending) is due immediately: a lone change is rendered as soon as it
+  arrives (with every change already queued behind it).
+- **Burst: coalesced.** Changes arriving after that pass are held: the next pass runs once the
+  datastore has been quiet for `debounce` seconds, or `max_delay` seconds after the first held
+  change, whichever is first, but never sooner than the pass spacing after the previous pass.
+- The spacing is `min_interval` after a pass that found the datastore quiet (or ran at once),
+  and doubles (up to `max_spacing`) after each held pass that had to cut into a flood of
+  changes still arriving: passes at about 0, 1, 3, 7, 11 ... s into a flood with the defaults,
+  so a flood of 500 writes gives 2 passes (and as many reloads per BIRD) if it lasts under
+  1 s, 3 if under 3 s, however fast or slow its writes come in.
 - A failed pass is retried without new data after a backoff that starts at `retry_initial`
   and doubles up to `retry_max`; any success resets it (confd's 250 ms -> 5 s).
 - Nothing runs before the datastore is in sync (`in_sync`).
@@ -50,6 +52,8 @@ class Coalescer:
         self._backoff = timing.retry_initial
         self._flood = 0
         """Consecutive passes that ran while changes were still arriving."""
+        self._at_once = False
+        """The pending changes found the engine idle: they are due at once."""
 
     @property
     def dirty(self) -> bool:
@@ -58,6 +62,8 @@ class Coalescer:
     def changed(self, now: float) -> None:
         """The datastore changed at `now`."""
         if self._first_change is None:
+            # Idle (nothing pending, no pass for at least the spacing): due at once.
+            self._at_once = self._last_pass is None or now >= self._last_pass + self.spacing()
             self._first_change = now
         self._last_change = now
 
@@ -68,9 +74,12 @@ class Coalescer:
         t = self.timing
         candidates: list[float] = []
         if self._first_change is not None:
-            at = min(self._last_change + t.debounce, self._first_change + t.max_delay)
-            if self._last_pass is not None:
-                at = max(at, self._last_pass + self.spacing())
+            if self._at_once:
+                at = self._first_change
+            else:
+                at = min(self._last_change + t.debounce, self._first_change + t.max_delay)
+                if self._last_pass is not None:
+                    at = max(at, self._last_pass + self.spacing())
             candidates.append(at)
         if self._retry_at is not None:
             candidates.append(self._retry_at)
@@ -89,9 +98,10 @@ class Coalescer:
     def started(self, now: float) -> None:
         """A pass starts now and takes in every change seen so far."""
         if self._first_change is not None:
-            quiet = now - self._last_change >= self.timing.debounce
+            quiet = self._at_once or now - self._last_change >= self.timing.debounce
             self._flood = 0 if quiet else min(self._flood + 1, 16)
         self._first_change = None
+        self._at_once = False
         self._last_pass = now
         self._retry_at = None
 

@@ -1,4 +1,5 @@
-"""Debounce, minimum interval and retry backoff (confd.schedule), on a fake clock."""
+"""At once when idle, coalesced under a burst (debounce, spacing), retry backoff
+(confd.schedule), on a fake clock."""
 
 from __future__ import annotations
 
@@ -19,15 +20,44 @@ def test_nothing_is_due_before_in_sync() -> None:
     c.changed(0.0)
     assert c.deadline() is None
     c.in_sync = True
-    assert c.deadline() == 0.02
+    assert c.deadline() == 0.0
 
 
-def test_lone_change_runs_after_debounce() -> None:
+def test_lone_change_runs_at_once() -> None:
     c = Coalescer(T)
     c.in_sync = True
     c.changed(10.0)
-    assert not c.due(10.01)
-    assert c.due(10.02)
+    assert c.due(10.0)
+    c.started(10.0)
+    assert c.deadline() is None
+    c.changed(11.0)  # a spacing later: idle again
+    assert c.due(11.0)
+
+
+def test_changes_after_a_pass_are_held_until_the_spacing() -> None:
+    c = Coalescer(T)
+    c.in_sync = True
+    c.changed(10.0)
+    c.started(10.0)
+    c.changed(10.3)
+    c.changed(10.31)
+    assert c.deadline() == 11.0, "held until a spacing after the pass"
+    c.started(11.0)
+    assert c.spacing() == 1.0, "the burst was over: no doubling"
+    c.changed(11.5)
+    assert c.deadline() == 12.0
+    c.started(12.0)
+    c.changed(13.2)
+    assert c.due(13.2), "idle again"
+
+
+def test_a_pass_that_ran_at_once_does_not_count_as_cutting_into_a_flood() -> None:
+    c = Coalescer(T)
+    c.in_sync = True
+    c.changed(0.0)
+    c.changed(0.0)
+    c.started(0.0)
+    assert c.spacing() == 1.0
 
 
 def flood(seconds: float, every: float = 0.005) -> list[float]:
@@ -50,10 +80,11 @@ def flood(seconds: float, every: float = 0.005) -> list[float]:
     return passes
 
 
-@pytest.mark.parametrize(("seconds", "most"), [(0.5, 1), (1.5, 2), (3.0, 2), (6.0, 3), (20, 7)])
+@pytest.mark.parametrize(("seconds", "most"), [(0.5, 2), (1.5, 3), (3.0, 3), (6.0, 4), (20, 8)])
 def test_floods_give_logarithmically_few_passes(seconds: float, most: int) -> None:
     passes = flood(seconds)
     assert 1 <= len(passes) <= most, passes
+    assert passes[0] == 0.0, "the first change of a flood runs at once"
     assert passes[-1] >= seconds - 0.005, "the last change is always rendered"
     gaps = [b - a for a, b in itertools.pairwise(passes)]
     assert all(g >= 1.0 for g in gaps)
@@ -74,7 +105,7 @@ def test_quiet_pass_resets_the_spacing() -> None:
     c.started(at + 1)  # the datastore has been quiet since
     assert c.spacing() == 1.0
     c.changed(at + 10)
-    assert c.deadline() == at + 10 + 0.02, "a lone change after the flood: debounce only"
+    assert c.deadline() == at + 10, "a lone change after the flood: at once"
 
 
 def test_no_pass_sooner_than_min_interval_after_the_last() -> None:
@@ -85,6 +116,10 @@ def test_no_pass_sooner_than_min_interval_after_the_last() -> None:
     c.changed(0.1)
     assert not c.due(0.5)
     assert c.deadline() == 1.02
+    c.started(1.02)
+    c.changed(1.5)
+    c.changed(1.51)
+    assert c.deadline() == 2.02
 
 
 def test_retry_backoff_doubles_to_cap_and_resets() -> None:
