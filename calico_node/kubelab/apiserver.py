@@ -112,6 +112,12 @@ class ControlPlane:
             if status not in (201, 409):
                 raise KubeLabError(f"POST {path}: {status} {reply}")
 
+    def extra_apiserver(self) -> ExtraApiServer:
+        """A second API server on this etcd, started; the caller stops it."""
+        extra = ExtraApiServer(self)
+        extra.start()
+        return extra
+
     def restart_apiserver(self) -> ControlPlane:
         """Stop kube-apiserver and start it again on the same port and etcd (its watch cache
         starts afresh, so older resourceVersions answer 410). Returns the new state."""
@@ -203,7 +209,7 @@ def _write_state(cp: ControlPlane) -> None:
 
 
 def _spawn(d: Path, name: str, argv: list[str]) -> int:
-    with open(d / f"{name}.log", "ab") as log:
+    with open(d / f"{name}.log", "ab") as log:  # name: the log's
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True, cwd=d)
     return p.pid
@@ -225,23 +231,25 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _stop_pid(pid: int, name: str) -> None:
+def _stop_pid(pid: int, name: str, grace: float = STOP_GRACE) -> None:
     if not _alive(pid, name):
         _reap(pid)
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE
+    deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         _reap(pid)
         if not _alive(pid, name):
+            _reap(pid)
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     for _ in range(50):
         _reap(pid)
         if not _alive(pid, name):
+            _reap(pid)
             return
         time.sleep(0.1)
     raise KubeLabError(f"{name} (pid {pid}) did not stop")
@@ -258,8 +266,8 @@ def _start_etcd(d: Path, port: int) -> int:
     ])
 
 
-def _start_apiserver(d: Path, port: int, etcd: str) -> int:
-    return _spawn(d, "kube-apiserver", [
+def _start_apiserver(d: Path, port: int, etcd: str, log: str = "kube-apiserver") -> int:
+    return _spawn(d, log, [
         str(bin_dir() / "kube-apiserver"),
         "--etcd-servers", etcd,
         "--bind-address", "127.0.0.1", "--secure-port", str(port),
@@ -308,14 +316,47 @@ def _etcd_healthy(endpoint: str) -> bool:
         return bool(resp.status == 200 and json.loads(resp.read()).get("health") == "true")
 
 
-def _wait_ready(cp: ControlPlane, pid: int, deadline: float | None = None) -> None:
+def _wait_ready(cp: ControlPlane, pid: int, deadline: float | None = None,
+                server: str | None = None, log: str = "kube-apiserver") -> None:
     deadline = deadline or time.monotonic() + READY_BUDGET
+    url = server or cp.server
 
     def ready() -> bool:
-        status, body = cp.request("GET", "/readyz", timeout=5)
+        status, body = _request(url, cp.token, cp.ssl_context(), "GET", "/readyz", None,
+                                "application/json", 5)
         return status == 200 and body == "ok"
 
-    _wait("kube-apiserver", pid, "kube-apiserver", cp.dir / "kube-apiserver.log", deadline, ready)
+    _wait("kube-apiserver", pid, "kube-apiserver", cp.dir / f"{log}.log", deadline, ready)
+
+
+class ExtraApiServer:
+    """A second kube-apiserver on the same etcd (as in an HA control plane), for tests that
+    stop and start one API server while the other keeps serving. Its pid is recorded in the
+    control plane's directory, so `down` stops it too."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.port = free_port()
+        self.server = f"https://127.0.0.1:{self.port}"
+        self.pid = 0
+        self.kubeconfig = cp.dir / f"kubeconfig-{self.port}"
+        self.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(self.server, cp.ca_file,
+                                                              cp.token)))
+        self.kubeconfig.chmod(0o600)
+
+    def start(self) -> None:
+        log = f"kube-apiserver-{self.port}"
+        self.pid = _start_apiserver(self.cp.dir, self.port, self.cp.etcd_endpoint, log)
+        with open(self.cp.dir / "extra-pids", "a") as f:
+            f.write(f"{self.pid}\n")
+        _wait_ready(self.cp, self.pid, server=self.server, log=log)
+
+    def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM, SIGKILL after `grace` seconds (a server with open watches drains them for
+        a minute: a short grace makes this the crash of one HA member)."""
+        if self.pid:
+            _stop_pid(self.pid, "kube-apiserver", grace)
+            self.pid = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +450,9 @@ def up(dir: Path) -> ControlPlane:
 
 def stop(cp: ControlPlane) -> None:
     """Stop both processes (kube-apiserver first), keeping the files."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in (cp.dir / "extra-pids").read_text().split():
+            _stop_pid(int(line), "kube-apiserver")
     if cp.apiserver_pid:
         _stop_pid(cp.apiserver_pid, "kube-apiserver")
     _stop_pid(cp.etcd_pid, "etcd")
