@@ -129,12 +129,12 @@ def main() -> int:
             )
             assert ok
 
-        first_rev: list[int] = []
+        first_rev: list[int] = []  # for the raw client's watch (etcd's own int revisions)
 
         def backend_create(i: int) -> None:
             kv = backend.create(f"{be_prefix}peer-{i}", VALUE % f"peer-{i}")
             if i == 0:
-                first_rev.append(kv.revision)
+                first_rev.append(int(kv.revision))
 
         docs = [peer_doc(i) for i in range(n)]
 
@@ -146,6 +146,7 @@ def main() -> int:
         backend.apply("/bench/warm", "x")
 
         print(f"datastore benchmark: {n} objects, etcd {srv.endpoint}, data in {root}")
+        before_creates = backend.revision()  # the backend's watch replays what follows it
         raw_w, be_w, typed_w = interleaved_rates(
             n, args.rounds, [raw_create, backend_create, typed_apply])
 
@@ -187,7 +188,7 @@ def main() -> int:
             cancel()
 
         def be_replay() -> None:
-            with backend.watch(be_prefix, first_rev[0]) as stream:
+            with backend.watch(be_prefix, before_creates) as stream:
                 for seen, _ in enumerate(stream, 1):
                     if seen == n:
                         break

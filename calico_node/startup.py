@@ -21,7 +21,7 @@ from typing import Any
 
 from calico_node import autodetect, nodename, resources, settings
 from calico_node.autodetect import Interface, RouteLookup
-from libcalico.datastore.api import Backend
+from libcalico.datastore.api import Backend, Revision
 from libcalico.errors import (
     AlreadyExists,
     ConfigError,
@@ -114,7 +114,7 @@ class Startup:
                 self.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _get(self, key: str) -> tuple[resources.Doc, int] | None:
+    def _get(self, key: str) -> tuple[resources.Doc, Revision] | None:
         try:
             kv = self.backend.get(key)
         except NotFound:
@@ -128,7 +128,7 @@ class Startup:
         return doc, kv.revision
 
     def _write(self, key: str, doc: resources.Doc,
-               old: tuple[resources.Doc, int] | None) -> resources.Doc:
+               old: tuple[resources.Doc, Revision] | None) -> resources.Doc:
         text = _dumps(doc)
         if old is None:
             self.backend.create(key, text)

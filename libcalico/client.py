@@ -2,11 +2,11 @@
 
 - `create` fills `metadata.uid` (uuid4) and `creationTimestamp` (UTC, from the injected clock)
   when empty, refuses a set `resourceVersion`, and writes only if the key does not exist.
-- `update` is a compare-and-swap on `metadata.resourceVersion` (the key's mod revision); it
-  keeps the stored `uid` and `creationTimestamp`.
+- `update` is a compare-and-swap on `metadata.resourceVersion` (the key's revision, opaque);
+  it keeps the stored `uid` and `creationTimestamp`.
 - `apply` creates, or updates the current object (keeping its uid/creationTimestamp),
   retrying when another writer gets in between.
-- Reads set `metadata.resourceVersion` to the key's mod revision. Stored values are
+- Reads set `metadata.resourceVersion` to the key's revision. Stored values are
   validated on read like any other input.
 - WorkloadEndpoints: the name is derived from (or checked against) the spec's identifiers,
   and the labels `projectcalico.org/namespace` / `projectcalico.org/orchestrator` are set.
@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast, overload
 
-from libcalico.datastore.api import Backend, KVPair
+from libcalico.datastore.api import Backend, KVPair, Revision
 from libcalico.datastore.gcpause import cyclic_gc_paused
 from libcalico.errors import AlreadyExists, Conflict, FieldError, NotFound, ValidationError
 from libcalico.model import codec, keys
@@ -116,7 +116,7 @@ class Client:
                 if key.count("/", root) != slashes:
                     continue
                 try:
-                    out.append(loads(kv.value, key, str(kv.revision)))
+                    out.append(loads(kv.value, key, kv.revision))
                 except ValidationError as exc:
                     log.warning("skipping invalid stored resource key=%s error=%s", key, exc)
         if kind_name == Profile.KIND:
@@ -128,7 +128,7 @@ class Client:
         return out
 
     def _from_kv(self, kv: KVPair) -> Resource:
-        return codec.loads(kv.value, document=kv.key, resource_version=str(kv.revision))
+        return codec.loads(kv.value, document=kv.key, resource_version=kv.revision)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -164,14 +164,7 @@ class Client:
                 codec.label(res),
             )
         _refuse_default_allow(res, "update")
-        try:
-            revision = int(md.resource_version)
-        except ValueError:
-            raise ValidationError(
-                [FieldError("metadata.resourceVersion",
-                            f"invalid resource version {md.resource_version!r}")],
-                codec.label(res),
-            ) from None
+        revision = md.resource_version
         key = _res_key(res)
         if md.uid is None or md.creation_timestamp is None or isinstance(res, IPPool):
             current = self.backend.get(key)
@@ -207,15 +200,15 @@ class Client:
 
     @overload
     def delete(self, kind: type[R], name: str, namespace: str | None = None, *,
-               revision: int | None = None) -> R | None: ...
+               revision: Revision | None = None) -> R | None: ...
     @overload
     def delete(self, kind: str, name: str, namespace: str | None = None, *,
-               revision: int | None = None) -> Resource | None: ...
+               revision: Revision | None = None) -> Resource | None: ...
 
     def delete(self, kind: type[R] | str, name: str, namespace: str | None = None, *,
-               revision: int | None = None) -> Resource | None:
+               revision: Revision | None = None) -> Resource | None:
         """Delete and return the deleted resource (None if its stored value was invalid).
-        With `revision`, only if the key's mod revision still equals it (else Conflict)."""
+        With `revision`, only if the key's revision still equals it (else Conflict)."""
         kind_name = _kind_name(kind)
         if kind_name == Profile.KIND and name == DEFAULT_ALLOW_PROFILE:
             raise ValidationError(f"{DEFAULT_ALLOW_PROFILE} is built in and cannot be deleted",
@@ -336,8 +329,8 @@ def _check_immutable(res: Resource, stored: str) -> None:
         raise ValidationError(errs, codec.label(res))
 
 
-def _with_revision(res: R, revision: int) -> R:
-    return replace(res, metadata=replace(res.metadata, resource_version=str(revision)))
+def _with_revision(res: R, revision: Revision) -> R:
+    return replace(res, metadata=replace(res.metadata, resource_version=revision))
 
 
 def _kind_name(kind: type | str) -> str:

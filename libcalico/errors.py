@@ -7,7 +7,7 @@
      │    ├── NotFound            key or resource does not exist
      │    ├── AlreadyExists       create of a key that exists
      │    ├── Conflict            compare-and-swap lost (stale revision): re-read and retry
-     │    ├── Compacted           a watch asked for a revision etcd no longer has: resync
+     │    ├── Compacted           a watch asked for changes the store no longer has: relist
      │    └── Unavailable         the datastore cannot be reached now (transient)
      ├── CommandFailed            a subprocess exited non-zero or timed out (libcalico.proc)
      └── ConfigError              configuration (files, environment) is unusable
@@ -77,9 +77,9 @@ class AlreadyExists(DatastoreError):
 
 
 class Conflict(DatastoreError):
-    """A compare-and-swap lost: the revision given is no longer the key's mod revision."""
+    """A compare-and-swap lost: the revision given is no longer the key's revision."""
 
-    def __init__(self, key: str, revision: int | None = None) -> None:
+    def __init__(self, key: str, revision: str | None = None) -> None:
         self.key = key
         self.revision = revision
         super().__init__(
@@ -90,14 +90,14 @@ class Conflict(DatastoreError):
 
 
 class Compacted(DatastoreError):
-    """A watch start revision has been compacted away; the caller must list again."""
+    """The changes after a watch's revision are gone (etcd compaction, Kubernetes 410 Gone);
+    the caller must list again. `revision` is the one the watch was to start after."""
 
-    def __init__(self, revision: int, compact_revision: int = 0) -> None:
+    def __init__(self, revision: str, compact_revision: str = "") -> None:
         self.revision = revision
         self.compact_revision = compact_revision
-        super().__init__(
-            f"revision {revision} has been compacted (compact revision {compact_revision})"
-        )
+        since = f" (compacted up to {compact_revision})" if compact_revision else ""
+        super().__init__(f"changes after revision {revision} are no longer available{since}")
 
 
 class Unavailable(DatastoreError):

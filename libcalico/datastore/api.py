@@ -1,41 +1,54 @@
 """The Backend protocol: the one seam between the project and a datastore.
 
-Keys are etcd-style paths (`/calico/resources/v3/projectcalico.org/ippools/default-pool`),
-values are JSON text exactly as Calico stores it. Every write is a compare-and-swap:
+Keys are etcd-style paths (`/calico/resources/v3/projectcalico.org/ippools/default-pool`,
+spelled only by `libcalico.model.keys`); values are JSON text exactly as Calico stores it.
 
-- `create`  succeeds only if the key does not exist (etcd: version == 0), else AlreadyExists;
-- `update`  succeeds only if the key's mod revision equals `revision`, else Conflict
+A revision (`Revision`) is opaque text: a backend hands it out and takes it back, nobody else
+parses, orders or does arithmetic on it. A key's revision (`KVPair.revision`) is what a
+compare-and-swap is conditioned on; a listing's revision (`Listing.revision`) belongs to that
+prefix and is where a watch of the same prefix starts after; an event's revision is where a
+watch resumes after. (etcd: decimal mod/store revisions; Kubernetes: resourceVersions, per
+object and per resource type.)
+
+Every write but `apply` is a compare-and-swap:
+
+- `create`  succeeds only if the key does not exist, else AlreadyExists;
+- `update`  succeeds only if the key's current revision is `revision`, else Conflict
             (NotFound when the key is gone);
 - `delete`  with a revision is conditional in the same way; without one it is not;
 - `apply`   is an unconditional put (Calico uses it only for the IPAM config).
 
-`list` returns the store revision at which the listing was taken, so that a watch can
-start right after it (`watch(prefix, start_revision=listing.revision + 1)`) with no gap.
-A watch stream yields events in revision order; it raises `Compacted` when its start
-revision is gone and `Unavailable` when the connection is lost. It never skips silently.
+`watch(prefix, after)` yields the changes under `prefix` strictly after revision `after` (a
+listing's or the last event's), in order, with no gap. It raises `Compacted` when the
+backend no longer has the changes right after `after` (etcd compaction, Kubernetes 410 Gone):
+the caller lists again. It raises `Unavailable` when the connection is lost (the caller
+watches again after the last event it got). It never skips silently.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+Revision = str
+"""Opaque: compare only for equality, and only with revisions of the same backend."""
 
 
 @dataclass(frozen=True, slots=True)
 class KVPair:
     key: str
     value: str
-    revision: int
-    """The key's mod revision: pass it back to `update`/`delete` for compare-and-swap."""
+    revision: Revision
+    """The key's revision: pass it back to `update`/`delete` for compare-and-swap."""
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
     kvs: tuple[KVPair, ...]
-    revision: int
-    """The store revision the listing was read at."""
+    revision: Revision
+    """The revision the listing of this prefix was read at: watch the prefix after it."""
 
 
 class EventType(enum.Enum):
@@ -49,8 +62,9 @@ class WatchEvent:
     key: str
     value: str | None
     """New value for PUT; None for DELETE."""
-    revision: int
-    """The revision of this change (the key's new mod revision, or the delete's revision)."""
+    revision: Revision
+    """The revision of this change (the key's new revision, or the delete's): a watch
+    resumed after it misses nothing and repeats nothing."""
 
 
 class WatchStream(Protocol):
@@ -60,6 +74,13 @@ class WatchStream(Protocol):
     def __iter__(self) -> Iterator[WatchEvent]: ...
 
     def close(self) -> None: ...
+
+    @property
+    def progress(self) -> Revision | None:
+        """A revision later than the last event yielded up to which the backend vouches that
+        nothing else changed under the prefix (etcd progress notifications, Kubernetes
+        bookmarks), or None. A watch resumed after it needs no relist after a compaction."""
+        ...
 
 
 class Backend(Protocol):
@@ -75,7 +96,7 @@ class Backend(Protocol):
         """Raises AlreadyExists."""
         ...
 
-    def update(self, key: str, value: str, revision: int) -> KVPair:
+    def update(self, key: str, value: str, revision: Revision) -> KVPair:
         """Raises Conflict (stale revision) or NotFound."""
         ...
 
@@ -83,12 +104,35 @@ class Backend(Protocol):
         """Unconditional put."""
         ...
 
-    def delete(self, key: str, revision: int | None = None) -> KVPair:
+    def delete(self, key: str, revision: Revision | None = None) -> KVPair:
         """Returns the deleted pair. Raises NotFound, or Conflict when `revision` is stale."""
         ...
 
-    def watch(self, prefix: str, start_revision: int) -> WatchStream:
-        """Events under `prefix` from `start_revision` on (inclusive)."""
+    def watch(self, prefix: str, after: Revision) -> WatchStream:
+        """Events under `prefix` strictly after revision `after`. Raises Compacted when they
+        are no longer available (list again), Unavailable when the backend cannot be reached."""
         ...
 
     def close(self) -> None: ...
+
+
+Op = tuple[str, str, str | None, Revision | None]
+"""One write of a `BatchBackend.commit`: (kind, key, value, revision), kind `create` (the key
+must not exist), `update` or `delete` (its revision must be `revision`)."""
+
+
+@runtime_checkable
+class BatchBackend(Protocol):
+    """Optional capabilities of a Backend that save round trips (the CNI's gateway backend
+    has them): several reads in one transaction, and several compare-and-swap writes that
+    succeed or fail together. Users check `isinstance(backend, BatchBackend)` and fall back
+    to single operations without them."""
+
+    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = ()
+                  ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
+        """Gets (absent keys left out) and prefix lists, read at one point in time."""
+        ...
+
+    def commit(self, ops: Sequence[Op]) -> Revision:
+        """All or nothing; Conflict naming the first key when any condition fails."""
+        ...

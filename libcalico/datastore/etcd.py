@@ -8,7 +8,8 @@ Every write is one etcd transaction, as in libcalico-go's etcdv3 backend:
 - apply:  an unconditional Put.
 
 Reads are linearizable range requests; a listing carries the header revision so that a watch
-can start right after it.
+can start right after it. Revisions leave here as decimal text (the Backend's opaque
+`Revision`) and are parsed back only here (`etcdrevision`).
 
 gRPC and pyetcd errors are translated here, and only here, into `libcalico.errors`. Every
 call has a deadline. Several endpoints (a cluster) are tried in turn: reads are retried on the
@@ -34,7 +35,8 @@ from typing import Any, TypeVar
 import grpc
 from pyetcd import etcdrpc
 
-from libcalico.datastore.api import EventType, KVPair, Listing, WatchEvent
+from libcalico.datastore import etcdrevision
+from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.datastore.endpoint import Target, parse_endpoint
 from libcalico.errors import (
     AlreadyExists,
@@ -141,7 +143,7 @@ def _text(raw: bytes, key: bytes) -> str:
 
 
 def _kvpair(kv: Any) -> KVPair:
-    return KVPair(kv.key.decode(errors="replace"), _text(kv.value, kv.key), kv.mod_revision)
+    return KVPair(kv.key.decode(errors="replace"), _text(kv.value, kv.key), str(kv.mod_revision))
 
 
 # Listing 10,000 keys builds 10,000 KVPairs; a frozen dataclass's __init__ goes through
@@ -160,7 +162,7 @@ def _kvpairs(kvs: Any) -> tuple[KVPair, ...]:
             p = _new(KVPair)
             _set_key(p, kv.key.decode())
             _set_value(p, kv.value.decode())
-            _set_revision(p, kv.mod_revision)
+            _set_revision(p, str(kv.mod_revision))
             out.append(p)
     except UnicodeDecodeError:
         return tuple(_kvpair(kv) for kv in kvs)
@@ -172,7 +174,7 @@ def _mod_is(k: bytes, revision: int) -> Any:
                            mod_revision=revision)
 
 
-def _lost(resp: Any, key: str, revision: int | None) -> DatastoreError:
+def _lost(resp: Any, key: str, revision: Revision | None) -> DatastoreError:
     """Why a conditional transaction failed: its failure branch read the key."""
     if not resp.responses or not resp.responses[0].response_range.kvs:
         return NotFound(key)
@@ -192,7 +194,7 @@ def translate(exc: grpc.RpcError, endpoint: str) -> DatastoreError:
     """The one boundary from gRPC status to libcalico.errors."""
     code, details = _code(exc), _details(exc)
     if "compacted" in details:
-        return Compacted(0)
+        return Compacted("?")
     if code in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -329,7 +331,7 @@ class EtcdBackend:
         resp = self._call(
             lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md), retry_any=True
         )
-        return Listing(_kvpairs(resp.kvs), resp.header.revision)
+        return Listing(_kvpairs(resp.kvs), str(resp.header.revision))
 
     def _txn(self, req: Any) -> Any:
         return self._call(
@@ -351,25 +353,26 @@ class EtcdBackend:
         )], _put_op(k, value))
         if not resp.succeeded:
             raise AlreadyExists(key)
-        return KVPair(key, value, resp.header.revision)
+        return KVPair(key, value, str(resp.header.revision))
 
-    def update(self, key: str, value: str, revision: int) -> KVPair:
+    def update(self, key: str, value: str, revision: Revision) -> KVPair:
         k = key.encode()
-        resp = self._cas(k, [_mod_is(k, revision)], _put_op(k, value))
+        resp = self._cas(k, [_mod_is(k, etcdrevision.parse(revision, key))], _put_op(k, value))
         if not resp.succeeded:
             raise _lost(resp, key, revision)
-        return KVPair(key, value, resp.header.revision)
+        return KVPair(key, value, str(resp.header.revision))
 
     def apply(self, key: str, value: str) -> KVPair:
         req = etcdrpc.PutRequest(key=key.encode(), value=value.encode())
         resp = self._call(
             lambda ep, t, md: ep.kv.Put(req, timeout=t, metadata=md), retry_any=False
         )
-        return KVPair(key, value, resp.header.revision)
+        return KVPair(key, value, str(resp.header.revision))
 
-    def delete(self, key: str, revision: int | None = None) -> KVPair:
+    def delete(self, key: str, revision: Revision | None = None) -> KVPair:
         k = key.encode()
-        resp = self._cas(k, [] if revision is None else [_mod_is(k, revision)],
+        compare = [] if revision is None else [_mod_is(k, etcdrevision.parse(revision, key))]
+        resp = self._cas(k, compare,
                          etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
                              key=k, prev_kv=True)))
         if not resp.succeeded:
@@ -379,14 +382,16 @@ class EtcdBackend:
             raise NotFound(key)
         return _kvpair(deleted.prev_kvs[0])
 
-    def watch(self, prefix: str, start_revision: int) -> EtcdWatchStream:
-        """Open a watch; returns once etcd has confirmed it.
+    def watch(self, prefix: str, after: Revision) -> EtcdWatchStream:
+        """Open a watch of the changes after revision `after` (etcd's start revision is
+        `after + 1`); returns once etcd has confirmed it.
 
-        Raises Compacted when `start_revision` is already compacted away (checked before
+        Raises Compacted when those changes are already compacted away (checked before
         the watch is created, so that a caller that gets a stream knows it starts without a
         gap; a compaction racing with the creation is raised from the iteration instead),
         Unavailable when no endpoint answers.
         """
+        start_revision = etcdrevision.following(after, prefix)
         if start_revision > 1:
             self._check_not_compacted(prefix, start_revision)
         ep = self._pick()
@@ -413,7 +418,7 @@ class EtcdBackend:
             self._call(lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md),
                        retry_any=True)
         except Compacted:
-            raise Compacted(start_revision) from None
+            raise Compacted(str(start_revision - 1)) from None
         except DatastoreError as exc:
             if "future revision" not in str(exc):
                 raise
@@ -429,17 +434,18 @@ class EtcdBackend:
 
     # -- operations beyond the protocol (tests, tools) -------------------------------------
 
-    def revision(self) -> int:
+    def revision(self) -> Revision:
         """The store's current revision."""
         req = etcdrpc.RangeRequest(key=b"\0", limit=1, count_only=True)
         resp = self._call(
             lambda ep, t, md: ep.kv.Range(req, timeout=t, metadata=md), retry_any=True
         )
-        return int(resp.header.revision)
+        return str(resp.header.revision)
 
-    def compact(self, revision: int) -> None:
+    def compact(self, revision: Revision) -> None:
         """Drop history before `revision` (what etcd's auto-compaction does)."""
-        req = etcdrpc.CompactionRequest(revision=revision, physical=True)
+        req = etcdrpc.CompactionRequest(revision=etcdrevision.parse(revision, "compact"),
+                                        physical=True)
         self._call(lambda ep, t, md: ep.kv.Compact(req, timeout=t, metadata=md),
                    retry_any=False)
 
@@ -460,9 +466,16 @@ class EtcdWatchStream:
         self._done = threading.Event()
         self._call: Any = None
         self.finished = False
-        self.progress_revision = 0
+        self._last = start_revision - 1
+        """The revision of the last event yielded (or the one the watch started after)."""
+        self._progress = 0
         """Every change under the prefix up to this revision has been yielded (from etcd's
         progress notifications, sent to an idle watch every few minutes)."""
+
+    @property
+    def progress(self) -> Revision | None:
+        """The progress revision when it is later than the last event yielded."""
+        return str(self._progress) if self._progress > self._last else None
 
     def _requests(self) -> Iterator[Any]:
         raw = self.prefix.encode()
@@ -503,7 +516,7 @@ class EtcdWatchStream:
     def _check(self, resp: Any) -> None:
         if resp.compact_revision:
             self._finish()
-            raise Compacted(self.start_revision, resp.compact_revision)
+            raise Compacted(str(self.start_revision - 1), str(resp.compact_revision))
         if resp.canceled:
             self._finish()
             raise Unavailable(
@@ -528,15 +541,16 @@ class EtcdWatchStream:
                     raise translate(exc, self._ep.url) from exc
                 self._check(resp)
                 if not resp.events and not resp.created:
-                    self.progress_revision = max(self.progress_revision, resp.header.revision)
+                    self._progress = max(self._progress, resp.header.revision)
                 for ev in resp.events:
                     kv = ev.kv
+                    self._last = rev = kv.mod_revision
                     if ev.type == put:
                         yield WatchEvent(EventType.PUT, kv.key.decode(errors="replace"),
-                                         _text(kv.value, kv.key), kv.mod_revision)
+                                         _text(kv.value, kv.key), str(rev))
                     else:
                         yield WatchEvent(EventType.DELETE, kv.key.decode(errors="replace"),
-                                         None, kv.mod_revision)
+                                         None, str(rev))
         finally:
             self.close()
 

@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from libcalico.datastore.api import KVPair, Listing, WatchStream
+from libcalico.datastore import etcdrevision
+from libcalico.datastore.api import KVPair, Listing, Op, Revision, WatchStream
 from libcalico.errors import (
     AlreadyExists,
     ConfigError,
@@ -65,8 +66,9 @@ def _absent(key: str) -> dict[str, Any]:
     return {"target": "VERSION", "key": _b64(key), "result": "EQUAL", "version": "0"}
 
 
-def _mod_is(key: str, revision: int | None) -> dict[str, Any]:
-    return {"target": "MOD", "key": _b64(key), "result": "EQUAL", "mod_revision": str(revision)}
+def _mod_is(key: str, revision: Revision | None) -> dict[str, Any]:
+    rev = 0 if revision is None else etcdrevision.parse(revision, key)
+    return {"target": "MOD", "key": _b64(key), "result": "EQUAL", "mod_revision": str(rev)}
 
 
 def _put(key: str, value: str) -> dict[str, Any]:
@@ -75,7 +77,12 @@ def _put(key: str, value: str) -> dict[str, Any]:
 
 def _kv(doc: dict[str, Any]) -> KVPair:
     return KVPair(_unb64(doc["key"]), _unb64(doc.get("value", "")),
-                  int(doc.get("mod_revision", 0)))
+                  str(int(doc.get("mod_revision", 0))))
+
+
+def _revision(doc: dict[str, Any]) -> Revision:
+    """The header revision of an answer (int64 as JSON text), as the opaque Revision."""
+    return str(int((doc.get("header") or {}).get("revision", 0)))
 
 
 class _NotSent(Exception):
@@ -246,7 +253,7 @@ class GatewayBackend:
         doc = self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)},
                          idempotent=True)
         return Listing(tuple(_kv(k) for k in doc.get("kvs") or []),
-                       int(doc.get("header", {}).get("revision", 0)))
+                       _revision(doc))
 
     def _txn(self, compare: Sequence[dict[str, Any]], success: dict[str, Any],
              key: str) -> tuple[bool, dict[str, Any]]:
@@ -259,15 +266,15 @@ class GatewayBackend:
         ok, doc = self._txn([_absent(key)], _put(key, value), key)
         if not ok:
             raise AlreadyExists(key)
-        return KVPair(key, value, int(doc["header"]["revision"]))
+        return KVPair(key, value, _revision(doc))
 
-    def update(self, key: str, value: str, revision: int) -> KVPair:
+    def update(self, key: str, value: str, revision: Revision) -> KVPair:
         ok, doc = self._txn([_mod_is(key, revision)], _put(key, value), key)
         if not ok:
             self._failed(key, revision, doc)
-        return KVPair(key, value, int(doc["header"]["revision"]))
+        return KVPair(key, value, _revision(doc))
 
-    def _failed(self, key: str, revision: int, doc: dict[str, Any]) -> None:
+    def _failed(self, key: str, revision: Revision, doc: dict[str, Any]) -> None:
         rng = (doc.get("responses") or [{}])[0].get("response_range") or {}
         if not rng.get("kvs"):
             raise NotFound(key)
@@ -276,9 +283,9 @@ class GatewayBackend:
     def apply(self, key: str, value: str) -> KVPair:
         doc = self._call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)},
                          idempotent=False)
-        return KVPair(key, value, int(doc["header"]["revision"]))
+        return KVPair(key, value, _revision(doc))
 
-    def delete(self, key: str, revision: int | None = None) -> KVPair:
+    def delete(self, key: str, revision: Revision | None = None) -> KVPair:
         req = {"request_delete_range": {"key": _b64(key), "prev_kv": True}}
         if revision is None:
             ok, doc = self._txn([], req, key)
@@ -313,7 +320,7 @@ class GatewayBackend:
             lists[p] = tuple(_kv(x) for x in (r.get("response_range") or {}).get("kvs") or [])
         return got, lists
 
-    def commit(self, ops: Sequence[tuple[str, str, str | None, int | None]]) -> int:
+    def commit(self, ops: Sequence[Op]) -> Revision:
         """All-or-nothing writes: each op is (kind, key, value, revision) with kind `create`
         (key must not exist), `update` (mod revision must equal `revision`) or `delete`
         (idem). Raises Conflict naming the first key when any condition fails. Returns the
@@ -328,9 +335,9 @@ class GatewayBackend:
                          idempotent=False)
         if not doc.get("succeeded", False):
             raise Conflict(ops[0][1])
-        return int(doc["header"]["revision"])
+        return _revision(doc)
 
-    def watch(self, prefix: str, start_revision: int) -> WatchStream:
+    def watch(self, prefix: str, after: Revision) -> WatchStream:
         raise DatastoreError(
             f"cannot watch {prefix!r}: the etcd JSON-gateway backend "
             "(libcalico.datastore.gateway) does not offer watches; use the etcd backend "

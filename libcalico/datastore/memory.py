@@ -2,9 +2,10 @@
 
 Revisions, compare-and-swap, ordered watches and compaction behave as in etcd v3:
 the store revision starts at 1 and grows by one per write; a key's mod revision is the
-revision of its last write; a delete is an event at a new revision. Tests can also compact
-history (`compact`) and simulate an outage (`set_available(False)`, which fails every call
-and breaks every open watch with `Unavailable`).
+revision of its last write; a delete is an event at a new revision. Revisions are handed out
+as decimal text (the Backend's opaque `Revision`). Tests can also compact history
+(`compact`) and simulate an outage (`set_available(False)`, which fails every call and breaks
+every open watch with `Unavailable`).
 
 Not a proof that anything works against etcd: integration tests use the real one.
 """
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from libcalico.datastore.api import EventType, KVPair, Listing, WatchEvent
+from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.errors import AlreadyExists, Compacted, Conflict, NotFound, Unavailable
 
 
@@ -44,17 +45,19 @@ class MemoryBackend:
     # -- test controls --------------------------------------------------------------------
 
     @property
-    def revision(self) -> int:
+    def revision(self) -> Revision:
+        """The store's current revision."""
         with self._cond:
-            return self._revision
+            return str(self._revision)
 
-    def compact(self, revision: int) -> None:
+    def compact(self, revision: Revision) -> None:
         """Forget the history before `revision`; watches from earlier revisions get Compacted."""
         with self._cond:
-            if revision > self._revision:
+            rev = int(revision)
+            if rev > self._revision:
                 raise ValueError(f"cannot compact beyond the current revision {self._revision}")
-            self._compacted = max(self._compacted, revision)
-            cut = bisect.bisect_left(self._history_revs, revision)
+            self._compacted = max(self._compacted, rev)
+            cut = bisect.bisect_left(self._history_revs, rev)
             del self._history[:cut]
             del self._history_revs[:cut]
             self._cond.notify_all()
@@ -76,22 +79,22 @@ class MemoryBackend:
         if not self._available and not (write and self._allow_writes):
             raise Unavailable("memory backend is unavailable (test outage)")
 
-    def _write(self, key: str, value: str | None) -> int:
+    def _write(self, key: str, value: str | None) -> Revision:
         self._revision += 1
         rev = self._revision
         old = self._data.get(key)
         if value is None:
             del self._data[key]
-            ev = WatchEvent(EventType.DELETE, key, None, rev)
+            ev = WatchEvent(EventType.DELETE, key, None, str(rev))
         else:
             self._data[key] = _Entry(
                 value, rev, old.create_revision if old else rev, old.version + 1 if old else 1
             )
-            ev = WatchEvent(EventType.PUT, key, value, rev)
+            ev = WatchEvent(EventType.PUT, key, value, str(rev))
         self._history.append(ev)
         self._history_revs.append(rev)
         self._cond.notify_all()
-        return rev
+        return ev.revision
 
     def get(self, key: str) -> KVPair:
         with self._cond:
@@ -99,17 +102,17 @@ class MemoryBackend:
             e = self._data.get(key)
             if e is None:
                 raise NotFound(key)
-            return KVPair(key, e.value, e.mod_revision)
+            return KVPair(key, e.value, str(e.mod_revision))
 
     def list(self, prefix: str) -> Listing:
         with self._cond:
             self._check()
             kvs = tuple(
-                KVPair(k, e.value, e.mod_revision)
+                KVPair(k, e.value, str(e.mod_revision))
                 for k, e in sorted(self._data.items())
                 if k.startswith(prefix)
             )
-            return Listing(kvs, self._revision)
+            return Listing(kvs, str(self._revision))
 
     def create(self, key: str, value: str) -> KVPair:
         with self._cond:
@@ -118,13 +121,13 @@ class MemoryBackend:
                 raise AlreadyExists(key)
             return KVPair(key, value, self._write(key, value))
 
-    def update(self, key: str, value: str, revision: int) -> KVPair:
+    def update(self, key: str, value: str, revision: Revision) -> KVPair:
         with self._cond:
             self._check(write=True)
             e = self._data.get(key)
             if e is None:
                 raise NotFound(key)
-            if e.mod_revision != revision:
+            if str(e.mod_revision) != revision:
                 raise Conflict(key, revision)
             return KVPair(key, value, self._write(key, value))
 
@@ -133,25 +136,24 @@ class MemoryBackend:
             self._check(write=True)
             return KVPair(key, value, self._write(key, value))
 
-    def delete(self, key: str, revision: int | None = None) -> KVPair:
+    def delete(self, key: str, revision: Revision | None = None) -> KVPair:
         with self._cond:
             self._check(write=True)
             e = self._data.get(key)
             if e is None:
                 raise NotFound(key)
-            if revision is not None and e.mod_revision != revision:
+            if revision is not None and str(e.mod_revision) != revision:
                 raise Conflict(key, revision)
             self._write(key, None)
-            return KVPair(key, e.value, e.mod_revision)
+            return KVPair(key, e.value, str(e.mod_revision))
 
-    def watch(self, prefix: str, start_revision: int) -> MemoryWatchStream:
+    def watch(self, prefix: str, after: Revision) -> MemoryWatchStream:
         with self._cond:
             self._check()
-            if start_revision <= 0:  # as in etcd: from the next change on
-                start_revision = self._revision + 1
-            if start_revision < self._compacted:
-                raise Compacted(start_revision, self._compacted)
-            return MemoryWatchStream(self, prefix, start_revision, self._epoch)
+            start = int(after) + 1
+            if start < self._compacted:
+                raise Compacted(after, str(self._compacted))
+            return MemoryWatchStream(self, prefix, start, self._epoch)
 
     def close(self) -> None:
         pass
@@ -170,7 +172,7 @@ class MemoryBackend:
                 if not self._available or self._epoch != epoch:
                     raise Unavailable("memory backend watch broken (test outage)")
                 if after + 1 < self._compacted:
-                    raise Compacted(after + 1, self._compacted)
+                    raise Compacted(str(after), str(self._compacted))
                 i = bisect.bisect_right(self._history_revs, after)
                 found = [e for e in self._history[i:] if e.key.startswith(stream.prefix)]
                 if found:
@@ -193,6 +195,8 @@ class MemoryWatchStream:
         self._after = start_revision - 1
         self._epoch = epoch
         self.closed = False
+        self.progress: Revision | None = None
+        """Never set: the memory backend sends no progress notifications."""
 
     def __iter__(self) -> Iterator[WatchEvent]:
         while True:
@@ -200,7 +204,7 @@ class MemoryWatchStream:
             if events is None:
                 return
             for ev in events:
-                self._after = ev.revision
+                self._after = int(ev.revision)
                 yield ev
 
     def close(self) -> None:

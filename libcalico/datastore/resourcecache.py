@@ -159,7 +159,7 @@ class ResourceCache:
                 gone = resources.pop(key, None)
                 if gone is not None:
                     del classes[type(gone)][key]
-                append(_change(key, None, str(u.revision), None))
+                append(_change(key, None, u.revision, None))
                 continue
             if old == value:
                 continue
@@ -190,7 +190,7 @@ class ResourceCache:
                 if group is None:
                     group = classes[cls] = {}
                 group[key] = res
-            append(_change(key, res, str(u.revision), dropped))
+            append(_change(key, res, u.revision, dropped))
         return tuple(out)
 
     def get(self, key: str) -> object | None:

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from libcalico.datastore.api import KVPair
+from libcalico.datastore.api import KVPair, Revision
 
 PURE = True
 
@@ -28,7 +28,8 @@ class Update:
     key: str
     value: str | None
     """The new value; None when the key was deleted."""
-    revision: int
+    revision: Revision
+    """Opaque (see libcalico.datastore.api)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +44,16 @@ class StatusChanged:
 
 SyncEvent = Updates | StatusChanged
 
-Cache = dict[str, tuple[str, int]]
-"""key -> (value, mod revision): what the consumer has been told."""
+Cache = dict[str, tuple[str, Revision]]
+"""key -> (value, key revision): what the consumer has been told."""
 
 
 def diff(
-    known: Mapping[str, tuple[str, int]], kvs: Iterable[KVPair], revision: int
+    known: Mapping[str, tuple[str, Revision]], kvs: Iterable[KVPair], revision: Revision
 ) -> tuple[tuple[Update, ...], Cache]:
-    """Updates that turn `known` into the listing `kvs` (taken at store `revision`).
+    """Updates that turn `known` into the listing `kvs` (taken at the listing's `revision`).
 
-    Keys that are new or whose value or mod revision changed become puts (in key order);
+    Keys that are new or whose value or revision changed become puts (in key order);
     keys that vanished become deletes at `revision`. Returns the updates and the new cache.
     """
     fresh: Cache = {kv.key: (kv.value, kv.revision) for kv in kvs}

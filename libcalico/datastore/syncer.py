@@ -7,11 +7,16 @@ Each prefix has a worker thread that
 
 1. lists the prefix (emits the difference between what the consumer was told and the
    listing: puts for new or changed keys, deletes for keys that vanished);
-2. watches from the listing's revision + 1, emitting each event;
-3. when the watch breaks (etcd restarted, member lost), watches again from the last revision
-   seen + 1, so that nothing is missed or repeated; while it cannot, it waits with capped
+2. watches after the listing's revision, emitting each event;
+3. when the watch breaks (etcd restarted, member lost), watches again after this prefix's
+   own last revision (its last event's, or a later progress revision its stream vouched
+   for), so that nothing is missed or repeated; while it cannot, it waits with capped
    exponential backoff and reports WAIT_FOR_DATASTORE;
-4. when that revision has been compacted, goes back to 1 (RESYNC_IN_PROGRESS).
+4. when the backend no longer has the changes after that revision (`Compacted`: etcd
+   compaction, Kubernetes 410 Gone), goes back to 1 (RESYNC_IN_PROGRESS).
+
+Revisions are opaque here: each prefix keeps the last one its backend gave it, and hands it
+back; nothing is compared or computed.
 
 One dispatcher thread calls `sink` for every event, serially: `StatusChanged` when the
 overall status changes (see `snapshot.overall_status`) and `Updates` batches in between.
@@ -26,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from libcalico.datastore.api import Backend, EventType, WatchStream
+from libcalico.datastore.api import Backend, EventType, Revision, WatchStream
 from libcalico.datastore.snapshot import (
     Cache,
     StatusChanged,
@@ -72,7 +77,7 @@ class _Cursor:
 
     def __init__(self) -> None:
         self.cache: Cache = {}
-        self.last: int | None = None  # None: a full list is needed
+        self.last: Revision | None = None  # None: a full list is needed
 
 
 class Backoff:
@@ -153,18 +158,17 @@ class Syncer:
         if alive:
             log.warning("syncer threads still running after stop: %s", ", ".join(alive))
 
-    def revisions(self) -> dict[str, int | None]:
+    def revisions(self) -> dict[str, Revision | None]:
         """For each prefix, the revision up to which the consumer has everything (None
-        before the first listing). Counts etcd's progress notifications on idle watches."""
+        before the first listing), counting the progress an idle watch vouched for."""
         with self._lock:
             streams = dict(self._streams)
-        out: dict[str, int | None] = {}
+        out: dict[str, Revision | None] = {}
         for i, prefix in enumerate(self.prefixes):
             last = self._cursors[i].last
-            progress = getattr(streams.get(i), "progress_revision", 0)
-            if last is not None and isinstance(progress, int):
-                last = max(last, progress)
-            out[prefix] = last
+            stream = streams.get(i)
+            progress = stream.progress if stream is not None and last is not None else None
+            out[prefix] = progress if progress is not None else last
         return out
 
     # -- one prefix -----------------------------------------------------------------------
@@ -184,7 +188,7 @@ class Syncer:
             except DatastoreError as exc:
                 if self._stop.is_set():
                     break
-                log.warning("%s: %s; retrying from revision %s in %.2fs",
+                log.warning("%s: %s; retrying after revision %s in %.2fs",
                             prefix, exc, cur.last, backoff.delay)
                 self._queue.put(_State(index, SyncStatus.WAIT_FOR_DATASTORE))
                 backoff.wait()
@@ -199,16 +203,15 @@ class Syncer:
         self._queue.put(_State(index, SyncStatus.RESYNC_IN_PROGRESS))
         updates, cur.cache = diff(cur.cache, listing.kvs, listing.revision)
         cur.last = listing.revision
-        log.info("%s: listed %d keys at revision %d (%d changes)",
+        log.info("%s: listed %d keys at revision %s (%d changes)",
                  prefix, len(listing.kvs), listing.revision, len(updates))
         if updates:
             self._queue.put(_Emit(updates))
 
     def _watch(self, index: int, prefix: str, cur: _Cursor, backoff: Backoff) -> None:
-        """Watch from the cursor on until the stream breaks (raises) or the syncer stops."""
+        """Watch after the cursor until the stream breaks (raises) or the syncer stops."""
         assert cur.last is not None
-        start = cur.last + 1
-        stream = self._backend.watch(prefix, start)
+        stream = self._backend.watch(prefix, cur.last)
         with self._lock:
             self._streams[index] = stream
         if self._stop.is_set():
@@ -217,9 +220,6 @@ class Syncer:
         backoff.reset()
         try:
             for ev in stream:
-                if ev.revision < start:
-                    log.warning("%s: dropping event from before the watch start: %s", prefix, ev)
-                    continue
                 if ev.type is EventType.PUT and ev.value is not None:
                     cur.cache[ev.key] = (ev.value, ev.revision)
                     update = Update(ev.key, ev.value, ev.revision)
@@ -231,11 +231,11 @@ class Syncer:
             if not self._stop.is_set():
                 raise DatastoreError(f"watch on {prefix} ended")
         except DatastoreError:
-            # etcd's progress notifications vouch that nothing under the prefix changed up to
-            # their revision: resume from there rather than from the last event, so that a
-            # quiet prefix does not need a full relist after a compaction.
-            progress = getattr(stream, "progress_revision", 0)
-            if isinstance(progress, int) and progress > (cur.last or 0):
+            # The stream's progress (etcd progress notifications, Kubernetes bookmarks) vouches
+            # that nothing under the prefix changed after the last event up to it: resume
+            # after it, so that a quiet prefix does not need a full relist after a compaction.
+            progress = stream.progress
+            if progress is not None:
                 cur.last = progress
             raise
         finally:

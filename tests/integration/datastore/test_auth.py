@@ -53,7 +53,7 @@ def test_authorised_user_reads_writes_and_watches(calico: EtcdBackend) -> None:
     kv = calico.create("/calico/resources/v3/projectcalico.org/ippools/p", "{}")
     assert calico.get(kv.key) == kv
     assert calico.list("/calico/").kvs == (kv,)
-    with calico.watch("/calico/", kv.revision) as stream:
+    with calico.watch("/calico/", str(int(kv.revision) - 1)) as stream:
         ev = next(iter(stream))
     assert (ev.type, ev.key) == (EventType.PUT, kv.key)
 

@@ -31,9 +31,9 @@ def test_create_get_list_update_delete(backend: EtcdBackend, etcd: EtcdServer) -
     assert got == created
     listing = backend.list("/calico/resources/v3/projectcalico.org/ippools/")
     assert listing.kvs == (created,)
-    assert listing.revision >= created.revision
+    assert int(listing.revision) >= int(created.revision)  # etcd: decimal revisions
     updated = backend.update(POOL_KEY, POOL.replace("26", "27"), created.revision)
-    assert updated.revision > created.revision
+    assert int(updated.revision) > int(created.revision)
     assert backend.get(POOL_KEY).value.endswith('"blockSize":27}}')
     deleted = backend.delete(POOL_KEY, updated.revision)
     assert deleted.value == updated.value
@@ -60,17 +60,17 @@ def test_stale_update_and_delete_conflict(backend: EtcdBackend) -> None:
 
 def test_missing_keys_are_not_found(backend: EtcdBackend) -> None:
     with pytest.raises(NotFound):
-        backend.update("/calico/none", "1", 1)
+        backend.update("/calico/none", "1", "1")
     with pytest.raises(NotFound):
         backend.delete("/calico/none")
     with pytest.raises(NotFound):
-        backend.delete("/calico/none", 1)
+        backend.delete("/calico/none", "1")
 
 
 def test_apply_is_unconditional(backend: EtcdBackend) -> None:
     a = backend.apply("/calico/ipam/v2/config", '{"strict_affinity":false}')
     b = backend.apply("/calico/ipam/v2/config", '{"strict_affinity":true}')
-    assert b.revision > a.revision
+    assert int(b.revision) > int(a.revision)
     assert backend.get("/calico/ipam/v2/config").value == '{"strict_affinity":true}'
 
 
@@ -149,15 +149,15 @@ def test_watch_from_listing_revision_sees_every_later_change(backend: EtcdBacken
     backend.apply("/calico/other", "x")
     backend.create("/calico/w/b", "2")
     backend.delete("/calico/w/a")
-    with backend.watch("/calico/w/", listing.revision + 1) as stream:
+    with backend.watch("/calico/w/", listing.revision) as stream:
         events = collect(stream, 3)
     assert [(e.type, e.key, e.value) for e in events] == [
         (EventType.PUT, "/calico/w/a", "1"),
         (EventType.PUT, "/calico/w/b", "2"),
         (EventType.DELETE, "/calico/w/a", None),
     ]
-    revs = [e.revision for e in events]
-    assert revs == sorted(revs) and revs[0] == listing.revision + 1
+    revs = [int(e.revision) for e in events]
+    assert revs == sorted(revs) and revs[0] == int(listing.revision) + 1
 
 
 def test_watch_from_compacted_revision_raises(backend: EtcdBackend) -> None:
@@ -170,7 +170,7 @@ def test_watch_from_compacted_revision_raises(backend: EtcdBackend) -> None:
 
 
 def test_close_ends_a_blocked_watch(backend: EtcdBackend) -> None:
-    stream = backend.watch("/calico/quiet/", backend.revision() + 1)
+    stream = backend.watch("/calico/quiet/", backend.revision())
     finished = threading.Event()
 
     def consume() -> None:
@@ -208,7 +208,7 @@ def test_nothing_listening_is_unavailable() -> None:
         with pytest.raises(Unavailable):
             b.list("/calico/")
         with pytest.raises(Unavailable):
-            b.watch("/calico/", 1)
+            b.watch("/calico/", "0")
     finally:
         b.close()
 
@@ -220,7 +220,7 @@ def test_watch_raises_unavailable_on_kill_and_resume_loses_nothing(
     b = EtcdBackend([srv.endpoint], timeout=5.0)
     try:
         first = b.apply("/calico/r/0", "0")
-        stream = b.watch("/calico/r/", first.revision)
+        stream = b.watch("/calico/r/", str(int(first.revision) - 1))
         seen: list[WatchEvent] = []
         failure: list[BaseException] = []
         got_first = threading.Event()
@@ -247,7 +247,7 @@ def test_watch_raises_unavailable_on_kill_and_resume_loses_nothing(
         old_port = int(b.endpoints[0].rsplit(":", 1)[1])
         srv.restart(client_port=old_port)
         last = seen[-1].revision
-        with b.watch("/calico/r/", last + 1) as again:
+        with b.watch("/calico/r/", last) as again:
             resumed = collect(again, 5)
         assert [e.revision for e in resumed] == missed
     finally:
@@ -259,7 +259,7 @@ def test_watch_on_a_frozen_etcd_raises_instead_of_hanging(etcd_factory: EtcdFact
     srv = etcd_factory.new("frozen")
     assert srv.proc is not None
     b = EtcdBackend([srv.endpoint], timeout=3.0)
-    stream = b.watch("/calico/", b.revision() + 1)
+    stream = b.watch("/calico/", b.revision())
     outcome: list[BaseException | None] = []
 
     def consume() -> None:

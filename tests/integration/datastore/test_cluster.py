@@ -95,7 +95,7 @@ def test_killing_the_leader_loses_no_write_and_no_event(etcd_factory: EtcdFactor
         # exactly once, in order.
         rec.wait(lambda: set(acked.values()) <= {u.revision for u in rec.updates},
                  "every write through the syncer")
-        revisions = [u.revision for u in rec.updates]
+        revisions = [int(u.revision) for u in rec.updates]  # etcd's: decimal
         assert revisions == sorted(revisions)
         assert len(revisions) == len(set(revisions))
         assert {u.key: u.revision for u in rec.updates} == acked

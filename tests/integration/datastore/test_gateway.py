@@ -63,7 +63,7 @@ def test_cas_failures(gw: GatewayBackend) -> None:
         gw.delete("/calico/x", first.revision)
     assert gw.get("/calico/x").value == "2"
     with pytest.raises(NotFound):
-        gw.update("/calico/none", "1", 1)
+        gw.update("/calico/none", "1", "1")
     with pytest.raises(NotFound):
         gw.delete("/calico/none")
 
@@ -96,4 +96,4 @@ def test_nothing_listening_is_unavailable() -> None:
 
 def test_watch_is_refused_with_a_clear_datastore_error(gw: GatewayBackend) -> None:
     with pytest.raises(DatastoreError, match="does not offer watches"):
-        gw.watch("/calico/", 1)
+        gw.watch("/calico/", "0")

@@ -94,7 +94,7 @@ def test_no_gap_across_kill_and_restart(
     assert rec.state == etcd_state(b)
 
 
-def _delete_rev(b: EtcdBackend, key: str) -> int:
+def _delete_rev(b: EtcdBackend, key: str) -> str:
     b.delete(key)
     return b.revision()
 
@@ -145,11 +145,11 @@ def test_quiet_prefix_survives_compaction_without_relist(etcd_factory: EtcdFacto
     syncer.start()
     try:
         rec.wait_status(S)
-        last_other = 0
+        last_other = "0"
         for i in range(10):
             last_other = b.apply("/calico/felix/v1/busy", str(i)).revision
         deadline = time.monotonic() + LIMIT
-        while (syncer.revisions()[quiet] or 0) < last_other:
+        while int(syncer.revisions()[quiet] or 0) < int(last_other):  # etcd's: decimal
             assert time.monotonic() < deadline, "no progress notification arrived"
             time.sleep(0.05)
         b.compact(last_other)

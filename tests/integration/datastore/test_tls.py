@@ -38,7 +38,7 @@ def good(tls_etcd: EtcdServer, pki: Path) -> Iterator[Backend]:
 def test_mutual_tls_from_environment(good: Backend) -> None:
     kv = good.create("/calico/resources/v3/projectcalico.org/ippools/p", '{"a":1}')
     assert good.get(kv.key).value == '{"a":1}'
-    with good.watch("/calico/", kv.revision) as stream:  # type: ignore[attr-defined]
+    with good.watch("/calico/", str(int(kv.revision) - 1)) as stream:  # type: ignore[attr-defined]
         ev = next(iter(stream))
     assert (ev.type, ev.key) == (EventType.PUT, kv.key)
 

@@ -13,15 +13,15 @@ from libcalico.errors import AlreadyExists, Compacted, Conflict, NotFound, Unava
 
 def test_revisions_grow_by_one_per_write() -> None:
     b = MemoryBackend()
-    assert b.revision == 1
+    assert b.revision == "1"
     a = b.create("/k/a", "1")
-    assert a.revision == 2
+    assert a.revision == "2"
     u = b.update("/k/a", "2", a.revision)
-    assert u.revision == 3
-    assert b.get("/k/a").revision == 3
+    assert u.revision == "3"
+    assert b.get("/k/a").revision == "3"
     d = b.delete("/k/a")
-    assert (d.value, d.revision) == ("2", 3)
-    assert b.revision == 4
+    assert (d.value, d.revision) == ("2", "3")
+    assert b.revision == "4"
 
 
 def test_create_twice_is_already_exists() -> None:
@@ -44,7 +44,7 @@ def test_update_with_stale_revision_conflicts_and_keeps_value() -> None:
 def test_update_or_delete_missing_is_not_found() -> None:
     b = MemoryBackend()
     with pytest.raises(NotFound):
-        b.update("/k/a", "1", 5)
+        b.update("/k/a", "1", "5")
     with pytest.raises(NotFound):
         b.delete("/k/a")
     with pytest.raises(NotFound):
@@ -74,7 +74,7 @@ def test_watch_replays_history_then_follows() -> None:
     b = MemoryBackend()
     b.apply("/k/a", "1")
     b.apply("/x/ignored", "1")
-    stream = b.watch("/k/", 1)
+    stream = b.watch("/k/", "0")
     got: list[WatchEvent] = []
     ready = threading.Event()
 
@@ -96,7 +96,7 @@ def test_watch_replays_history_then_follows() -> None:
         (EventType.PUT, "/k/b", "2"),
         (EventType.DELETE, "/k/a", None),
     ]
-    assert [e.revision for e in got] == sorted(e.revision for e in got)
+    assert [int(e.revision) for e in got] == sorted(int(e.revision) for e in got)
 
 
 def test_watch_from_compacted_revision_raises() -> None:
@@ -105,16 +105,16 @@ def test_watch_from_compacted_revision_raises() -> None:
         b.apply("/k/a", str(i))
     b.compact(b.revision)
     with pytest.raises(Compacted):
-        next(iter(b.watch("/k/", 2)))
+        next(iter(b.watch("/k/", "1")))
     # From the compact revision on is still fine.
     b.apply("/k/a", "x")
-    ev = next(iter(b.watch("/k/", b.revision)))
+    ev = next(iter(b.watch("/k/", str(int(b.revision) - 1))))
     assert ev.value == "x"
 
 
 def test_outage_breaks_watches_and_calls() -> None:
     b = MemoryBackend()
-    stream = b.watch("/k/", 1)
+    stream = b.watch("/k/", "0")
     errors: list[BaseException] = []
 
     def consume() -> None:
@@ -138,7 +138,7 @@ def test_outage_breaks_watches_and_calls() -> None:
 
 def test_close_ends_iteration_quietly() -> None:
     b = MemoryBackend()
-    stream = b.watch("/k/", 0)
+    stream = b.watch("/k/", b.revision)
     done = threading.Event()
 
     def consume() -> None:

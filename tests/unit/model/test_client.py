@@ -172,11 +172,11 @@ def test_default_allow_profile_is_synthetic(client: Client, backend: MemoryBacke
 
 def test_delete_returns_the_deleted_resource_and_honours_revision(client: Client) -> None:
     created = client.create(pool())
+    assert created.metadata.resource_version
+    client.backend.apply("/calico/other", "x")  # a revision that is no pool's
     with pytest.raises(Conflict):
-        client.delete(r.IPPool, "pool1", revision=int(created.metadata.resource_version or 0)
-                      - 1)
-    deleted = client.delete(r.IPPool, "pool1",
-                            revision=int(created.metadata.resource_version or 0))
+        client.delete(r.IPPool, "pool1", revision=client.backend.get("/calico/other").revision)
+    deleted = client.delete(r.IPPool, "pool1", revision=created.metadata.resource_version)
     assert deleted is not None and deleted.spec == created.spec
     with pytest.raises(NotFound):
         client.get(r.IPPool, "pool1")
