@@ -1,4 +1,5 @@
-"""Linux wiring as Calico's dataplane does it, with `ip -batch` (one process per namespace).
+"""Linux wiring as Calico's dataplane does it, over rtnetlink (`calico_cni.netlink`: no `ip`
+process on ADD and DEL; CHECK reads with `ip -j`).
 
 Host side: veth `cali…` with MAC ee:ee:ee:ee:ee:ee, proxy ARP / proxy NDP, forwarding, and a
 /32 (/128) route per workload address with metric 1024 (Calico v3.32's normal route priority,
@@ -12,15 +13,16 @@ veth's link-local fe80::ecee:eeff:feee:eeee), ip_forward as container_settings s
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
-import json
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from libcalico import proc
-from libcalico.errors import CalicoError, CommandFailed
+from calico_cni import netlink
+from libcalico.errors import CalicoError
 
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 GW4 = "169.254.1.1"
@@ -114,46 +116,73 @@ def in_netns(path: str) -> Iterator[None]:
 def setup(w: Wiring) -> str:
     """Wire the workload; returns the container interface's MAC. A stale host veth of the
     same name (an earlier ADD for this workload) is removed first."""
-    if host_link_exists(w.host_veth):
-        proc.run(["ip", "link", "del", w.host_veth], timeout=TIMEOUT, check=False)
-    has4 = any(i.version == 4 for i in w.ips)
-    has6 = any(i.version == 6 for i in w.ips)
     mac = random_mac()
-    queues = f" numtxqueues {w.num_queues} numrxqueues {w.num_queues}" if w.num_queues > 1 else ""
-    host = [f"link add {w.host_veth} mtu {w.mtu} address {HOST_MAC}{queues} type veth "
-            f"peer name {w.ifname} mtu {w.mtu} address {mac}{queues} netns {w.netns}",
-            f"link set {w.host_veth} up"]
-    host += [f"route add {i.ip}/{i.max_prefixlen} dev {w.host_veth} scope link "
-             f"metric {ROUTE_METRIC}" for i in w.ips]
-    # A route to the address on another interface means it is in use twice. With a metric
-    # of our own, `route add` only collides with a route of the same metric, so the batch
-    # also lists every route to each IPv4 address (batch lines are IPv4-only; IPv6 is
-    # checked apart, and only for dual-stack or IPv6 workloads).
-    host += [f"route show exact {i.ip}/32" for i in w.ips if i.version == 4]
-    r = proc.run(["ip", "-j", "-batch", "-"], input="\n".join(host) + "\n", timeout=TIMEOUT,
-                 check=False)
-    if r.returncode != 0 and not host_link_exists(w.host_veth):
-        if "File exists" in r.stderr:
+    with netlink.Netlink() as nl:
+        if host_link_exists(w.host_veth):
+            with contextlib.suppress(OSError):
+                nl.delete_link(w.host_veth)
+        _veth(nl, w, mac)
+        try:
+            _host_routes(nl, w)
+            _host_sysctls(w.host_veth, any(i.version == 4 for i in w.ips),
+                          any(i.version == 6 for i in w.ips))
+            _container(w)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                nl.delete_link(w.host_veth)
+            raise
+    return mac
+
+
+def _veth(nl: netlink.Netlink, w: Wiring, mac: str) -> None:
+    """The veth pair, the host end up, the container end in its namespace."""
+    try:
+        fd = os.open(w.netns, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise WiringError(f"cannot open network namespace {w.netns}: {exc.strerror}") from exc
+    try:
+        nl.add_veth(w.host_veth, HOST_MAC, w.ifname, mac, w.mtu, fd, w.num_queues)
+    except netlink.NetlinkError as exc:
+        if exc.errno == errno.EEXIST and not host_link_exists(w.host_veth):
             raise WiringError(
                 f"cannot create {w.ifname} in {w.netns}: an interface named {w.ifname} "
-                "already exists in the container (remove it or use another CNI_IFNAME)")
-        raise WiringError(f"creating veth {w.host_veth}: {r.stderr.strip()}")
+                "already exists in the container (remove it or use another CNI_IFNAME)"
+                ) from exc
+        raise WiringError(f"creating veth {w.host_veth}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def _host_routes(nl: netlink.Netlink, w: Wiring) -> None:
+    """A /32 (/128) route per address on the host veth. An existing route to the address on
+    another interface, whatever its metric, means the address is in use twice (with a
+    metric of our own, adding ours only collides with a route of the same metric, so every
+    route to each address is listed too)."""
+    index = socket.if_nametoindex(w.host_veth)
+    for ip in w.ips:
+        try:
+            nl.add_route(ip.network, index, metric=ROUTE_METRIC)
+        except netlink.NetlinkError as exc:
+            if exc.errno != errno.EEXIST:  # EEXIST: the listing below says whose it is
+                raise WiringError(f"adding route {ip.network} dev {w.host_veth}: "
+                                  f"{exc.strerror}") from exc
+    for version in sorted({ip.version for ip in w.ips}):
+        mine = {ip.network for ip in w.ips}
+        _foreign_routes(w, [_shown(dst, oif, metric) for dst, oif, metric
+                            in nl.routes(version) if dst in mine])
+
+
+def _shown(dst: ipaddress.IPv4Network | ipaddress.IPv6Network, oif: int, metric: int
+           ) -> dict[str, Any]:
+    """A route as `ip -j route` shows it (no metric key for metric 0)."""
     try:
-        if r.returncode != 0:
-            _host_routes(w, r.stderr)
-        else:
-            _foreign_routes(w, _json_arrays(r.stdout))
-            for ip in w.ips:
-                if ip.version == 6:
-                    shown = proc.run(["ip", "-j", "-6", "route", "show", "exact",
-                                      f"{ip.ip}/128"], timeout=TIMEOUT)
-                    _foreign_routes(w, _json_arrays(shown.stdout))
-        _host_sysctls(w.host_veth, has4, has6)
-        _container(w, mac, has4, has6)
-    except BaseException:
-        proc.run(["ip", "link", "del", w.host_veth], timeout=TIMEOUT, check=False)
-        raise
-    return mac
+        dev = socket.if_indextoname(oif) if oif else ""
+    except OSError:
+        dev = f"if{oif}"
+    out: dict[str, Any] = {"dst": str(dst.network_address), "dev": dev}
+    if metric:
+        out["metric"] = metric
+    return out
 
 
 def _host_sysctls(veth: str, has4: bool, has6: bool) -> None:
@@ -170,17 +199,10 @@ def _host_sysctls(veth: str, has4: bool, has6: bool) -> None:
     _write(f"/proc/sys/net/ipv6/conf/{veth}/accept_ra", "0", required=False)
 
 
-def _container(w: Wiring, mac: str, has4: bool, has6: bool) -> None:
+def _container(w: Wiring) -> None:
+    has4 = any(i.version == 4 for i in w.ips)
+    has6 = any(i.version == 6 for i in w.ips)
     fwd = "1" if w.allow_ip_forwarding else "0"
-    batch = [f"link set {w.ifname} up"]
-    for ip in w.ips:
-        extra = " nodad" if ip.version == 6 else ""
-        batch.append(f"addr add {ip.ip}/{ip.max_prefixlen} dev {w.ifname}{extra}")
-    if has4:
-        batch.append(f"route add {GW4}/32 dev {w.ifname} scope link")
-        batch += [f"route add {dst} via {GW4} dev {w.ifname}" for dst in w.routes4]
-    if has6:
-        batch += [f"route add {dst} via {GW6} dev {w.ifname}" for dst in w.routes6]
     with in_netns(w.netns):
         _write("/proc/sys/net/ipv4/ip_forward", fwd)
         if has6:
@@ -189,27 +211,24 @@ def _container(w: Wiring, mac: str, has4: bool, has6: bool) -> None:
             _write(f"/proc/sys/net/ipv6/conf/{w.ifname}/accept_dad", "0")
             _write("/proc/sys/net/ipv6/conf/all/forwarding", fwd)
         try:
-            proc.run(["ip", "-batch", "-"], input="\n".join(batch) + "\n", timeout=TIMEOUT)
-        except CommandFailed as exc:
-            raise WiringError(f"configuring {w.ifname} in {w.netns} failed: "
-                              f"{exc.stderr.strip()}") from exc
-
-
-def _json_arrays(text: str) -> list[dict[str, Any]]:
-    """The routes in `ip -j` output: one JSON array per `show` line of a batch."""
-    out: list[dict[str, Any]] = []
-    dec = json.JSONDecoder()
-    i, text = 0, text.strip()
-    while i < len(text):
-        try:
-            val, i = dec.raw_decode(text, i)
-        except ValueError as exc:
-            raise WiringError(f"unreadable `ip -j route` output: {exc}") from exc
-        if isinstance(val, list):
-            out += [e for e in val if isinstance(e, dict)]
-        while i < len(text) and text[i].isspace():
-            i += 1
-    return out
+            with netlink.Netlink() as nl:
+                nl.set_up(w.ifname)
+                index = socket.if_nametoindex(w.ifname)
+                for ip in w.ips:
+                    nl.add_address(index, ip.ip, nodad=ip.version == 6)
+                if has4:
+                    gw4 = ipaddress.IPv4Address(GW4)
+                    nl.add_route(ipaddress.IPv4Network(f"{GW4}/32"), index)
+                    for dst in w.routes4:
+                        nl.add_route(ipaddress.ip_network(dst), index, gateway=gw4)
+                if has6:
+                    gw6 = ipaddress.IPv6Address(GW6)
+                    for dst in w.routes6:
+                        nl.add_route(ipaddress.ip_network(dst), index, gateway=gw6)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise WiringError(f"configuring {w.ifname} in {w.netns} failed: {reason}"
+                              ) from exc
 
 
 def _foreign_routes(w: Wiring, routes: list[dict[str, Any]]) -> None:
@@ -223,49 +242,40 @@ def _foreign_routes(w: Wiring, routes: list[dict[str, Any]]) -> None:
                 f"{e.get('metric', 0)}); the address may be in use twice")
 
 
-def _host_routes(w: Wiring, stderr: str) -> None:
-    """The host batch stopped at a route: `EEXIST` is fine only when the existing route is
-    on this workload's veth (Calico's rule); add whatever the batch did not get to."""
-    for ip in w.ips:
-        dst = f"{ip.ip}/{ip.max_prefixlen}"
-        fam = "-6" if ip.version == 6 else "-4"
-        shown = proc.run(["ip", "-j", fam, "route", "show", "exact", dst], timeout=TIMEOUT)
-        devs = {e.get("dev") for e in json.loads(shown.stdout or "[]")}
-        if devs == {w.host_veth}:
-            continue
-        if devs:
-            raise WiringError(
-                f"route ({dst}) already exists for an interface other than '{w.host_veth}': "
-                f"{sorted(d for d in devs if d)}; the address may be in use twice")
-        r = proc.run(["ip", fam, "route", "add", dst, "dev", w.host_veth, "scope", "link",
-                      "metric", str(ROUTE_METRIC)],
-                     timeout=TIMEOUT, check=False)
-        if r.returncode != 0:
-            raise WiringError(f"adding route {dst} dev {w.host_veth}: {r.stderr.strip()} "
-                              f"(host batch: {stderr.strip()})")
-
-
 def teardown(netns: str, ifname: str, host_veth: str | None = None) -> None:
     """Remove the container interface (its veth peer and host routes go with it). Missing
     namespace or interface is success. `host_veth` (when given) is removed if still there."""
     if netns and os.path.exists(netns):
         try:
             with in_netns(netns):
-                present = os.path.exists(f"/proc/sys/net/ipv4/conf/{ifname}")
-                r = proc.run(["ip", "link", "del", ifname], timeout=TIMEOUT, check=False) \
-                    if present else None
+                if os.path.exists(f"/proc/sys/net/ipv4/conf/{ifname}"):
+                    _delete_link(ifname, netns)
         except WiringError:
             if os.path.exists(netns):
                 raise
-            r = None
-        if r is not None and r.returncode != 0 and "Cannot find device" not in r.stderr:
-            raise WiringError(f"removing {ifname} in {netns}: {r.stderr.strip()}")
     if host_veth and host_link_exists(host_veth):
-        proc.run(["ip", "link", "del", host_veth], timeout=TIMEOUT, check=False)
+        with contextlib.suppress(OSError), netlink.Netlink() as nl:
+            nl.delete_link(host_veth)
+
+
+def _delete_link(ifname: str, netns: str) -> None:
+    """`ip link del` in the namespace the thread is in; a link already gone is fine."""
+    try:
+        with netlink.Netlink() as nl:
+            nl.delete_link(ifname)
+    except netlink.NetlinkError as exc:
+        if exc.errno != errno.ENODEV:
+            raise WiringError(f"removing {ifname} in {netns}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise WiringError(f"removing {ifname} in {netns}: {exc}") from exc
 
 
 def inspect(netns: str, ifname: str) -> tuple[set[str], list[dict[str, object]]]:
-    """(addresses on `ifname` as `ip/prefix`, routes) inside the namespace."""
+    """(addresses on `ifname` as `ip/prefix`, routes) inside the namespace (CHECK only)."""
+    import json
+
+    from libcalico import proc
+
     with in_netns(netns):
         addr = proc.run(["ip", "-j", "addr", "show", "dev", ifname], timeout=TIMEOUT,
                         check=False)
