@@ -13,7 +13,6 @@ from typing import Any
 
 from calico_cni import ipam_plugin, netconf, spec
 from calico_cni.spec import CNIError, Result
-from libcalico import proc
 from libcalico.datastore.api import Backend
 from libcalico.errors import CommandFailed
 
@@ -35,6 +34,8 @@ def delegate(command: str, env: spec.Env, doc: Mapping[str, Any], environ: Mappi
     """Run the IPAM plugin named by ipam.type with the same environment and the full
     network configuration. A 1.1.0 configuration is offered as 1.0.0 when the delegate
     does not speak 1.1.0 (Debian's plugins stop at 1.0.0)."""
+    from libcalico import proc  # only delegated IPAM runs a process
+
     ipam_type = str((doc.get("ipam") or {}).get("type") or "")
     binary = _find_plugin(ipam_type, env.path)
     child_env = dict(environ)
