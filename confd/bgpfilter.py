@@ -1,21 +1,22 @@
 """BGPFilter resources → BIRD filter functions (what Calico's bgpFilterBIRDFuncs renders).
 
-Every piece that reaches BIRD is checked here: CIDRs parse as networks of the rule's family,
-communities are `a:b` or `a:b:c` with 32-bit parts, AS numbers and priorities are bounded
-integers, interface patterns are BIRD-string safe. A filter with any bad rule is rejected as a
-whole (DecodeError naming the field), so a half-applied filter never reaches BIRD.
+Works on the typed `libcalico.model` BGPFilterSpec (validated by the codec: families, operators,
+communities, AS numbers, priorities). What Calico accepts but BIRD cannot print is refused
+here with a FilterError naming the field (an interface pattern BIRD cannot quote, an empty
+community match or AS-path prepend); confd.birdsafe refuses such a filter as a whole, so a
+half-applied filter never reaches BIRD.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from confd.functions import BirdText, is_bird_string_safe
+from libcalico.model.resources_bgp import BGPFilterRule, BGPFilterSpec, FilterAction
+from libcalico.model.types import IPNetwork, network_text
 
 PURE = True
 
@@ -51,7 +52,8 @@ def function_name(filter_name: str, direction: str, version: int) -> str:
     return f"bgp_{name}_{direction}FilterV{version}"
 
 
-def _community(value: Any, path: str) -> tuple[int, ...]:
+def community(value: object, path: str) -> tuple[int, ...]:
+    """The parts of an `a:b` or `a:b:c` community (FilterError when it is neither)."""
     m = _COMMUNITY.match(value) if isinstance(value, str) else None
     if not m:
         raise FilterError(path, f"bad community {str(value)[:40]!r}")
@@ -62,118 +64,100 @@ def _community(value: Any, path: str) -> tuple[int, ...]:
     return parts
 
 
-def _uint(v: Any, path: str, hi: int = 0xFFFFFFFF) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+def _uint(v: int, path: str, hi: int = 0xFFFFFFFF) -> int:
+    if not 0 <= v <= hi:
         raise FilterError(path, f"expected an integer in [0, {hi}]")
     return v
 
 
-def _rule(rule: Any, path: str, version: int) -> tuple[str, str]:
-    """(peer type, statement text) for one rule, validated."""
-    if not isinstance(rule, dict):
-        raise FilterError(path, "expected an object")
-    action = rule.get("action")
-    if action not in ("Accept", "Reject"):
-        raise FilterError(f"{path}.action", "must be Accept or Reject")
+def cidr_text(net: IPNetwork) -> str:
+    """A rule's CIDR as the user wrote it (Calico prints BGPFilter CIDRs verbatim:
+    `9000:1::0/64`); the model keeps that text."""
+    return network_text(net)
+
+
+def _statement(rule: BGPFilterRule, path: str, version: int) -> tuple[str, str]:
+    """(peer type, statement text) for one rule, checked for what BIRD can print."""
     conds: list[str] = []
-    cidr = rule.get("cidr") or ""
-    if cidr:
-        if not isinstance(cidr, str):
-            raise FilterError(f"{path}.cidr", "expected a string")
-        try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except ValueError as exc:
-            raise FilterError(f"{path}.cidr", f"bad CIDR {cidr[:60]!r}") from exc
+    net = rule.cidr
+    if net is not None:
         if net.version != version:
             raise FilterError(f"{path}.cidr", f"not an IPv{version} CIDR")
-        op = _OPERATORS.get(rule.get("matchOperator") or "")
+        cidr = cidr_text(net)
+        op = _OPERATORS.get(rule.match_operator or "")
         if op is None:
             raise FilterError(f"{path}.matchOperator", "must be Equal, NotEqual, In or NotIn")
-        plen = rule.get("prefixLength")
-        if plen and op in ("~", "!~"):
-            if not isinstance(plen, dict):
-                raise FilterError(f"{path}.prefixLength", "expected an object")
-            lo = _uint(plen.get("min", net.prefixlen), f"{path}.prefixLength.min",
-                       net.max_prefixlen)
-            hi = _uint(plen.get("max", net.max_prefixlen), f"{path}.prefixLength.max",
-                       net.max_prefixlen)
+        plen = rule.prefix_length
+        if plen is not None and (plen.min is not None or plen.max is not None) \
+                and op in ("~", "!~"):
+            lo = _uint(net.prefixlen if plen.min is None else plen.min,
+                       f"{path}.prefixLength.min", net.max_prefixlen)
+            hi = _uint(net.max_prefixlen if plen.max is None else plen.max,
+                       f"{path}.prefixLength.max", net.max_prefixlen)
             conds.append(f"(net {op} [ {cidr}{{{lo},{hi}}} ])")
         else:
             conds.append(f"(net {op} {cidr})")
-    source = rule.get("source") or ""
-    if source:
-        if source != "RemotePeers":
-            raise FilterError(f"{path}.source", "must be RemotePeers")
+    if rule.source is not None:
         conds.append("((defined(source))&&(source ~ [ RTS_BGP ]))")
-    iface = rule.get("interface") or ""
+    iface = rule.interface or ""
     if iface:
-        if not isinstance(iface, str) or not is_bird_string_safe(iface) or "\\" in iface:
+        if not is_bird_string_safe(iface) or "\\" in iface:
             raise FilterError(f"{path}.interface", "pattern holds characters BIRD cannot quote")
         conds.append(f'((defined(ifname))&&(ifname ~ "{iface}"))')
-    comms = rule.get("communities") or {}
-    if comms:
-        values = comms.get("values") if isinstance(comms, dict) else None
-        if not isinstance(values, list) or not values:
+    if rule.communities is not None:
+        if not rule.communities.values:
             raise FilterError(f"{path}.communities.values", "expected a list of communities")
-        for i, val in enumerate(values):
-            parts = _community(val, f"{path}.communities.values[{i}]")
+        for i, val in enumerate(rule.communities.values):
+            parts = community(val, f"{path}.communities.values[{i}]")
             attr = "bgp_community" if len(parts) == 2 else "bgp_large_community"
             conds.append(f"(({', '.join(map(str, parts))}) ~ {attr})")
-    aspath = rule.get("asPathPrefix") or []
-    if aspath:
-        if not isinstance(aspath, list):
-            raise FilterError(f"{path}.asPathPrefix", "expected a list of AS numbers")
-        nums = [_uint(a, f"{path}.asPathPrefix[{i}]") for i, a in enumerate(aspath)]
+    if rule.as_path_prefix:
+        nums = [_uint(a, f"{path}.asPathPrefix[{i}]") for i, a in enumerate(rule.as_path_prefix)]
         conds.append(f"(bgp_path ~ [= {' '.join(map(str, nums))} * =])")
-    prio = rule.get("priority")
-    if prio is not None:
-        p = _uint(prio, f"{path}.priority", BIRD_INT_MAX)
+    if rule.priority is not None:
+        p = _uint(rule.priority, f"{path}.priority", BIRD_INT_MAX)
         conds.append(f"(defined(bgp_local_pref)&&(bgp_local_pref = {BIRD_INT_MAX - p}))")
     ops: list[str] = []
-    for i, op_ in enumerate(rule.get("operations") or []):
+    for i, op_ in enumerate(rule.operations):
         opath = f"{path}.operations[{i}]"
-        if not isinstance(op_, dict) or len(op_) != 1:
-            raise FilterError(opath, "expected exactly one operation")
-        if "addCommunity" in op_:
-            parts = _community((op_["addCommunity"] or {}).get("value"),
-                               f"{opath}.addCommunity.value")
+        if op_.add_community is not None:
+            parts = community(op_.add_community.value, f"{opath}.addCommunity.value")
             attr = "bgp_community" if len(parts) == 2 else "bgp_large_community"
             ops.append(f"{attr}.add(({', '.join(map(str, parts))}));")
-        elif "prependASPath" in op_:
-            prefix = (op_["prependASPath"] or {}).get("prefix")
-            if not isinstance(prefix, list) or not prefix:
+        elif op_.prepend_as_path is not None:
+            prefix = op_.prepend_as_path.prefix
+            if not prefix:
                 raise FilterError(f"{opath}.prependASPath.prefix", "expected AS numbers")
             nums = [_uint(a, f"{opath}.prependASPath.prefix[{j}]") for j, a in enumerate(prefix)]
             ops.extend(f"bgp_path.prepend({n});" for n in reversed(nums))
-        elif "setPriority" in op_:
-            p = _uint((op_["setPriority"] or {}).get("value"), f"{opath}.setPriority.value",
-                      BIRD_INT_MAX)
+        elif op_.set_priority is not None:
+            p = _uint(op_.set_priority.value, f"{opath}.setPriority.value", BIRD_INT_MAX)
             ops.append(f"bgp_local_pref = {BIRD_INT_MAX - p};")
         else:
-            raise FilterError(opath, "unknown operation")
-    body = " ".join([*ops, "accept;" if action == "Accept" else "reject;"])
+            raise FilterError(opath, "expected exactly one operation")
+    body = " ".join([*ops, "accept;" if rule.action == FilterAction.ACCEPT else "reject;"])
     stmt = f"if ({'&&'.join(conds)}) then {{ {body} }}" if conds else body
-    peer_type = rule.get("peerType") or ""
-    if peer_type not in ("", "eBGP", "iBGP"):
-        raise FilterError(f"{path}.peerType", "must be eBGP or iBGP")
-    return peer_type, stmt
+    return str(rule.peer_type or ""), stmt
 
 
-def _rules(spec: Mapping[str, Any], direction: str, version: int) -> list[tuple[str, str]]:
-    field = f"{direction}V{version}"
-    rules = spec.get(field) or []
-    if not isinstance(rules, list):
-        raise FilterError(f"spec.{field}", "expected a list of rules")
-    return [_rule(r, f"spec.{field}[{i}]", version) for i, r in enumerate(rules)]
+_FIELDS = {("export", 4): ("exportV4", "export_v4"), ("import", 4): ("importV4", "import_v4"),
+           ("export", 6): ("exportV6", "export_v6"), ("import", 6): ("importV6", "import_v6")}
 
 
-def validate(spec: Mapping[str, Any]) -> None:
+def _rules(spec: BGPFilterSpec, direction: str, version: int) -> list[tuple[str, str]]:
+    json_name, attr = _FIELDS[(direction, version)]
+    rules: tuple[BGPFilterRule, ...] = getattr(spec, attr)
+    return [_statement(r, f"spec.{json_name}[{i}]", version) for i, r in enumerate(rules)]
+
+
+def validate(spec: BGPFilterSpec) -> None:
+    """Raise FilterError (naming the field) if any rule cannot be printed into BIRD."""
     for d in DIRECTIONS:
         for v in (4, 6):
             _rules(spec, d, v)
 
 
-def functions(name: str, spec: Mapping[str, Any], version: int) -> list[FilterFunction]:
+def functions(name: str, spec: BGPFilterSpec, version: int) -> list[FilterFunction]:
     out = []
     for d in DIRECTIONS:
         rules = _rules(spec, d, version)

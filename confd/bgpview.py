@@ -4,22 +4,23 @@ This is Calico's GetBirdBGPConfig (confd.md c.4) plus what its aggr/ipam templat
 keys (b.2, b.3), as frozen values. Templates print fields; they make no decisions of their own
 beyond layout. One `FamilyView` per IP family (`view.v4`, `view.v6`).
 
-Every string in the view that reaches BIRD was validated when the resource was decoded (see
-confd.keyspace) or is a `BirdText` assembled here from validated parts.
+Every string in the view that reaches BIRD comes from a resource the codec validated and
+confd.birdsafe checked, or is a `BirdText` assembled here from checked parts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from confd import bgpfilter, decode, keyspace
+from confd import bgpfilter, keyspace, peerings
 from confd.functions import BirdText, is_bird_string_safe
+from confd.inputs import seconds
 from libcalico.errors import CalicoError
+from libcalico.model.resources_bgp import BGPConfigurationSpec, BindMode
 
 PURE = True
 
@@ -195,23 +196,19 @@ def _string_gt(a: str, b: str) -> bool:
     return a > b
 
 
-def _communities(values: Mapping[str, str], node: str, version: int) -> tuple[Advertisement, ...]:
-    text = values.get(f"/calico/bgp/v1/host/{node}/prefix_advertisements/ip_v{version}")
-    if text is None:
-        text = values.get(f"/calico/bgp/v1/global/prefix_advertisements/ip_v{version}")
-    if not text:
+def _communities(parsed: Mapping[str, Any], node: str, version: int) -> tuple[Advertisement, ...]:
+    advs = parsed.get(f"/calico/bgp/v1/host/{node}/prefix_advertisements/ip_v{version}")
+    if advs is None:
+        advs = parsed.get(f"/calico/bgp/v1/global/prefix_advertisements/ip_v{version}")
+    if not advs:
         return ()
     out = []
-    for adv in json.loads(text):
+    for adv in advs:
         comms = []
         for c in adv["communities"]:
             comms.append(Community(tuple(int(x) for x in c.split(":"))))
         out.append(Advertisement(adv["cidr"], tuple(comms)))
     return tuple(out)
-
-
-def _prefixed(ks: keyspace.KeySpace, prefix: str) -> list[tuple[str, str]]:
-    return ks.items_under(prefix)
 
 
 class _Context:
@@ -223,7 +220,7 @@ class _Context:
         self.res = ks.resources
         self.node = node
         self.environ = environ
-        self.config: dict[str, Any] = ks.resources.configs.get("default", {})
+        self.config: BGPConfigurationSpec = ks.resources.default_config
         self.host = f"/calico/bgp/v1/host/{node}/"
         self.warnings: list[str] = []
         self.hosts = ks.hosts
@@ -252,10 +249,10 @@ def _family(ctx: _Context, version: int, router_id: str) -> FamilyView:
     node_as = int(me.get("as_num") or ctx.get("/calico/bgp/v1/global/as_num") or "64512")
     port_text = me.get("listen_port") or ctx.get("/calico/bgp/v1/global/listen_port")
     listen_port = int(port_text) if port_text else 0
-    listen_address = node_ip if ctx.config.get("bindMode") == "NodeIP" else ""
-    ignored = tuple(ctx.config.get("ignoredInterfaces") or ())
-    prio_field = f"ipv{version}NormalRoutePriority"
-    prio = int(ctx.config.get(prio_field) or DEFAULT_PRIORITY)
+    listen_address = node_ip if ctx.config.bind_mode == BindMode.NODE_IP else ""
+    ignored = ctx.config.ignored_interfaces
+    prio = (ctx.config.ipv4_normal_route_priority if version == 4
+            else ctx.config.ipv6_normal_route_priority) or DEFAULT_PRIORITY
     functions: list[bgpfilter.FilterFunction] = []
     for name, spec in sorted(ctx.res.filters.items()):
         functions.extend(bgpfilter.functions(name, spec, version))
@@ -270,7 +267,7 @@ def _family(ctx: _Context, version: int, router_id: str) -> FamilyView:
         loglevel=_loglevel(ctx),
         ignored_interfaces=ignored,
         default_interfaces=not ignored,
-        advertisements=_communities(ctx.values, ctx.node, version),
+        advertisements=_communities(ctx.ks.parsed, ctx.node, version),
         filter_functions=tuple(functions),
         peers=peers,
         normal_route_priority=prio,
@@ -295,14 +292,15 @@ def _family(ctx: _Context, version: int, router_id: str) -> FamilyView:
 
 def _mesh(ctx: _Context, version: int, node_ip: str, node_as: int) -> list[Peer]:
     me = ctx.hosts.get(ctx.node, {})
-    mesh = json.loads(ctx.get("/calico/bgp/v1/global/node_mesh") or '{"enabled": true}')
+    mesh = ctx.ks.parsed.get("/calico/bgp/v1/global/node_mesh") or {"enabled": True}
     if me.get("rr_cluster_id") or not mesh.get("enabled"):
         return []
     global_port = ctx.get("/calico/bgp/v1/global/listen_port")
     password = None
-    ref = (ctx.config.get("nodeMeshPassword") or {}).get("secretKeyRef")
+    pw = ctx.config.node_mesh_password
+    ref = pw.secret_key_ref if pw is not None else None
     if ref is not None:
-        password = keyspace.secret(ctx.res, ref)
+        password = peerings.secret(ctx.res, ref)
         if password is None:
             ctx.warnings.append("BGPConfiguration default: nodeMeshPassword secret not found; "
                                 "mesh rendered without a password")
@@ -310,7 +308,7 @@ def _mesh(ctx: _Context, version: int, node_ip: str, node_as: int) -> list[Peer]
             ctx.warnings.append("BGPConfiguration default: nodeMeshPassword holds a character "
                                 "BIRD cannot quote; mesh rendered without a password")
             password = None
-    restart = decode.duration_seconds(ctx.config.get("nodeMeshMaxRestartTime"), "")
+    restart = seconds(ctx.config.node_mesh_max_restart_time)
     out = []
     ip_field = f"ip_addr_v{version}"
     port = int(global_port) if global_port else 0
@@ -334,8 +332,7 @@ def _explicit(ctx: _Context, version: int, node_ip: str, node_as: int,
     my_cluster = me.get("rr_cluster_id", "")
     out = []
     for kind, prefix in (("global", "/calico/bgp/v1/global/"), ("node", ctx.host)):
-        for _, text in _prefixed(ctx.ks, f"{prefix}peer_v{version}/"):
-            d = json.loads(text)
+        for d in ctx.ks.parsed_under(f"{prefix}peer_v{version}/"):
             ip = d["ip"]
             if ip == node_ip:
                 continue
@@ -391,33 +388,32 @@ def _peers(ctx: _Context, version: int, node_ip: str, node_as: int,
 def _blocks(ctx: _Context, version: int) -> tuple[Block, ...]:
     prefix = f"/calico/ipam/v2/host/{ctx.node}/ipv{version}/block/"
     out = []
-    for k, text in _prefixed(ctx.ks, prefix):
+    for k in ctx.ks.keys_under(prefix):
         seg = k[len(prefix):]
         cidr = seg.rsplit("-", 1)[0] + "/" + seg.rsplit("-", 1)[1]
         net = ipaddress.ip_network(cidr, strict=False)
-        state = json.loads(text).get("state", "")
+        state = ctx.res.affinities.get(k, "")
         out.append(Block(str(net), state, net.prefixlen != net.max_prefixlen))
     return tuple(out)
 
 
 def _routes(ctx: _Context, kind: str, version: int) -> tuple[str, ...]:
     prefix = f"/calico/{kind}{'v6' if version == 6 else ''}/"
-    return tuple(v for _, v in _prefixed(ctx.ks, prefix))
+    return tuple(v for _, v in ctx.ks.items_under(prefix))
 
 
 def _reachable(ctx: _Context, version: int) -> tuple[tuple[str, str], ...]:
     out = []
     bits = 32 if version == 4 else 128
     for prefix in ("/calico/bgp/v1/global/", ctx.host):
-        for _, text in _prefixed(ctx.ks, f"{prefix}peer_v{version}/"):
-            d = json.loads(text)
+        for d in ctx.ks.parsed_under(f"{prefix}peer_v{version}/"):
             if d.get("reachable_by"):
                 out.append((f"{d['ip']}/{bits}", d["reachable_by"]))
     return tuple(out)
 
 
 def _pool_docs(ctx: _Context, version: int) -> list[dict[str, Any]]:
-    return [json.loads(t) for _, t in _prefixed(ctx.ks, f"/calico/v1/ipam/v{version}/pool/")]
+    return list(ctx.ks.parsed_under(f"/calico/v1/ipam/v{version}/pool/"))
 
 
 def _pools(ctx: _Context, version: int, disabled: bool) -> tuple[str, ...]:
@@ -437,7 +433,7 @@ def _bird_programs(policy: str, pool: Mapping[str, Any]) -> bool:
 
 
 def _kernel_pools(ctx: _Context, version: int) -> tuple[KernelPool, ...]:
-    policy = ctx.config.get("programClusterRoutes") or ""
+    policy = str(ctx.config.program_cluster_routes or "")
     out = []
     for p in _pool_docs(ctx, version):
         if p.get("vxlan_mode"):
@@ -451,11 +447,11 @@ def _kernel_pools(ctx: _Context, version: int) -> tuple[KernelPool, ...]:
 
 def _rr_ranges(ctx: _Context, version: int) -> tuple[tuple[str, str], ...]:
     out = []
-    for kind, field in (("LB", "serviceLoadBalancerIPs"), ("external", "serviceExternalIPs")):
-        for item in ctx.config.get(field) or []:
-            cidr = item.get("cidr") if isinstance(item, dict) else None
-            if cidr and (":" in cidr) == (version == 6):
-                out.append((kind, str(ipaddress.ip_network(cidr, strict=False))))
+    for kind, items in (("LB", ctx.config.service_load_balancer_ips),
+                        ("external", ctx.config.service_external_ips)):
+        for item in items:
+            if item.cidr is not None and item.cidr.version == version:
+                out.append((kind, str(item.cidr)))
     return tuple(out)
 
 

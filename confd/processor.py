@@ -26,7 +26,7 @@ from typing import IO, Protocol
 from confd import render as render_mod
 from confd import resource as resource_mod
 from confd import schedule, stage
-from confd.keyspace import SECRETS_PREFIX
+from confd.inputs import SECRETS_PREFIX
 from confd.resource import TemplateResource
 from libcalico.datastore import syncer as syncer_mod
 from libcalico.datastore.api import Backend
@@ -90,13 +90,14 @@ class Engine:
         """reload_cmd -> resource names whose reload failed: rerun on the next pass, since
         their dest is already up to date and will not change again."""
 
-    def apply(self, snapshot: Mapping[str, str], revision: int = 0) -> PassResult:
+    def apply(self, snapshot: Mapping[str, str], revision: object = "") -> PassResult:
+        """One pass. `revision` is only logged (opaque: the datastore's, as last seen)."""
         started = time.monotonic()
         node_key = keys.resource_key("Node", self.node)
         if node_key not in snapshot:
             why = (f"no Node resource {self.node!r} in the datastore "
                    f"({len(snapshot)} keys): keeping the current configuration")
-            log.error("confd pass rev=%d skipped: %s", revision, why)
+            log.error("confd pass rev=%s skipped: %s", revision, why)
             return PassResult(blocked=why)
         texts, failed = self._render_all(snapshot)
         changed: list[TemplateResource] = []
@@ -123,7 +124,7 @@ class Engine:
             changed = [r for r in changed if r.name not in rejected]
         reloads = self._reload(changed, failed)
         log.info(
-            "confd pass rev=%d resources=%d changed=%d reloads=%d failed=%d took=%.3fs%s",
+            "confd pass rev=%s resources=%d changed=%d reloads=%d failed=%d took=%.3fs%s",
             revision, len(self.resources), len(changed), len(reloads), len(failed),
             time.monotonic() - started, " (noop)" if self.options.noop else "",
         )
@@ -243,13 +244,14 @@ def _unique_src_batches(
     return batches
 
 
-def load_snapshot(backend: Backend, node: str) -> tuple[dict[str, str], int]:
-    """List every prefix confd reads; returns (key -> value, highest listing revision)."""
+def load_snapshot(backend: Backend, node: str) -> tuple[dict[str, str], str]:
+    """List every prefix confd reads; returns (key -> value, the first listing's revision,
+    for the log: revisions are opaque and belong to their prefix)."""
     snapshot: dict[str, str] = {}
-    revision = 0
+    revision = ""
     for p in prefixes(node):
         listing = backend.list(p)
-        revision = max(revision, listing.revision)
+        revision = revision or str(listing.revision)
         snapshot.update((kv.key, kv.value) for kv in listing.kvs)
     return snapshot, revision
 
@@ -303,8 +305,10 @@ class WatchLoop:
         self.coalescer = schedule.Coalescer(timing)
         self.queue: queue.Queue[object] = queue.Queue()
         self.snapshot: dict[str, str] = {}
-        self.revision = 0
-        self.rendered_revision = -1
+        self.revision = ""
+        """The revision of the last update taken in (opaque: only logged)."""
+        self.rendered = False
+        """A pass has succeeded since start."""
         self.on_pass = on_pass
         self._was_in_sync = False
 
@@ -343,7 +347,7 @@ class WatchLoop:
         if isinstance(event, syncer_mod.Updates):
             changed = False
             for u in event.updates:
-                self.revision = max(self.revision, u.revision)
+                self.revision = str(u.revision)
                 if u.value is None:
                     changed |= self.snapshot.pop(u.key, None) is not None
                 elif self.snapshot.get(u.key) != u.value:
@@ -354,9 +358,9 @@ class WatchLoop:
         elif isinstance(event, syncer_mod.StatusChanged):
             in_sync = event.status == syncer_mod.SyncStatus.IN_SYNC
             if in_sync and not self._was_in_sync:
-                log.info("datastore in sync: %d keys at revision %d", len(self.snapshot),
+                log.info("datastore in sync: %d keys at revision %s", len(self.snapshot),
                          self.revision)
-                if self.rendered_revision < 0 or self.coalescer.dirty:
+                if not self.rendered or self.coalescer.dirty:
                     self.coalescer.changed(self.clock())
             elif not in_sync and self._was_in_sync:
                 log.warning("datastore %s: holding the current configuration",
@@ -375,7 +379,7 @@ class WatchLoop:
             log.error("pass failed: %s", exc)
             result = PassResult(failed={"*": str(exc)})
         if result.ok:
-            self.rendered_revision = self.revision
+            self.rendered = True
             self.coalescer.succeeded()
         elif result.blocked:
             # Only new data can help: wait for the next change, no retry loop.

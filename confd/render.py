@@ -6,9 +6,10 @@ The one entry point the processing side (confd.sync / the CLI) calls:
     texts = renderer.render(snapshot, node, environ, jobs)   # {job.src: text}
 
 `snapshot` maps raw etcd keys (`/calico/resources/v3/projectcalico.org/...`,
-`/calico/ipam/v2/host/<node>/...`) to their JSON values as stored. The view is computed once per
-call and shared by every job; decoded resources are cached between calls (keyed by key and value
-text), so a watch loop that re-renders after each event decodes only what changed.
+`/calico/ipam/v2/host/<node>/...`) to their values as stored. They are decoded once, by
+libcalico's codec in the typed cache (confd.inputs), and checked for BIRD by confd.birdsafe; the
+cache lives between calls, so a watch loop that re-renders after each event decodes only what
+changed. The view is computed once per call and shared by every job.
 
 Output is a pure function of (templates, snapshot, node, environ): no timestamps, sorted
 listings, sorted peers. Templates see StrictUndefined, so a missing field is an error rather than
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from confd import bgpview, functions, keyspace
 from libcalico.errors import CalicoError
@@ -108,7 +110,28 @@ class Renderer:
                     f"template {src}: syntax error at line {exc.lineno}: {exc.message}"
                 ) from exc
             self._templates[src] = tpl
+            self._load_includes(src, set())
         return tpl
+
+    def _load_includes(self, name: str, seen: set[str]) -> None:
+        """Compile the templates `name` includes, imports or extends (recursively) now, so that
+        a broken include is found when its template is loaded and no render compiles one."""
+        seen.add(name)
+        assert self.env.loader is not None
+        try:
+            source = self.env.loader.get_source(self.env, name)[0]
+            refs = jinja2.meta.find_referenced_templates(self.env.parse(source))
+            for ref in refs:
+                if ref is None or ref in seen:
+                    continue  # a computed name: compiled when first rendered
+                self.env.get_template(ref)
+                self._load_includes(ref, seen)
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"template {name}: included template {exc.name} not found in "
+                              f"{self.template_dir}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template {exc.name or name}: syntax error at line {exc.lineno}: "
+                              f"{exc.message}") from exc
 
     def view(self, snapshot: Mapping[str, str], node: str,
              environ: Mapping[str, str]) -> bgpview.NodeView:

@@ -58,7 +58,7 @@ def test_nothing_renders_before_in_sync_and_unchanged_values_render_nothing(
     dest = tmp_path / "cfg/bird.cfg"
     try:
         loop.queue.put(StatusChanged(SyncStatus.WAIT_FOR_DATASTORE))
-        loop.queue.put(Updates((Update(NODE_KEY, "{}", 5), Update("rev", "1", 5))))
+        loop.queue.put(Updates((Update(NODE_KEY, "{}", "5"), Update("rev", "1", "5"))))
         loop.queue.put(StatusChanged(SyncStatus.RESYNC_IN_PROGRESS))
         assert results.empty() and render.calls == 0
         loop.queue.put(StatusChanged(SyncStatus.IN_SYNC))
@@ -66,15 +66,15 @@ def test_nothing_renders_before_in_sync_and_unchanged_values_render_nothing(
         assert first.ok and first.changed == ("bird.toml",)
         assert dest.read_text() == "bird.t rev=1\n"
         # the same value again is not a change; a new value is one pass
-        loop.queue.put(Updates((Update("rev", "1", 6),)))
-        loop.queue.put(Updates((Update("rev", "2", 7),)))
+        loop.queue.put(Updates((Update("rev", "1", "6"),)))
+        loop.queue.put(Updates((Update("rev", "2", "7"),)))
         second = results.get(timeout=10)
         assert second.changed == ("bird.toml",)
         assert render.calls == 2
         assert dest.read_text() == "bird.t rev=2\n"
         # datastore lost: changes are held until it is back in sync
         loop.queue.put(StatusChanged(SyncStatus.WAIT_FOR_DATASTORE))
-        loop.queue.put(Updates((Update("rev", "3", 8),)))
+        loop.queue.put(Updates((Update("rev", "3", "8"),)))
         loop.queue.put(StatusChanged(SyncStatus.IN_SYNC))
         third = results.get(timeout=10)
         assert third.changed == ("bird.toml",) and dest.read_text() == "bird.t rev=3\n"
@@ -92,7 +92,7 @@ def test_failed_pass_is_retried_without_new_data(tmp_path: Path) -> None:
                                             retry_initial=0.01, retry_max=0.02)
     render.broken.add("bird.t")
     try:
-        loop.queue.put(Updates((Update(NODE_KEY, "{}", 5),)))
+        loop.queue.put(Updates((Update(NODE_KEY, "{}", "5"),)))
         loop.queue.put(StatusChanged(SyncStatus.IN_SYNC))
         assert not results.get(timeout=10).ok
         assert not results.get(timeout=10).ok  # retried on its own
@@ -108,10 +108,10 @@ def test_failed_pass_is_retried_without_new_data(tmp_path: Path) -> None:
 def test_deleted_node_blocks_without_retry_loop(tmp_path: Path) -> None:
     loop, _, results, t, _ = start(tmp_path)
     try:
-        loop.queue.put(Updates((Update(NODE_KEY, "{}", 5),)))
+        loop.queue.put(Updates((Update(NODE_KEY, "{}", "5"),)))
         loop.queue.put(StatusChanged(SyncStatus.IN_SYNC))
         assert results.get(timeout=10).ok
-        loop.queue.put(Updates((Update(NODE_KEY, None, 6),)))
+        loop.queue.put(Updates((Update(NODE_KEY, None, "6"),)))
         blocked = results.get(timeout=10)
         assert blocked.blocked
         assert loop.coalescer.deadline() is None, "no retry timer: only new data can help"

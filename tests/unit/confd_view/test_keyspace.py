@@ -91,4 +91,4 @@ def test_raw_resources_are_copied_and_bad_ones_warned_about() -> None:
     ks = keyspace.KeySpaceBuilder().build(s, "a", {})
     assert "/calico/resources/v3/projectcalico.org/nodes/a" in ks.values
     assert "/calico/resources/v3/projectcalico.org/nodes/bad" not in ks.values
-    assert any(w.startswith("Node 'bad' ignored: not JSON") for w in ks.warnings), ks.warnings
+    assert any(w.startswith("Node 'bad' ignored: invalid JSON") for w in ks.warnings), ks.warnings

@@ -188,7 +188,8 @@ def test_node_prefix_advertisements_replace_global_ones() -> None:
     s = three() | snap.snapshot(
         snap.config(communities=comms, prefixAdvertisements=[
             {"cidr": "10.1.0.0/16", "communities": ["c1", "300:400:500"]}]),
-        snap.config("node.b", prefixAdvertisements=[
+        # (Calico's validator wants a name defined in the same resource.)
+        snap.config("node.b", communities=comms, prefixAdvertisements=[
             {"cidr": "10.2.0.0/16", "communities": ["c1"]}]),
     )
     (adv,) = view(s).v4.advertisements
@@ -197,6 +198,7 @@ def test_node_prefix_advertisements_replace_global_ones() -> None:
                                                               ((300, 400, 500), True)]
     (adv_b,) = view(s, "b").v4.advertisements
     assert adv_b.cidr == "10.2.0.0/16"
+    assert [c.values for c in adv_b.communities] == [(100, 200)]
 
 
 @pytest.mark.parametrize(("policy", "ipip", "noencap"), [
