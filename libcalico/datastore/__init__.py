@@ -31,10 +31,9 @@ def connect(cfg: DatastoreConfig) -> Backend:
     from libcalico.datastore.config import DatastoreType
 
     if cfg.datastore_type is DatastoreType.KUBERNETES:
-        raise ConfigError(
-            "the Kubernetes datastore (DATASTORE_TYPE=kubernetes) is not available in this "
-            "build; use DATASTORE_TYPE=etcdv3"
-        )
+        from libcalico.datastore import kubernetes
+
+        return kubernetes.connect(cfg)
     from libcalico.datastore.etcd import EtcdBackend, TLSMaterial
 
     ca = _pem(cfg.etcd_ca_cert_file, cfg.etcd_ca_cert, "CA certificate")

@@ -8,7 +8,8 @@ From the environment (`DatastoreConfig.from_env`), each variable also accepted w
     ETCD_KEY_FILE, ETCD_CERT_FILE, ETCD_CA_CERT_FILE    TLS files
     ETCD_KEY, ETCD_CERT, ETCD_CA_CERT                   the same, inline PEM
     ETCD_USERNAME, ETCD_PASSWORD                        etcd user authentication
-    KUBECONFIG
+    KUBECONFIG, K8S_API_ENDPOINT, K8S_CERT_FILE, K8S_KEY_FILE, K8S_CA_FILE, K8S_API_TOKEN,
+    K8S_INSECURE_SKIP_TLS_VERIFY, K8S_CURRENT_CONTEXT    (DATASTORE_TYPE=kubernetes)
 
 From a CalicoAPIConfig file (`DatastoreConfig.from_file`), as calicoctl reads
 `/etc/calico/calicoctl.cfg`:
@@ -73,7 +74,12 @@ _SPEC_ENV: dict[str, str] = {
     "k8sInsecureSkipTLSVerify": "K8S_INSECURE_SKIP_TLS_VERIFY",
     "kubeconfigInline": "KUBECONFIG_INLINE",
     "k8sClientQPS": "K8S_CLIENT_QPS",
+    "k8sCurrentContext": "K8S_CURRENT_CONTEXT",
 }
+
+# The Kubernetes fields kept as given (libcalico.datastore.kubernetes resolves them).
+_K8S_FIELDS = ("kubeconfig", "k8sAPIEndpoint", "k8sKeyFile", "k8sCertFile", "k8sCAFile",
+               "k8sAPIToken", "k8sInsecureSkipTLSVerify", "kubeconfigInline", "k8sCurrentContext")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,9 @@ class DatastoreConfig:
     etcd_username: str | None = None
     etcd_password: str | None = None
     kubeconfig: str | None = None
+    k8s: tuple[tuple[str, str], ...] = ()
+    """The Kubernetes settings given (CalicoAPIConfig field name, value), `kubeconfig` included;
+    `libcalico.datastore.kubernetes.access` turns them into an API server and credentials."""
     timeout: float = 10.0
     """Seconds allowed for one datastore operation."""
     source: str = "environment"
@@ -223,5 +232,6 @@ def _build(values: Mapping[str, Any], source: str) -> DatastoreConfig:
         etcd_username=values.get("etcdUsername"),
         etcd_password=values.get("etcdPassword"),
         kubeconfig=values.get("kubeconfig"),
+        k8s=tuple((f, str(values[f])) for f in _K8S_FIELDS if values.get(f)),
         source=source,
     )

@@ -125,9 +125,10 @@ def test_unreadable_file(own_tmp: Path) -> None:
         DatastoreConfig.from_file(own_tmp)
 
 
-def test_connect_refuses_kubernetes() -> None:
-    cfg = DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes"})
-    with pytest.raises(ConfigError, match=r"Kubernetes datastore .* not available"):
+def test_connect_kubernetes_needs_an_api_server(own_tmp: Path) -> None:
+    cfg = DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
+                                    "KUBECONFIG": str(own_tmp / "missing")})
+    with pytest.raises(ConfigError, match=r"kubeconfig .*missing: no such file"):
         connect(cfg)
 
 

@@ -1,0 +1,376 @@
+"""The Kubernetes datastore (KDD) behind the Backend seam: Calico's v3 kinds as
+crd.projectcalico.org/v1 custom resources, as libcalico-go's KDD stores them.
+
+Keys stay the etcd-style paths of `libcalico.model.keys`; this backend maps a resource key
+`/calico/resources/v3/projectcalico.org/<plural>[/<namespace>]/<name>` to the custom resource
+`/apis/crd.projectcalico.org/v1[/namespaces/<namespace>]/<plural>/<name>` and each value
+through `kubernetes_convert` (metadata annotation, converted UIDs). Revisions are
+resourceVersions, opaque: an object's for compare-and-swap, a list's for the watch after it.
+
+- `create` POSTs; `update` PUTs with `metadata.resourceVersion` = the revision (409 ->
+  Conflict); `apply` creates, else PUTs over the current resourceVersion (retrying a lost
+  race); `delete` reads the object, then DELETEs with a UID precondition (a recreated object is
+  NotFound) and, when a revision is given, a resourceVersion precondition too (Conflict).
+- `list` pages 500 at a time (`limit`/`continue`); a continue token that expired (410) falls
+  back to one unpaged list, as Calico's pager does. A CRD that is not installed lists empty.
+- `watch(prefix, after)` watches `resourceVersion=after` with bookmarks; a stream the server
+  ends (its timeout) is resumed after the last event or bookmark without a relist; an ERROR
+  event or answer with 410 Expired raises Compacted (the syncer relists and diffs); a lost
+  connection raises Unavailable. `progress` is the last bookmark's resourceVersion.
+
+Not yet here (issue 10): Node (Kubernetes Node annotations), WorkloadEndpoint (Pods), Profile
+(Namespaces and ServiceAccounts), the IPAM keys (ipamblocks, blockaffinities, ipamhandles,
+ipamconfigs with the two-phase delete) and IPAMConfiguration; they raise DatastoreError.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from libcalico.datastore import kubernetes_convert as convert
+from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
+from libcalico.datastore.kubernetes_client import (
+    KubeAccess,
+    KubeClient,
+    WatchConnection,
+    access_from_kubeconfig,
+    access_from_kubeconfig_text,
+    access_in_cluster,
+    name_path,
+)
+from libcalico.errors import (
+    AlreadyExists,
+    Compacted,
+    ConfigError,
+    Conflict,
+    DatastoreError,
+    NotFound,
+    Unavailable,
+)
+from libcalico.model import keys
+
+if TYPE_CHECKING:
+    from libcalico.datastore.config import DatastoreConfig
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+WATCH_TIMEOUT = 300
+"""Seconds the server keeps one watch request open (then it is resumed, not relisted)."""
+APPLY_RETRIES = 10
+
+NOT_CRDS = frozenset({"Node", "WorkloadEndpoint", "Profile", "IPAMConfiguration"})
+"""v3 kinds that KDD keeps elsewhere (or converts); not served by this backend yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def collection(self, namespace: str | None) -> str:
+        ns = f"/namespaces/{name_path(namespace)}" if namespace else ""
+        return f"/apis/{convert.GROUP_VERSION}{ns}/{self.plural}"
+
+
+_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced)
+              for i in keys.KINDS.values() if i.kind not in NOT_CRDS}
+
+
+def _unsupported(what: str) -> DatastoreError:
+    return DatastoreError(f"{what}: not supported by the Kubernetes datastore yet")
+
+
+def _resource(key: str) -> tuple[_Kind, str | None, str]:
+    parsed = keys.parse_resource_key(key)
+    if parsed is None:
+        raise _unsupported(key)
+    kind, namespace, name = parsed
+    info = _BY_PLURAL.get(keys.KINDS[kind].plural)
+    if info is None:
+        raise _unsupported(key)
+    return info, namespace, name
+
+
+def _scope(prefix: str) -> tuple[_Kind, str | None]:
+    """The kind (and namespace) a list/watch prefix covers; the prefix may go on into names."""
+    if not prefix.startswith(keys.RESOURCE_ROOT):
+        raise _unsupported(prefix)
+    parts = prefix[len(keys.RESOURCE_ROOT):].split("/")
+    info = _BY_PLURAL.get(parts[0])
+    if info is None or len(parts) < 2:
+        raise _unsupported(prefix)
+    if info.namespaced and len(parts) >= 3:
+        return info, parts[1]
+    return info, None
+
+
+def _key(info: _Kind, cr: dict[str, Any]) -> str:
+    md = cr.get("metadata") or {}
+    return keys.resource_key(info.kind, str(md.get("name")), md.get("namespace"))
+
+
+def _pair(info: _Kind, cr: dict[str, Any]) -> KVPair:
+    cr.setdefault("kind", info.kind)
+    value = json.dumps(convert.from_cr(cr), separators=(",", ":"))
+    return KVPair(_key(info, cr), value, str((cr.get("metadata") or {}).get("resourceVersion")))
+
+
+def access(cfg: DatastoreConfig, env: Mapping[str, str] | None = None) -> KubeAccess:
+    """Where and how to reach the API server, as libcalico-go resolves it: `kubeconfigInline`,
+    else `kubeconfig` (a `:`-list), else `$HOME/.kube/config` when no endpoint is given; then
+    the overrides (`k8sAPIEndpoint`, `k8sCAFile`, `k8sCertFile`/`k8sKeyFile`, `k8sAPIToken`,
+    `k8sInsecureSkipTLSVerify`); with no kubeconfig and no endpoint, the in-cluster service
+    account."""
+    env = os.environ if env is None else env
+    k = dict(cfg.k8s)
+    context = k.get("k8sCurrentContext")
+    base: KubeAccess | None = None
+    if k.get("kubeconfigInline"):
+        base = access_from_kubeconfig_text(k["kubeconfigInline"], context)
+    elif k.get("kubeconfig"):
+        base = access_from_kubeconfig(k["kubeconfig"], context)
+    elif not k.get("k8sAPIEndpoint"):
+        home = Path(env.get("HOME") or "/root") / ".kube" / "config"
+        base = access_from_kubeconfig(str(home), context) if home.exists() else None
+        if base is None:
+            base = access_in_cluster(env)
+        if base is None:
+            raise ConfigError(
+                f"{cfg.source}: DATASTORE_TYPE=kubernetes needs KUBECONFIG, K8S_API_ENDPOINT "
+                "or an in-cluster service account")
+    if base is None:
+        base = KubeAccess(server=k["k8sAPIEndpoint"].rstrip("/"), source=cfg.source)
+
+    def read(field: str) -> bytes:
+        try:
+            return Path(k[field]).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{cfg.source}: cannot read {field} {k[field]}: "
+                              f"{exc.strerror or exc}") from exc
+
+    over: dict[str, Any] = {}
+    if k.get("k8sAPIEndpoint"):
+        over["server"] = k["k8sAPIEndpoint"].rstrip("/")
+    if k.get("k8sCAFile"):
+        over["ca_pem"] = read("k8sCAFile")
+    if k.get("k8sCertFile"):
+        over["cert_pem"] = read("k8sCertFile")
+    if k.get("k8sKeyFile"):
+        over["key_pem"] = read("k8sKeyFile")
+    if k.get("k8sAPIToken"):
+        over["token"] = k["k8sAPIToken"]
+    if k.get("k8sInsecureSkipTLSVerify", "").lower() == "true":
+        over["insecure"] = True
+    return replace(base, **over) if over else base
+
+
+def connect(cfg: DatastoreConfig) -> KubernetesBackend:
+    return KubernetesBackend(KubeClient(access(cfg), timeout=cfg.timeout))
+
+
+class KubernetesBackend:
+    """A Backend over one Kubernetes API server (`KubeClient`)."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> tuple[_Kind, str]:
+        info, namespace, name = _resource(key)
+        return info, f"{info.collection(namespace)}/{name_path(name)}"
+
+    def get(self, key: str) -> KVPair:
+        info, path = self._path(key)
+        return _pair(info, self.client.request("GET", path, what=key))
+
+    def list(self, prefix: str) -> Listing:
+        info, namespace = _scope(prefix)
+        path = info.collection(namespace)
+        try:
+            items, revision = self._pages(path, prefix)
+        except Compacted:
+            items, revision = self._page(path, {}, prefix)[:2]
+        except NotFound:
+            return Listing((), "")
+        kvs = [p for p in (_pair(info, cr) for cr in items) if p.key.startswith(prefix)]
+        kvs.sort(key=lambda p: p.key)
+        return Listing(tuple(kvs), revision)
+
+    def _page(self, path: str, query: dict[str, str], what: str
+              ) -> tuple[builtins.list[dict[str, Any]], str, str]:
+        reply = self.client.request("GET", path, query=query, what=what)
+        md = reply.get("metadata") or {}
+        return (list(reply.get("items") or []), str(md.get("resourceVersion") or ""),
+                str(md.get("continue") or ""))
+
+    def _pages(self, path: str, what: str) -> tuple[builtins.list[dict[str, Any]], str]:
+        items, revision, token = self._page(path, {"limit": str(PAGE)}, what)
+        while token:
+            more, _, token = self._page(path, {"limit": str(PAGE), "continue": token}, what)
+            items.extend(more)
+        return items, revision
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _cr(self, key: str, value: str, resource_version: str | None) -> tuple[_Kind, str, Any]:
+        info, namespace, name = _resource(key)
+        doc = json.loads(value)
+        md = doc.setdefault("metadata", {})
+        if md.get("name") != name or (md.get("namespace") or None) != namespace:
+            raise DatastoreError(f"{key}: value names {md.get('namespace')}/{md.get('name')}")
+        return info, info.collection(namespace), convert.to_cr(
+            doc, resource_version=resource_version)
+
+    def create(self, key: str, value: str) -> KVPair:
+        info, coll, cr = self._cr(key, value, None)
+        cr["metadata"].pop("uid", None)  # the API server assigns it
+        return _pair(info, self.client.request("POST", coll, body=cr, what=key))
+
+    def update(self, key: str, value: str, revision: Revision) -> KVPair:
+        info, coll, cr = self._cr(key, value, revision)
+        path = f"{coll}/{name_path(cr['metadata']['name'])}"
+        try:
+            return _pair(info, self.client.request("PUT", path, body=cr, what=key))
+        except Conflict:
+            raise Conflict(key, revision) from None
+
+    def apply(self, key: str, value: str) -> KVPair:
+        for _ in range(APPLY_RETRIES):
+            try:
+                return self.create(key, value)
+            except AlreadyExists:
+                pass
+            try:
+                current = self.get(key)
+            except NotFound:
+                continue
+            doc = json.loads(value)
+            # An unconditional put keeps the object's identity (its UID).
+            doc.setdefault("metadata", {})["uid"] = \
+                json.loads(current.value)["metadata"].get("uid")
+            try:
+                return self.update(key, json.dumps(doc), current.revision)
+            except (Conflict, NotFound):
+                continue
+        raise Conflict(key)
+
+    def delete(self, key: str, revision: Revision | None = None) -> KVPair:
+        info, path = self._path(key)
+        current = self.client.request("GET", path, what=key)
+        md = current.get("metadata") or {}
+        if revision is not None and str(md.get("resourceVersion")) != revision:
+            raise Conflict(key, revision)
+        pre: dict[str, str] = {"uid": str(md.get("uid"))}
+        if revision is not None:
+            pre["resourceVersion"] = revision
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": pre}
+        try:
+            reply = self.client.request("DELETE", path, body=body, what=key)
+        except Conflict:
+            if revision is None:
+                raise NotFound(key) from None  # the UID changed: deleted and made again
+            raise Conflict(key, revision) from None
+        gone = reply if isinstance(reply, dict) and reply.get("kind") == info.kind else current
+        return _pair(info, gone)
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def watch(self, prefix: str, after: Revision) -> KubernetesWatchStream:
+        info, namespace = _scope(prefix)
+        return KubernetesWatchStream(self.client, info, namespace, prefix, after)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class KubernetesWatchStream:
+    """Events under one prefix after a resourceVersion; see the module docstring."""
+
+    def __init__(self, client: KubeClient, info: _Kind, namespace: str | None, prefix: str,
+                 after: Revision) -> None:
+        self._client = client
+        self._info = info
+        self._path = info.collection(namespace)
+        self._prefix = prefix
+        self._after = after
+        self._progress: Revision | None = None
+        self._lock = threading.Lock()
+        self._conn: WatchConnection | None = None
+        self._closed = False
+        self._open()  # a watch that cannot start fails here, as etcd's does
+
+    @property
+    def progress(self) -> Revision | None:
+        return self._progress
+
+    def _open(self) -> None:
+        query = {"resourceVersion": self._after, "allowWatchBookmarks": "true",
+                 "timeoutSeconds": str(WATCH_TIMEOUT)}
+        try:
+            conn = self._client.watch(self._path, query, what=self._prefix)
+        except Compacted:
+            raise Compacted(self._after) from None
+        with self._lock:
+            if self._closed:
+                conn.close()
+                return
+            self._conn = conn
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        while not self._closed:
+            conn = self._conn
+            if conn is None:
+                self._open()
+                continue
+            for event in conn:
+                out = self._event(event)
+                if out is not None:
+                    yield out
+            with self._lock:
+                self._conn = None
+            # The server ended the request (its timeout): resume after the last event.
+
+    def _event(self, event: dict[str, Any]) -> WatchEvent | None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        md = obj.get("metadata") or {}
+        rv = str(md.get("resourceVersion") or "")
+        if kind == "ERROR":
+            code = obj.get("code")
+            if code == 410 or obj.get("reason") in ("Expired", "Gone"):
+                raise Compacted(self._after)
+            raise Unavailable(f"watch {self._prefix}: {obj.get('message') or obj}")
+        if kind == "BOOKMARK":
+            if rv:
+                self._after = rv
+                self._progress = rv
+            return None
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            log.warning("watch %s: unknown event type %r", self._prefix, kind)
+            return None
+        if rv:
+            self._after = rv
+        pair = _pair(self._info, obj)
+        if not pair.key.startswith(self._prefix):
+            return None
+        if kind == "DELETED":
+            return WatchEvent(EventType.DELETE, pair.key, None, rv)
+        return WatchEvent(EventType.PUT, pair.key, pair.value, rv)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

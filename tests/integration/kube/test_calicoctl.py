@@ -1,0 +1,84 @@
+"""calicoctl on the Kubernetes datastore (a CalicoAPIConfig with datastoreType kubernetes and
+the session API server's kubeconfig): apply, create, get, label, replace and delete of CRD
+kinds, with the objects checked in the API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import yaml
+
+from calico_node.kubelab.apiserver import ControlPlane
+
+CALICOCTL = Path(sys.executable).parent / "calicoctl"
+CRD = "/apis/crd.projectcalico.org/v1"
+
+
+def _ctl(cfg: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("ETCD_", "CALICO_", "DATASTORE_", "KUBECONFIG", "K8S_"))}
+    return subprocess.run([str(CALICOCTL), "--config", str(cfg), *args], input=input,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**base, "GRPC_ENABLE_FORK_SUPPORT": "false"})
+
+
+def test_calicoctl_crud_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    cfg = tmp_path / "calicoctl.cfg"
+    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
+                   "spec:\n  datastoreType: kubernetes\n"
+                   f"  kubeconfig: {kube_apiserver.kubeconfig}\n")
+    tag = uuid.uuid4().hex[:8]
+    gns, peer = f"ctl-gns-{tag}", f"ctl-peer-{tag}"
+    docs = [
+        {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+         "metadata": {"name": gns, "labels": {"zone": "a"}},
+         "spec": {"nets": ["198.51.100.0/28"]}},
+        {"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": peer},
+         "spec": {"peerIP": "192.0.2.50", "asNumber": 64600}},
+    ]
+    text = yaml.safe_dump_all(docs)
+    try:
+        r = _ctl(cfg, "apply", "-f", "-", input=text)
+        assert r.returncode == 0, r.stderr
+        assert "Successfully applied 2 resource(s)" in r.stdout
+
+        status, cr = kube_apiserver.request("GET", f"{CRD}/bgppeers/{peer}")
+        assert status == 200 and cr["spec"] == {"peerIP": "192.0.2.50", "asNumber": 64600}
+
+        r = _ctl(cfg, "create", "-f", "-", input=text)
+        assert r.returncode != 0
+        assert "resource already exists" in r.stderr
+
+        r = _ctl(cfg, "get", "bgppeer", peer, "-o", "json")
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert got["spec"]["asNumber"] == 64600
+        assert got["metadata"]["resourceVersion"] == cr["metadata"]["resourceVersion"]
+
+        r = _ctl(cfg, "label", "globalnetworkset", gns, "zone=b", "--overwrite")
+        assert r.returncode == 0, r.stderr
+        status, cr = kube_apiserver.request("GET", f"{CRD}/globalnetworksets/{gns}")
+        stored = json.loads(cr["metadata"]["annotations"]["projectcalico.org/metadata"])
+        assert stored["labels"] == {"zone": "b"}
+
+        docs[1]["spec"]["asNumber"] = 64601
+        r = _ctl(cfg, "replace", "-f", "-", input=yaml.safe_dump(docs[1]))
+        assert r.returncode == 0, r.stderr
+        assert kube_apiserver.request("GET", f"{CRD}/bgppeers/{peer}")[1]["spec"]["asNumber"] \
+            == 64601
+
+        r = _ctl(cfg, "delete", "-f", "-", input=text)
+        assert r.returncode == 0, r.stderr
+        assert "Successfully deleted 2 resource(s)" in r.stdout
+        assert kube_apiserver.request("GET", f"{CRD}/bgppeers/{peer}")[0] == 404
+        r = _ctl(cfg, "get", "bgppeer", peer)
+        assert r.returncode != 0
+        assert "resource does not exist" in r.stderr
+    finally:
+        kube_apiserver.request("DELETE", f"{CRD}/bgppeers/{peer}")
+        kube_apiserver.request("DELETE", f"{CRD}/globalnetworksets/{gns}")

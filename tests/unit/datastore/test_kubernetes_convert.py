@@ -1,0 +1,171 @@
+"""KDD's byte-level helpers and the Kubernetes client's pure parts: UID conversion, the v3 <->
+custom-resource mapping, kubeconfig loading and Calico's error mapping."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from libcalico.datastore.kubernetes_client import (
+    Unauthorized,
+    access_from_kubeconfig,
+    access_from_kubeconfig_text,
+    access_in_cluster,
+    api_error,
+)
+from libcalico.datastore.kubernetes_convert import convert_uid, from_cr, go_json, to_cr
+from libcalico.errors import (
+    AlreadyExists,
+    Compacted,
+    ConfigError,
+    Conflict,
+    DatastoreError,
+    NotFound,
+    Unavailable,
+)
+
+CR_UID = "d0965ab0-9e1b-4be7-ae35-76eeb7e496b4"
+V3_UID = "0b695a0d-79d8-4be7-aeac-6e77ed27692d"
+
+
+def test_convert_uid_is_calicos_and_its_own_inverse() -> None:
+    assert convert_uid(CR_UID) == V3_UID
+    assert convert_uid(V3_UID) == CR_UID
+    assert convert_uid("") == ""
+
+
+def test_go_json_escapes_as_go_does() -> None:
+    assert go_json({"a": "<b>&\u2028é"}) == '{"a":"\\u003cb\\u003e\\u0026\\u2028é"}'
+
+
+def _pool(**md: object) -> dict[str, object]:
+    return {"kind": "IPPool", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": "p1", "uid": V3_UID, "creationTimestamp": "2026-12-04T20:00:00Z",
+                         **md},
+            "spec": {"cidr": "10.1.0.0/16"}}
+
+
+def test_to_cr_keeps_identity_on_the_cr_and_the_rest_in_the_annotation() -> None:
+    cr = to_cr(_pool(labels={"z": "1", "projectcalico.org/a": "2"},
+                     annotations={"note": "x"}), resource_version="42")
+    assert cr["apiVersion"] == "crd.projectcalico.org/v1"
+    md = cr["metadata"]
+    assert md["name"] == "p1" and md["uid"] == CR_UID and md["resourceVersion"] == "42"
+    assert md["labels"] == {"projectcalico.org/a": "2"}
+    assert md["annotations"]["projectcalico.org/metadata"] == (
+        '{"creationTimestamp":"2026-12-04T20:00:00Z",'
+        '"labels":{"projectcalico.org/a":"2","z":"1"},"annotations":{"note":"x"}}')
+    assert cr["spec"] == {"cidr": "10.1.0.0/16"}
+
+
+def test_policies_keep_their_name_in_the_annotation() -> None:
+    doc = {"kind": "GlobalNetworkPolicy", "apiVersion": "projectcalico.org/v3",
+           "metadata": {"name": "allow"}, "spec": {}}
+    stored = to_cr(doc)["metadata"]["annotations"]["projectcalico.org/metadata"]
+    assert stored == '{"name":"allow","creationTimestamp":null}'
+
+
+def test_round_trip() -> None:
+    doc = _pool(labels={"z": "1"})
+    cr = to_cr(doc)
+    cr["metadata"] = {**cr["metadata"], "resourceVersion": "7",
+                      "creationTimestamp": "2026-12-05T00:00:00Z"}
+    back = from_cr(cr)
+    assert back == {**doc, "metadata": {**doc["metadata"]}}  # type: ignore[dict-item]
+
+
+def test_from_cr_without_annotation_uses_the_crs_metadata() -> None:
+    cr = {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+          "metadata": {"name": "p1", "uid": CR_UID, "resourceVersion": "9",
+                       "creationTimestamp": "2026-12-05T00:00:00Z", "labels": {"a": "b"}},
+          "spec": {"cidr": "10.1.0.0/16"}}
+    md = from_cr(cr)["metadata"]
+    assert md == {"name": "p1", "uid": V3_UID, "creationTimestamp": "2026-12-05T00:00:00Z",
+                  "labels": {"a": "b"}}
+
+
+def test_from_cr_strips_the_legacy_default_tier_prefix() -> None:
+    cr = {"kind": "NetworkPolicy", "metadata": {
+        "name": "default.web", "namespace": "ns1",
+        "annotations": {"projectcalico.org/metadata": '{"creationTimestamp":null}'}},
+        "spec": {"tier": "default"}}
+    assert from_cr(cr)["metadata"]["name"] == "web"
+
+
+def _kubeconfig(tmp: Path, name: str, **extra: object) -> Path:
+    doc = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c1",
+        "clusters": [{"name": "k1", "cluster": {"server": "https://10.0.0.1:6443/",
+                                                 "certificate-authority": "ca.pem"}}],
+        "users": [{"name": "u1", "user": {"token": "t1"}}],
+        "contexts": [{"name": "c1", "context": {"cluster": "k1", "user": "u1"}}],
+        **extra,
+    }
+    p = tmp / name
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_kubeconfig_first_file_wins_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(b"CA")
+    first = _kubeconfig(tmp_path, "a", **{"current-context": "c2", "contexts": [
+        {"name": "c2", "context": {"cluster": "k1", "user": "u1"}}]})
+    second = _kubeconfig(tmp_path, "b")
+    acc = access_from_kubeconfig(f"{first}:{tmp_path / 'missing'}:{second}")
+    assert acc.server == "https://10.0.0.1:6443"
+    assert acc.ca_pem == b"CA" and acc.token == "t1"
+    assert "t1" not in repr(acc)
+    assert access_from_kubeconfig(str(second), context="c1").server == acc.server
+    with pytest.raises(ConfigError, match="context 'nope' not found"):
+        access_from_kubeconfig(str(second), context="nope")
+    with pytest.raises(ConfigError, match="no such file"):
+        access_from_kubeconfig(str(tmp_path / "missing"))
+
+
+def test_kubeconfig_inline_data_and_refused_plugins() -> None:
+    text = json.dumps({
+        "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {
+            "server": "https://h:1",
+            "certificate-authority-data": base64.b64encode(b"CA").decode()}}],
+        "users": [{"name": "u", "user": {"exec": {"command": "aws"}}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]})
+    with pytest.raises(ConfigError, match="exec and auth-provider"):
+        access_from_kubeconfig_text(text)
+    ok = text.replace('{"exec": {"command": "aws"}}', '{"token": "x"}')
+    assert access_from_kubeconfig_text(ok).ca_pem == b"CA"
+
+
+def test_in_cluster(tmp_path: Path) -> None:
+    assert access_in_cluster({}, tmp_path) is None
+    (tmp_path / "token").write_text("tok")
+    env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
+    acc = access_in_cluster(env, tmp_path)
+    assert acc is not None and acc.server == "https://[fd00::1]:443"
+    assert acc.token_file == tmp_path / "token"
+
+
+@pytest.mark.parametrize(("code", "status", "error"), [
+    (409, {"reason": "AlreadyExists"}, AlreadyExists),
+    (404, {"reason": "NotFound"}, NotFound),
+    (401, {"reason": "Unauthorized"}, Unauthorized),
+    (403, {"reason": "Forbidden"}, Unauthorized),
+    (409, {"reason": "Conflict", "message": "Precondition failed: UID in precondition: a"},
+     NotFound),
+    (409, {"reason": "Conflict", "message": "the object has been modified"}, Conflict),
+    (410, {"reason": "Expired"}, Compacted),
+    (422, {"reason": "Invalid", "details": {"causes": [{"field": "metadata.uid"}]}}, NotFound),
+    (422, {"reason": "Invalid", "details": {"causes": [{"field": "metadata.resourceVersion"}]}},
+     Conflict),
+    (422, {"reason": "Invalid", "details": {"causes": [{"field": "spec.cidr"}]}},
+     DatastoreError),
+    (429, {"reason": "TooManyRequests"}, Unavailable),
+    (503, {"reason": "ServiceUnavailable"}, Unavailable),
+])
+def test_error_mapping_is_calicos(code: int, status: dict[str, object],
+                                  error: type[Exception]) -> None:
+    err = api_error(code, status, "/some/key")
+    assert type(err) is error
