@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from confd.functions import BirdText, is_bird_string_safe
 from libcalico.model.resources_bgp import BGPFilterRule, BGPFilterSpec, FilterAction
-from libcalico.model.types import IPNetwork, network_text
+from libcalico.model.types import IPNetwork
 
 PURE = True
 
@@ -72,8 +72,10 @@ def _uint(v: int, path: str, hi: int = 0xFFFFFFFF) -> int:
 
 def cidr_text(net: IPNetwork) -> str:
     """A rule's CIDR as the user wrote it (Calico prints BGPFilter CIDRs verbatim:
-    `9000:1::0/64`); the model keeps that text."""
-    return network_text(net)
+    `9000:1::0/64`): the model's networks keep that text in `written` (types.WrittenIPv6Network)
+    when it is not the canonical form."""
+    written = getattr(net, "written", None)
+    return written if isinstance(written, str) and written else str(net)
 
 
 def _statement(rule: BGPFilterRule, path: str, version: int) -> tuple[str, str]:
