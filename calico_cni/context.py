@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -15,6 +14,7 @@ from typing import Any, TextIO
 from calico_cni import spec
 from calico_cni.netconf import NetConf
 from calico_cni.spec import CNIError
+from libcalico import logger
 from libcalico.datastore.api import Backend, KVPair
 from libcalico.errors import (
     CalicoError,
@@ -26,7 +26,7 @@ from libcalico.errors import (
 )
 from libcalico.model import keys
 
-log = logging.getLogger("calico_cni")
+log = logger.get("calico_cni")
 
 
 def nodename(conf: NetConf, environ: Mapping[str, str]) -> str:
@@ -167,10 +167,19 @@ def translate(exc: BaseException) -> CNIError:
 
 
 def setup_logging(level: str = "") -> None:
-    lvl = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}.get(level.lower(), logging.WARNING)
-    logging.basicConfig(stream=sys.stderr, level=lvl,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Records at `log_level` (default warning) and above go to stderr. `logging` itself is
+    imported only when such a record comes (see libcalico.logger)."""
+    lvl = {"debug": logger.DEBUG, "info": logger.INFO, "warning": logger.WARNING,
+           "error": logger.ERROR}.get(level.lower(), logger.WARNING)
+    logger.threshold = lvl
+
+    def configure() -> None:
+        import logging
+
+        logging.basicConfig(stream=sys.stderr, level=lvl,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    logger.on_import(configure)
 
 
 def run(handler: Callable[[spec.Env, dict[str, Any], str, Mapping[str, str]], str | None],

@@ -5,7 +5,6 @@ executed from CNI_PATH as Calico does."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -13,10 +12,11 @@ from typing import Any
 
 from calico_cni import ipam_plugin, netconf, spec
 from calico_cni.spec import CNIError, Result
+from libcalico import logger
 from libcalico.datastore.api import Backend
 from libcalico.errors import CommandFailed
 
-log = logging.getLogger("calico_cni")
+log = logger.get("calico_cni")
 
 
 def _find_plugin(name: str, path: tuple[str, ...]) -> str:

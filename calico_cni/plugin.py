@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +15,11 @@ from calico_cni import context, endpoint, ipam_plugin, netconf, plugin_add, spec
 from calico_cni.ipam_call import Ipam, delegate
 from calico_cni.spec import CNIError
 from calico_cni.workload import Workload, workload
+from libcalico import logger
 from libcalico.datastore.api import Backend, KVPair
 from libcalico.errors import Conflict, NotFound
 
-log = logging.getLogger("calico_cni")
+log = logger.get("calico_cni")
 
 
 def _ready_workload(backend: Backend, env: spec.Env, node: str, environ: Mapping[str, str]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,12 +19,13 @@ from calico_cni import context, endpoint, naming, netconf, spec, wiring
 from calico_cni.ipam_call import Ipam
 from calico_cni.spec import CNIError, Interface, IPConfig, Result
 from calico_cni.workload import EndpointInfo, Workload, workload
+from libcalico import logger
 from libcalico.datastore.api import Backend, KVPair
 from libcalico.errors import NotFound
 from libcalico.ipam.client import IPAMClient
 from libcalico.model import keys
 
-log = logging.getLogger("calico_cni")
+log = logger.get("calico_cni")
 
 Iface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
