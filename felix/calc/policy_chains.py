@@ -1,0 +1,186 @@
+"""Policy, profile and per-endpoint chains as Felix writes them (`felix/rules/policy.go`,
+`felix/rules/endpoints.go`). Pure.
+
+- `policy_chains`: `cali-pi-<id>` (ingress) / `cali-po-<id>` (egress) of one policy; ids are
+  v3.32's `np/<ns>/<name>`, `gnp/<name>`, `knp/<ns>/<name>`, names over 28 characters hashed.
+- `profile_chains`: `cali-pri-<profile>` / `cali-pro-<profile>`.
+- `endpoint_chains`: a workload's `cali-tw-<iface>` (its ingress) and `cali-fw-<iface>` (its
+  egress): conntrack, mark clear, (from-workload) VXLAN/IPIP drops, then each tier that has
+  policies for the direction (Start of tier, a jump and a Return-if-accepted per policy, an
+  end-of-tier DROP when a non-staged policy of the tier applied and its default action is not
+  Pass), then the profiles, then "Drop if no profiles matched". Staged policies are never
+  jumped to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from felix.calc.policy_rules import (
+    LOG_PREFIX,
+    MARK_ACCEPT,
+    MARK_PASS,
+    ParsedRule,
+    clear_mark,
+    match_mark_clear,
+    match_mark_set,
+    render_rules,
+)
+from felix.drivers.iptables.rules import Rule, length_limited
+
+PURE = True
+
+_ID_PREFIX = {
+    "NetworkPolicy": "np", "GlobalNetworkPolicy": "gnp", "KubernetesNetworkPolicy": "knp",
+    "KubernetesClusterNetworkPolicy": "kcnp", "StagedNetworkPolicy": "snp",
+    "StagedGlobalNetworkPolicy": "sgnp", "StagedKubernetesNetworkPolicy": "sknp",
+}
+STAGED_KINDS = frozenset({"StagedNetworkPolicy", "StagedGlobalNetworkPolicy",
+                          "StagedKubernetesNetworkPolicy"})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PolicyRef:
+    """One policy as Felix names it (types.PolicyID)."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+
+    @property
+    def id(self) -> str:
+        prefix = _ID_PREFIX[self.kind]
+        return f"{prefix}/{self.namespace}/{self.name}" if self.namespace else \
+            f"{prefix}/{self.name}"
+
+    @property
+    def staged(self) -> bool:
+        return self.kind in STAGED_KINDS
+
+    def comment(self, direction: str) -> str:
+        who = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {who} {direction}"
+
+
+def policy_chain_name(inbound: bool, ref: PolicyRef) -> str:
+    return length_limited("cali-pi-" if inbound else "cali-po-", ref.id)
+
+
+def profile_chain_name(inbound: bool, profile: str) -> str:
+    return length_limited("cali-pri-" if inbound else "cali-pro-", profile)
+
+
+def tw_chain(iface: str) -> str:
+    return length_limited("cali-tw-", iface)
+
+
+def fw_chain(iface: str) -> str:
+    return length_limited("cali-fw-", iface)
+
+
+def policy_chains(ref: PolicyRef, ingress: tuple[ParsedRule, ...],
+                  egress: tuple[ParsedRule, ...], version: int,
+                  log_prefix: str = LOG_PREFIX) -> dict[str, tuple[Rule, ...]]:
+    """Both chains of a policy (none for a staged one: Felix never programs those)."""
+    if ref.staged:
+        return {}
+    return {
+        policy_chain_name(True, ref): render_rules(version, ingress, ref.comment("ingress"),
+                                                   log_prefix),
+        policy_chain_name(False, ref): render_rules(version, egress, ref.comment("egress"),
+                                                    log_prefix),
+    }
+
+
+def profile_chains(name: str, ingress: tuple[ParsedRule, ...], egress: tuple[ParsedRule, ...],
+                   version: int, log_prefix: str = LOG_PREFIX) -> dict[str, tuple[Rule, ...]]:
+    return {
+        profile_chain_name(True, name): render_rules(version, ingress,
+                                                     f"Profile {name} ingress", log_prefix),
+        profile_chain_name(False, name): render_rules(version, egress,
+                                                      f"Profile {name} egress", log_prefix),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TierPlan:
+    """A tier as it applies to one endpoint: its policies in order (order, then name) for
+    each direction, staged ones included (they decide nothing but are listed)."""
+
+    name: str
+    default_action: str
+    ingress: tuple[PolicyRef, ...] = ()
+    egress: tuple[PolicyRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPlan:
+    """What one local workload's chains jump to."""
+
+    iface: str
+    tiers: tuple[TierPlan, ...] = ()
+    profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointOptions:
+    vxlan_port: int = 4789
+    allow_vxlan_from_workloads: bool = False
+    allow_ipip_from_workloads: bool = False
+
+
+def endpoint_chains(plan: EndpointPlan, opts: EndpointOptions = EndpointOptions()
+                    ) -> dict[str, tuple[Rule, ...]]:
+    """`cali-tw-<iface>` (policies' ingress, `cali-pi-`, `cali-pri-`) and `cali-fw-<iface>`
+    (egress, `cali-po-`, `cali-pro-`). The same for both IP versions."""
+    return {
+        tw_chain(plan.iface): _endpoint_chain(plan, True, opts),
+        fw_chain(plan.iface): _endpoint_chain(plan, False, opts),
+    }
+
+
+def _endpoint_chain(plan: EndpointPlan, inbound: bool, opts: EndpointOptions
+                    ) -> tuple[Rule, ...]:
+    rules = [
+        Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "--jump ACCEPT"),
+        Rule("-m conntrack --ctstate INVALID", "--jump DROP"),
+        Rule("", clear_mark(MARK_ACCEPT | MARK_PASS)),
+    ]
+    if not inbound:
+        if not opts.allow_vxlan_from_workloads:
+            rules.append(Rule(f"-p 17 -m multiport --destination-ports {opts.vxlan_port}",
+                              "--jump DROP",
+                              "Drop VXLAN encapped packets originating in workloads"))
+        if not opts.allow_ipip_from_workloads:
+            rules.append(Rule("-p 4", "--jump DROP",
+                              "Drop IPinIP encapped packets originating in workloads"))
+    for tier in plan.tiers:
+        refs = tier.ingress if inbound else tier.egress
+        if not refs:
+            continue
+        rules.append(Rule("", clear_mark(MARK_PASS), f"Start of tier {tier.name}"))
+        enforced = [r for r in refs if not r.staged]
+        for ref in enforced:
+            rules.append(Rule(match_mark_clear(MARK_PASS),
+                              f"--jump {policy_chain_name(inbound, ref)}"))
+            rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump RETURN",
+                              "Return if policy accepted"))
+        if enforced and tier.default_action != "Pass":
+            rules.append(Rule(match_mark_clear(MARK_PASS), "--jump DROP",
+                              f"End of tier {tier.name}. Drop if no policies passed packet"))
+    for profile in plan.profiles:
+        rules.append(Rule("", f"--jump {profile_chain_name(inbound, profile)}"))
+        rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump RETURN",
+                          "Return if profile accepted"))
+    rules.append(Rule("", "--jump DROP", "Drop if no profiles matched"))
+    return tuple(rules)
+
+
+def referenced_chains(chains: dict[str, tuple[Rule, ...]]) -> set[str]:
+    """Chains that rules of `chains` jump to."""
+    out: set[str] = set()
+    for rules in chains.values():
+        for r in rules:
+            if r.action.startswith("--jump cali-"):
+                out.add(r.action.split()[1])
+    return out

@@ -1,0 +1,476 @@
+"""Which policies and profiles apply to which local endpoint, and what every IP set holds,
+kept up to date incrementally (Felix's ActiveRulesCalculator, RuleScanner, PolicyResolver /
+PolicySorter and IP set member index). Pure: typed resources in, plans and sets out.
+
+Cost of one change (what it touches, not the whole host):
+- an endpoint (or its labels): its effective labels, every policy selector against it when it
+  is local (O(policies)), every active IP set's selector against it (O(active sets));
+- a policy: its selector against the local endpoints (O(local endpoints)); the members of an IP
+  set it starts using, over all endpoints and network sets (once per new set);
+- a profile: the endpoints that inherit its labels (as endpoint changes), its rules;
+- a tier: the plans of the endpoints that have policies in it.
+
+`take_dirty()` says what changed since the last call: local endpoints whose plan may differ,
+policies and profiles whose chains may differ, IP sets whose members or existence changed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from felix.calc.policy_chains import EndpointPlan, PolicyRef, TierPlan
+from felix.calc.policy_rules import (
+    LABEL_NAMESPACE,
+    LABEL_SERVICE_ACCOUNT,
+    IPSetSpec,
+    ParsedRule,
+    parse_rule,
+    policy_selector,
+)
+from libcalico.model import resources as r
+from libcalico.model import selector as sel
+from libcalico.model.resources_policy import K8S_POLICY_PREFIX
+
+PURE = True
+
+LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
+
+AnyPolicy = (r.NetworkPolicy | r.GlobalNetworkPolicy | r.StagedNetworkPolicy
+             | r.StagedGlobalNetworkPolicy)
+AnySet = r.NetworkSet | r.GlobalNetworkSet
+Key = tuple[str, str, str]
+"""(kind, namespace or "", name)."""
+
+
+def key_of(res: AnyPolicy | AnySet | r.WorkloadEndpoint) -> Key:
+    return (res.KIND, res.metadata.namespace or "", res.metadata.name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    ref: PolicyRef
+    tier: str
+    order: float
+    selector: sel.Selector
+    ingress_applies: bool
+    egress_applies: bool
+    ingress: tuple[ParsedRule, ...]
+    egress: tuple[ParsedRule, ...]
+    ipsets: frozenset[IPSetSpec]
+    forced: bool
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        """Within a tier: order (unset = +inf), then "<name>/<namespace>/<kind>"."""
+        return (self.order, f"{self.ref.name}/{self.ref.namespace}/{self.ref.kind}")
+
+
+@dataclass(slots=True)
+class _Holder:
+    """Something IP sets can hold: a workload endpoint or a network set."""
+
+    labels: Mapping[str, str]
+    nets: tuple[str, ...]
+    ports: tuple[tuple[str, str, int], ...] = ()
+    """(name, protocol, port) of a workload's named ports."""
+    profiles: tuple[str, ...] = ()
+    raw_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Dirty:
+    endpoints: frozenset[Key]
+    policies: frozenset[Key]
+    profiles: frozenset[str]
+    ipsets: frozenset[str]
+
+
+def _policy_ref(pol: AnyPolicy) -> PolicyRef:
+    ns = pol.metadata.namespace or ""
+    name = pol.metadata.name
+    kind = pol.KIND
+    if kind == "NetworkPolicy" and name.startswith(K8S_POLICY_PREFIX):
+        # kube-controllers' etcd mirror of a Kubernetes NetworkPolicy (Felix's knp/ id).
+        kind, name = "KubernetesNetworkPolicy", name[len(K8S_POLICY_PREFIX):]
+    return PolicyRef(kind, name, ns)
+
+
+def _applies(pol: AnyPolicy, direction: r.PolicyType) -> bool:
+    return not pol.spec.types or direction in pol.spec.types
+
+
+def _parse_policy(pol: AnyPolicy) -> _Policy:
+    spec = pol.spec
+    namespaced = isinstance(pol, r.NetworkPolicy | r.StagedNetworkPolicy)
+    ns = pol.metadata.namespace if namespaced else None
+    ns_sel = getattr(spec, "namespace_selector", "")
+    selector = policy_selector(spec.selector, ns, ns_sel, spec.service_account_selector)
+    ingress = tuple(parse_rule(x, ns) for x in spec.ingress)
+    egress = tuple(parse_rule(x, ns) for x in spec.egress)
+    ipsets = frozenset(s for pr in ingress + egress for s in pr.ipsets)
+    return _Policy(
+        ref=_policy_ref(pol), tier=spec.tier or r.DEFAULT_TIER,
+        order=float("inf") if spec.order is None else spec.order,
+        selector=sel.parse(selector),
+        ingress_applies=_applies(pol, r.PolicyType.INGRESS),
+        egress_applies=_applies(pol, r.PolicyType.EGRESS),
+        ingress=ingress, egress=egress, ipsets=ipsets,
+        forced=r.PerformanceHint.ASSUME_NEEDED_ON_EVERY_NODE in spec.performance_hints,
+    )
+
+
+def _host_nets(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> tuple[str, ...]:
+    """Set members of CIDRs: a /0 becomes two /1s (ipset refuses /0)."""
+    out: list[str] = []
+    for n in nets:
+        net = ipaddress.ip_network(str(n), strict=False)
+        if net.prefixlen == 0:
+            out += [str(x) for x in net.subnets(1)]
+        else:
+            out.append(str(net))
+    return tuple(out)
+
+
+class PolicyIndex:
+    """The policy state of one host (`hostname`): feed it resources as they change."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        self._policies: dict[Key, _Policy] = {}
+        self._tiers: dict[str, r.Tier] = {}
+        self._profiles: dict[str, r.Profile] = {}
+        self._profile_rules: dict[str, tuple[tuple[ParsedRule, ...], tuple[ParsedRule, ...]]] = {}
+        self._holders: dict[Key, _Holder] = {}
+        self._local: dict[Key, r.WorkloadEndpoint] = {}
+        self._by_profile: dict[str, set[Key]] = {}
+        # policy <-> local endpoint matches
+        self._ep_policies: dict[Key, set[Key]] = {}
+        self._policy_eps: dict[Key, set[Key]] = {}
+        # IP sets: refcounts by the active policies/profiles using them; members as counts
+        self._set_refs: Counter[IPSetSpec] = Counter()
+        self._set_members: dict[str, Counter[str]] = {}
+        self._set_specs: dict[str, IPSetSpec] = {}
+        self._active_policies: set[Key] = set()
+        self._active_sets: dict[Key, frozenset[IPSetSpec]] = {}
+        self._active_profiles: set[str] = set()
+        self._profile_users: Counter[str] = Counter()
+        self._dirty_eps: set[Key] = set()
+        self._dirty_policies: set[Key] = set()
+        self._dirty_profiles: set[str] = set()
+        self._dirty_sets: set[str] = set()
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def update_endpoint(self, key: Key, wep: r.WorkloadEndpoint | None) -> None:
+        old_local = key in self._local
+        old_profiles = self._local[key].spec.profiles if old_local else ()
+        if wep is None:
+            self._remove_holder(key)
+            self._local.pop(key, None)
+        else:
+            own = dict(wep.metadata.labels)
+            ns = wep.metadata.namespace or ""
+            if ns:
+                own.setdefault(LABEL_NAMESPACE, ns)
+            if wep.spec.orchestrator:
+                own.setdefault(LABEL_ORCHESTRATOR, wep.spec.orchestrator)
+            sa = wep.spec.service_account_name
+            if sa and len(sa) < 63:
+                own.setdefault(LABEL_SERVICE_ACCOUNT, sa)
+            ports = tuple((p.name, str(p.protocol).lower(), p.port) for p in wep.spec.ports
+                          if p.name)
+            nets = tuple(str(ipaddress.ip_network(str(n), strict=False))
+                         for n in wep.spec.ip_networks)
+            self._set_holder(key, _Holder({}, nets, ports, wep.spec.profiles, own))
+            if wep.spec.node == self.hostname and wep.spec.interface_name:
+                self._local[key] = wep
+            else:
+                self._local.pop(key, None)
+        if key in self._local:
+            self._match_endpoint(key)
+            self._dirty_eps.add(key)
+        elif old_local:
+            self._unmatch_endpoint(key)
+            self._dirty_eps.add(key)
+        new_profiles = self._local[key].spec.profiles if key in self._local else ()
+        if new_profiles != old_profiles:
+            self._use_profiles(old_profiles, new_profiles)
+
+    def update_networkset(self, key: Key, ns: AnySet | None) -> None:
+        if ns is None:
+            self._remove_holder(key)
+            return
+        own = dict(ns.metadata.labels)
+        profiles: tuple[str, ...] = ()
+        if isinstance(ns, r.NetworkSet) and ns.metadata.namespace:
+            own[LABEL_NAMESPACE] = ns.metadata.namespace
+            profiles = (f"kns.{ns.metadata.namespace}",)
+        self._set_holder(key, _Holder({}, _host_nets(ns.spec.nets), (), profiles, own))
+
+    def update_policy(self, key: Key, pol: AnyPolicy | None) -> None:
+        old = self._policies.pop(key, None)
+        eps = self._policy_eps.pop(key, set())
+        for ep in eps:
+            self._ep_policies.get(ep, set()).discard(key)
+        self._dirty_eps |= eps
+        if old is not None:
+            self._dirty_policies.add(key)
+        if pol is not None:
+            parsed = _parse_policy(pol)
+            self._policies[key] = parsed
+            matched = {ep for ep in self._local
+                       if parsed.selector.evaluate(self._holders[ep].labels)}
+            self._policy_eps[key] = matched
+            for ep in matched:
+                self._ep_policies.setdefault(ep, set()).add(key)
+            self._dirty_eps |= matched
+            self._dirty_policies.add(key)
+        self._refresh_activity(key)
+
+    def update_tier(self, name: str, tier: r.Tier | None) -> None:
+        if tier is None:
+            self._tiers.pop(name, None)
+        else:
+            self._tiers[name] = tier
+        for key, pol in self._policies.items():
+            if pol.tier == name:
+                self._dirty_eps |= self._policy_eps.get(key, set())
+
+    def update_profile(self, name: str, profile: r.Profile | None) -> None:
+        old = self._profiles.get(name)
+        if profile is None:
+            self._profiles.pop(name, None)
+            self._profile_rules.pop(name, None)
+        else:
+            self._profiles[name] = profile
+            self._profile_rules[name] = (
+                tuple(parse_rule(x, None) for x in profile.spec.ingress),
+                tuple(parse_rule(x, None) for x in profile.spec.egress))
+        old_labels = old.spec.labels_to_apply if old else {}
+        new_labels = profile.spec.labels_to_apply if profile else {}
+        if old_labels != new_labels:
+            for key in list(self._by_profile.get(name, ())):
+                self._set_holder(key, self._holders[key])
+                if key in self._local:
+                    self._match_endpoint(key)
+                    self._dirty_eps.add(key)
+        if name in self._active_profiles:
+            self._swap_profile_sets(name, old)
+            self._dirty_profiles.add(name)
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def local_endpoints(self) -> dict[Key, r.WorkloadEndpoint]:
+        return dict(self._local)
+
+    def labels(self, key: Key) -> Mapping[str, str]:
+        return self._holders[key].labels
+
+    def plan(self, key: Key) -> EndpointPlan:
+        """The tiers (in order) and profiles of a local endpoint."""
+        wep = self._local[key]
+        by_tier: dict[str, list[_Policy]] = {}
+        for pkey in self._ep_policies.get(key, ()):
+            pol = self._policies[pkey]
+            by_tier.setdefault(pol.tier, []).append(pol)
+        tiers = []
+        for name in sorted(by_tier, key=self._tier_sort_key):
+            pols = sorted(by_tier[name], key=lambda p: p.sort_key)
+            tier = self._tiers.get(name)
+            action = str(tier.spec.default_action) if tier and tier.spec.default_action \
+                else "Deny"
+            tiers.append(TierPlan(
+                name, action,
+                ingress=tuple(p.ref for p in pols if p.ingress_applies),
+                egress=tuple(p.ref for p in pols if p.egress_applies)))
+        return EndpointPlan(wep.spec.interface_name or "", tuple(tiers), wep.spec.profiles)
+
+    def _tier_sort_key(self, name: str) -> tuple[bool, float, str]:
+        """Existing tiers first, then order (unset last), then name (PolicySorter.TierLess)."""
+        tier = self._tiers.get(name)
+        if tier is None:
+            return (True, float("inf"), name)
+        order = tier.spec.order
+        return (False, float("inf") if order is None else order, name)
+
+    def active_policies(self) -> dict[Key, tuple[PolicyRef, tuple[ParsedRule, ...],
+                                                 tuple[ParsedRule, ...]]]:
+        """Policies that apply to some local endpoint (or are forced by the
+        AssumeNeededOnEveryNode hint): their ref and parsed rules."""
+        return {k: (self._policies[k].ref, self._policies[k].ingress, self._policies[k].egress)
+                for k in self._active_policies}
+
+    def policy(self, key: Key) -> tuple[PolicyRef, tuple[ParsedRule, ...],
+                                        tuple[ParsedRule, ...]] | None:
+        pol = self._policies.get(key) if key in self._active_policies else None
+        return None if pol is None else (pol.ref, pol.ingress, pol.egress)
+
+    def active_profiles(self) -> dict[str, tuple[tuple[ParsedRule, ...],
+                                                 tuple[ParsedRule, ...]] | None]:
+        """Profiles local endpoints use: parsed rules, None for a missing profile."""
+        return {n: self._profile_rules.get(n) for n in self._active_profiles}
+
+    def active_profile_names(self) -> frozenset[str]:
+        return frozenset(self._active_profiles)
+
+    def ipsets(self) -> dict[str, tuple[IPSetSpec, frozenset[str]]]:
+        """Every IP set in use: uid -> (what it is, its members)."""
+        return {uid: (self._set_specs[uid], frozenset(self._set_members[uid]))
+                for uid in self._set_specs}
+
+    def ipset(self, uid: str) -> tuple[IPSetSpec, frozenset[str]] | None:
+        spec = self._set_specs.get(uid)
+        return None if spec is None else (spec, frozenset(self._set_members[uid]))
+
+    def take_dirty(self) -> Dirty:
+        out = Dirty(frozenset(self._dirty_eps), frozenset(self._dirty_policies),
+                    frozenset(self._dirty_profiles), frozenset(self._dirty_sets))
+        self._dirty_eps.clear()
+        self._dirty_policies.clear()
+        self._dirty_profiles.clear()
+        self._dirty_sets.clear()
+        return out
+
+    # -- endpoint matching ---------------------------------------------------------------------
+
+    def _match_endpoint(self, key: Key) -> None:
+        labels = self._holders[key].labels
+        old = self._ep_policies.get(key, set())
+        new = {pk for pk, pol in self._policies.items() if pol.selector.evaluate(labels)}
+        for pk in old - new:
+            self._policy_eps[pk].discard(key)
+        for pk in new - old:
+            self._policy_eps.setdefault(pk, set()).add(key)
+        self._ep_policies[key] = new
+        for pk in old ^ new:
+            self._refresh_activity(pk)
+
+    def _unmatch_endpoint(self, key: Key) -> None:
+        for pk in self._ep_policies.pop(key, set()):
+            self._policy_eps[pk].discard(key)
+            self._refresh_activity(pk)
+
+    # -- activity and IP set references ---------------------------------------------------------
+
+    def _refresh_activity(self, pkey: Key) -> None:
+        pol = self._policies.get(pkey)
+        active = pol is not None and (pol.forced or bool(self._policy_eps.get(pkey)))
+        was = pkey in self._active_policies
+        if was:
+            self._active_policies.discard(pkey)
+            self._release(self._active_sets.pop(pkey, frozenset()))
+        if active:
+            assert pol is not None
+            self._active_policies.add(pkey)
+            self._active_sets[pkey] = pol.ipsets
+            self._acquire(pol.ipsets)
+        if was != active:
+            self._dirty_policies.add(pkey)
+
+    def _use_profiles(self, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        """A local endpoint's profiles changed from `old` to `new`."""
+        for name in new:
+            self._profile_users[name] += 1
+            if self._profile_users[name] == 1:
+                self._active_profiles.add(name)
+                self._acquire(self._profile_sets(name))
+                self._dirty_profiles.add(name)
+        for name in old:
+            self._profile_users[name] -= 1
+            if self._profile_users[name] <= 0:
+                del self._profile_users[name]
+                self._active_profiles.discard(name)
+                self._release(self._profile_sets(name))
+                self._dirty_profiles.add(name)
+
+    def _profile_sets(self, name: str, profile: r.Profile | None = None) -> frozenset[IPSetSpec]:
+        rules = self._profile_rules.get(name) if profile is None else (
+            tuple(parse_rule(x, None) for x in profile.spec.ingress),
+            tuple(parse_rule(x, None) for x in profile.spec.egress))
+        if rules is None:
+            return frozenset()
+        return frozenset(s for pr in rules[0] + rules[1] for s in pr.ipsets)
+
+    def _swap_profile_sets(self, name: str, old: r.Profile | None) -> None:
+        old_sets = self._profile_sets(name, old) if old is not None else frozenset()
+        self._acquire(self._profile_sets(name))
+        self._release(old_sets)
+
+    def _acquire(self, specs: Iterable[IPSetSpec]) -> None:
+        for spec in specs:
+            self._set_refs[spec] += 1
+            if self._set_refs[spec] == 1 and spec.uid not in self._set_specs:
+                self._set_specs[spec.uid] = spec
+                self._set_members[spec.uid] = self._members_of(spec)
+                self._dirty_sets.add(spec.uid)
+
+    def _release(self, specs: Iterable[IPSetSpec]) -> None:
+        for spec in specs:
+            self._set_refs[spec] -= 1
+            if self._set_refs[spec] <= 0:
+                del self._set_refs[spec]
+                self._set_specs.pop(spec.uid, None)
+                self._set_members.pop(spec.uid, None)
+                self._dirty_sets.add(spec.uid)
+
+    # -- IP set members ---------------------------------------------------------------------------
+
+    def _members_of(self, spec: IPSetSpec) -> Counter[str]:
+        out: Counter[str] = Counter()
+        parsed = sel.parse(spec.selector)
+        for holder in self._holders.values():
+            out.update(_contribution(spec, parsed, holder))
+        return out
+
+    def _set_holder(self, key: Key, holder: _Holder) -> None:
+        old = self._holders.get(key)
+        for name in old.profiles if old else ():
+            self._by_profile.get(name, set()).discard(key)
+        for name in holder.profiles:
+            self._by_profile.setdefault(name, set()).add(key)
+        labels = dict(holder.raw_labels)
+        for name in holder.profiles:
+            prof = self._profiles.get(name)
+            for k, v in (prof.spec.labels_to_apply.items() if prof else ()):
+                labels.setdefault(k, v)
+        new = _Holder(labels, holder.nets, holder.ports, holder.profiles, holder.raw_labels)
+        self._holders[key] = new
+        self._update_members(old, new)
+
+    def _remove_holder(self, key: Key) -> None:
+        old = self._holders.pop(key, None)
+        if old is None:
+            return
+        for name in old.profiles:
+            self._by_profile.get(name, set()).discard(key)
+        self._update_members(old, None)
+
+    def _update_members(self, old: _Holder | None, new: _Holder | None) -> None:
+        for uid, spec in self._set_specs.items():
+            parsed = sel.parse(spec.selector)
+            before = _contribution(spec, parsed, old) if old else ()
+            after = _contribution(spec, parsed, new) if new else ()
+            if before == after:
+                continue
+            members = self._set_members[uid]
+            members.subtract(before)
+            members.update(after)
+            for m in before:
+                if members[m] <= 0:
+                    del members[m]
+            self._dirty_sets.add(uid)
+
+
+def _contribution(spec: IPSetSpec, parsed: sel.Selector, holder: _Holder) -> tuple[str, ...]:
+    if not parsed.evaluate(holder.labels):
+        return ()
+    if not spec.port_name:
+        return holder.nets
+    out = []
+    for name, proto, port in holder.ports:
+        if name == spec.port_name and proto == spec.protocol:
+            out += [f"{str(n).split('/')[0]},{proto}:{port}" for n in holder.nets]
+    return tuple(out)

@@ -1,0 +1,169 @@
+"""The filter-table chains and IP sets policy needs on this host, from a PolicyIndex. Pure.
+
+Only referenced chains are kept (as Felix: a policy's `cali-po-` is not written while no
+endpoint chain jumps to it). A profile an endpoint names but the datastore lacks gets chains
+that drop (Calico's dummy drop rules); `projectcalico-default-allow` is built in (allow all).
+
+`PolicyState.update(index, dirty)` applies what `PolicyIndex.take_dirty()` reported and returns
+the names of the chains and sets that changed: it re-renders the dirty endpoints, policies and
+profiles only, and keeps jump-target reference counts so that a chain appears with its first
+referrer and goes with its last.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from felix.calc.policy_chains import (
+    EndpointOptions,
+    endpoint_chains,
+    policy_chain_name,
+    policy_chains,
+    profile_chain_name,
+    profile_chains,
+)
+from felix.calc.policy_index import Dirty, Key, PolicyIndex
+from felix.calc.policy_rules import ParsedRule, parse_rule, set_name
+from felix.drivers.iptables.rules import Rule
+from libcalico.model import resources as r
+
+PURE = True
+
+DEFAULT_OPTIONS = EndpointOptions()
+_ALLOW = (parse_rule(r.Rule(action=r.Action.ALLOW), None),)
+_TARGET_PREFIXES = ("cali-pi-", "cali-po-", "cali-pri-", "cali-pro-")
+
+
+@dataclass(frozen=True, slots=True)
+class IPSetDesired:
+    name: str
+    set_type: str
+    members: frozenset[str]
+
+
+def _family(members: frozenset[str], version: int) -> frozenset[str]:
+    return frozenset(m for m in members if (":" in m.split(",")[0]) == (version == 6))
+
+
+@dataclass
+class PolicyState:
+    """Chains (name -> rules) and IP sets (kernel name -> IPSetDesired) of one IP version."""
+
+    version: int
+    opts: EndpointOptions = field(default_factory=EndpointOptions)
+    chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    ipsets: dict[str, IPSetDesired] = field(default_factory=dict)
+    _endpoint_chains: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    _refs: Counter[str] = field(default_factory=Counter)
+    _targets: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    """Every renderable policy/profile chain by name (written to `chains` while referenced)."""
+    _owner_chains: dict[object, tuple[str, ...]] = field(default_factory=dict)
+
+    # -- the targets (policy and profile chains) -----------------------------------------------
+
+    def _set_targets(self, owner: object, chains: dict[str, tuple[Rule, ...]],
+                     changed: set[str]) -> None:
+        for name in self._owner_chains.pop(owner, ()):
+            self._targets.pop(name, None)
+            if name not in chains and self.chains.pop(name, None) is not None:
+                changed.add(name)
+        self._owner_chains[owner] = tuple(chains)
+        for name, rules in chains.items():
+            self._targets[name] = rules
+            if self._refs[name] > 0 and self.chains.get(name) != rules:
+                self.chains[name] = rules
+                changed.add(name)
+
+    def _ref(self, name: str, delta: int, changed: set[str]) -> None:
+        self._refs[name] += delta
+        if self._refs[name] <= 0:
+            del self._refs[name]
+            if self.chains.pop(name, None) is not None:
+                changed.add(name)
+        elif delta > 0 and self._refs[name] == delta and name in self._targets:
+            self.chains[name] = self._targets[name]
+            changed.add(name)
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def update(self, index: PolicyIndex, dirty: Dirty) -> set[str]:
+        changed: set[str] = set()
+        for key in dirty.policies:
+            found = index.policy(key)
+            chains = policy_chains(*found, self.version) if found is not None else {}
+            self._set_targets(("policy", key), chains, changed)
+        for name in dirty.profiles:
+            active = name in index.active_profile_names()
+            self._set_targets(("profile", name), _profile(index, name, self.version)
+                              if active else {}, changed)
+        local = index.local_endpoints()
+        for key in dirty.endpoints:
+            for name in self._endpoint_chains.pop(key, ()):
+                for target in _jumps(self.chains.pop(name, ())):
+                    self._ref(target, -1, changed)
+                changed.add(name)
+            if key in local:
+                chains = endpoint_chains(index.plan(key), self.opts)
+                self._endpoint_chains[key] = tuple(chains)
+                for name, rules in chains.items():
+                    self.chains[name] = rules
+                    for target in _jumps(rules):
+                        self._ref(target, 1, changed)
+        for uid in dirty.ipsets:
+            kname = set_name(self.version, uid)
+            found_set = index.ipset(uid)
+            if found_set is None:
+                if self.ipsets.pop(kname, None) is not None:
+                    changed.add(kname)
+                continue
+            spec, members = found_set
+            new = IPSetDesired(kname, spec.set_type, _family(members, self.version))
+            if self.ipsets.get(kname) != new:
+                self.ipsets[kname] = new
+                changed.add(kname)
+        return changed
+
+
+def _jumps(rules: tuple[Rule, ...]) -> list[str]:
+    return [x.action.split()[1] for x in rules
+            if x.action.startswith("--jump cali-") and x.action.split()[1].startswith(
+                _TARGET_PREFIXES)]
+
+
+def _profile(index: PolicyIndex, name: str, version: int) -> dict[str, tuple[Rule, ...]]:
+    rules: tuple[tuple[ParsedRule, ...], tuple[ParsedRule, ...]] | None = \
+        index.active_profiles().get(name)
+    if rules is None and name == r.DEFAULT_ALLOW_PROFILE:
+        rules = (_ALLOW, _ALLOW)
+    if rules is None:
+        return {profile_chain_name(inbound, name): (
+            Rule("", "--jump DROP", f"Profile {name} is missing: drop"),)
+            for inbound in (True, False)}
+    return profile_chains(name, rules[0], rules[1], version)
+
+
+def render(index: PolicyIndex, version: int, opts: EndpointOptions = DEFAULT_OPTIONS
+           ) -> PolicyState:
+    """Everything from scratch (first programming, and the reference `update` must match)."""
+    state = PolicyState(version, opts)
+    chains: dict[str, tuple[Rule, ...]] = {}
+    for key in index.local_endpoints():
+        chains.update(endpoint_chains(index.plan(key), opts))
+    jumped = {t for rules in chains.values() for t in _jumps(rules)}
+    for _, (ref, ingress, egress) in sorted(index.active_policies().items()):
+        for name, rules in policy_chains(ref, ingress, egress, version).items():
+            if name in jumped:
+                chains[name] = rules
+    for name in sorted(index.active_profile_names()):
+        for cname, rules in _profile(index, name, version).items():
+            if cname in jumped:
+                chains[cname] = rules
+    state.chains = chains
+    for uid, (spec, members) in index.ipsets().items():
+        kname = set_name(version, uid)
+        state.ipsets[kname] = IPSetDesired(kname, spec.set_type, _family(members, version))
+    return state
+
+
+__all__ = ["IPSetDesired", "PolicyState", "policy_chain_name", "render"]
