@@ -18,9 +18,13 @@ resourceVersions, opaque: an object's for compare-and-swap, a list's for the wat
   event or answer with 410 Expired raises Compacted (the syncer relists and diffs); a lost
   connection raises Unavailable. `progress` is the last bookmark's resourceVersion.
 
-Not yet here (issue 10): Node (Kubernetes Node annotations), WorkloadEndpoint (Pods), Profile
-(Namespaces and ServiceAccounts), the IPAM keys (ipamblocks, blockaffinities, ipamhandles,
-ipamconfigs with the two-phase delete) and IPAMConfiguration; they raise DatastoreError.
+Node is the Kubernetes Node (`kubernetes_node`): get/list/watch convert it; update and apply
+merge the v3 Node into the annotations of a fresh copy and PUT `nodes/<name>/status`; create
+and delete are refused, as Calico refuses them.
+
+Not yet here (issue 10): WorkloadEndpoint (Pods), Profile (Namespaces and ServiceAccounts),
+the IPAM keys (ipamblocks, blockaffinities, ipamhandles, ipamconfigs with the two-phase
+delete) and IPAMConfiguration; they raise DatastoreError.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from libcalico.datastore import kubernetes_convert as convert
+from libcalico.datastore import kubernetes_node as nodes
 from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.datastore.kubernetes_client import (
     KubeAccess,
@@ -67,8 +72,9 @@ WATCH_TIMEOUT = 300
 """Seconds the server keeps one watch request open (then it is resumed, not relisted)."""
 APPLY_RETRIES = 10
 
-NOT_CRDS = frozenset({"Node", "WorkloadEndpoint", "Profile", "IPAMConfiguration"})
-"""v3 kinds that KDD keeps elsewhere (or converts); not served by this backend yet."""
+NOT_YET = frozenset({"WorkloadEndpoint", "Profile", "IPAMConfiguration"})
+"""v3 kinds that KDD derives from other objects (or converts); not served here yet."""
+NODE = "Node"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +82,18 @@ class _Kind:
     kind: str
     plural: str
     namespaced: bool
+    core: bool = False
+    """A core Kubernetes object (Node), not a custom resource."""
 
     def collection(self, namespace: str | None) -> str:
         ns = f"/namespaces/{name_path(namespace)}" if namespace else ""
+        if self.core:
+            return f"/api/v1{ns}/{self.plural}"
         return f"/apis/{convert.GROUP_VERSION}{ns}/{self.plural}"
 
 
-_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced)
-              for i in keys.KINDS.values() if i.kind not in NOT_CRDS}
+_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, core=i.kind == NODE)
+              for i in keys.KINDS.values() if i.kind not in NOT_YET}
 
 
 def _unsupported(what: str) -> DatastoreError:
@@ -120,9 +130,23 @@ def _key(info: _Kind, cr: dict[str, Any]) -> str:
 
 
 def _pair(info: _Kind, cr: dict[str, Any]) -> KVPair:
+    if info.core:
+        value = json.dumps(nodes.node_to_v3(cr), separators=(",", ":"))
+        return KVPair(_key(info, cr), value,
+                      str((cr.get("metadata") or {}).get("resourceVersion")))
     cr.setdefault("kind", info.kind)
     value = json.dumps(convert.from_cr(cr), separators=(",", ":"))
     return KVPair(_key(info, cr), value, str((cr.get("metadata") or {}).get("resourceVersion")))
+
+
+def _is_node(key: str) -> bool:
+    return key.startswith(keys.resource_prefix(NODE))
+
+
+def _refuse_node(key: str, op: str) -> None:
+    if _is_node(key):
+        raise DatastoreError(f"operation {op} is not supported on Node type: {key} (in the "
+                             "Kubernetes datastore a Calico Node is its Kubernetes Node)")
 
 
 def access(cfg: DatastoreConfig, env: Mapping[str, str] | None = None) -> KubeAccess:
@@ -233,11 +257,14 @@ class KubernetesBackend:
             doc, resource_version=resource_version)
 
     def create(self, key: str, value: str) -> KVPair:
+        _refuse_node(key, "Create")
         info, coll, cr = self._cr(key, value, None)
         cr["metadata"].pop("uid", None)  # the API server assigns it
         return _pair(info, self.client.request("POST", coll, body=cr, what=key))
 
     def update(self, key: str, value: str, revision: Revision) -> KVPair:
+        if _is_node(key):
+            return self._update_node(key, value)
         info, coll, cr = self._cr(key, value, revision)
         path = f"{coll}/{name_path(cr['metadata']['name'])}"
         try:
@@ -245,7 +272,25 @@ class KubernetesBackend:
         except Conflict:
             raise Conflict(key, revision) from None
 
+    def _update_node(self, key: str, value: str) -> KVPair:
+        """As Calico: a fresh GET of the Node, the v3 Node merged into its annotations, then a
+        PUT of `nodes/<name>/status` at the fresh resourceVersion (so, unlike the other kinds,
+        not conditional on the caller's revision; a race with another writer is retried)."""
+        info, path = self._path(key)
+        doc = json.loads(value)
+        for _ in range(APPLY_RETRIES):
+            fresh = self.client.request("GET", path, what=key)
+            merged = nodes.merge_into_node(doc, fresh)
+            try:
+                return _pair(info, self.client.request("PUT", f"{path}/status", body=merged,
+                                                       what=key))
+            except Conflict:
+                continue
+        raise Conflict(key)
+
     def apply(self, key: str, value: str) -> KVPair:
+        if _is_node(key):
+            return self._update_node(key, value)
         for _ in range(APPLY_RETRIES):
             try:
                 return self.create(key, value)
@@ -266,6 +311,7 @@ class KubernetesBackend:
         raise Conflict(key)
 
     def delete(self, key: str, revision: Revision | None = None) -> KVPair:
+        _refuse_node(key, "Delete")
         info, path = self._path(key)
         current = self.client.request("GET", path, what=key)
         md = current.get("metadata") or {}

@@ -90,6 +90,8 @@ def to_cr(doc: Mapping[str, Any], *, resource_version: str | None = None) -> dic
         value = md.get(field)
         if field == "creationTimestamp":
             meta_json[field] = value or None  # Go always writes it (null when zero)
+        elif field == "ownerReferences" and value:
+            meta_json[field] = [_owner(r, (V3,), GROUP_VERSION) for r in value]
         elif value not in (None, "", {}, [], 0):
             meta_json[field] = _sorted_map(value) if isinstance(value, dict) else value
     labels = {k: v for k, v in (md.get("labels") or {}).items() if _ours(k)}
@@ -111,6 +113,15 @@ def to_cr(doc: Mapping[str, Any], *, resource_version: str | None = None) -> dic
     if "status" in doc:
         cr["status"] = doc["status"]
     return cr
+
+
+def _owner(ref: Mapping[str, Any], from_versions: tuple[str, ...], to_version: str
+           ) -> dict[str, Any]:
+    """An owner reference on one of `from_versions` rewritten to `to_version`, its UID
+    converted (v3 owners are stored as crd.projectcalico.org/v1 ones, converted back on read)."""
+    if ref.get("apiVersion") not in from_versions:
+        return dict(ref)
+    return {**ref, "apiVersion": to_version, "uid": convert_uid(str(ref.get("uid") or ""))}
 
 
 def _legacy_policy_name(kind: str, name: str, spec: Mapping[str, Any]) -> str:
@@ -138,6 +149,11 @@ def from_cr(cr: Mapping[str, Any]) -> dict[str, Any]:
             stored = None
         if isinstance(stored, dict):
             meta = {k: v for k, v in stored.items() if v is not None}
+            if isinstance(meta.get("ownerReferences"), list):
+                # v1 owners, and v3 ones written before the UID conversion, both convert.
+                meta["ownerReferences"] = [
+                    _owner(r, (GROUP_VERSION, V3), V3) if isinstance(r, dict) else r
+                    for r in meta["ownerReferences"]]
             if "name" not in stored:
                 name = _legacy_policy_name(kind, name, spec)
             labels.update(stored.get("labels") or {})

@@ -17,6 +17,7 @@ from libcalico.datastore.kubernetes_client import (
     api_error,
 )
 from libcalico.datastore.kubernetes_convert import convert_uid, from_cr, go_json, to_cr
+from libcalico.datastore.kubernetes_node import merge_into_node, node_to_v3, parse_as_number
 from libcalico.errors import (
     AlreadyExists,
     Compacted,
@@ -169,3 +170,48 @@ def test_error_mapping_is_calicos(code: int, status: dict[str, object],
                                   error: type[Exception]) -> None:
     err = api_error(code, status, "/some/key")
     assert type(err) is error
+
+
+def test_as_numbers_plain_and_dotted() -> None:
+    assert parse_as_number("64512") == 64512
+    assert parse_as_number("1.10") == 65546
+    assert parse_as_number("4294967295") == 4294967295
+    for bad in ("4294967296", "1.65536", "-1", "a", "1.2.3", "+5", ""):
+        assert parse_as_number(bad) is None, bad
+
+
+def test_node_without_labels_and_with_bad_annotations() -> None:
+    v3 = node_to_v3({"metadata": {"name": "n1", "annotations": {
+        "projectcalico.org/IPv4Address": "10.0.0.1/33",
+        "projectcalico.org/VXLANTunnelMACAddr": "66:3e:ca:4a:2c:f1",
+        "projectcalico.org/Interfaces": '[{"name":"eth0","addresses":["10.0.0.1"]}]'}},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"},
+                                 {"type": "Hostname", "address": "n1"}]}})
+    assert v3["metadata"]["annotations"] == {"projectcalico.org/kube-labels": "null"}
+    assert "bgp" not in v3["spec"]
+    assert v3["spec"]["vxlanTunnelMACAddr"] == "66:3e:ca:4a:2c:f1"
+    assert v3["spec"]["addresses"] == [{"address": "10.0.0.1", "type": "InternalIP"}]
+    assert v3["spec"]["interfaces"] == [{"name": "eth0", "addresses": ["10.0.0.1"]}]
+
+
+def test_node_merge_drops_inherited_labels_and_clears_bgp() -> None:
+    k8s = {"metadata": {"name": "n1", "labels": {"k": "1"}, "annotations": {
+        "projectcalico.org/IPv4Address": "10.0.0.1/24", "projectcalico.org/ASNumber": "1",
+        "other": "kept"}}}
+    v3 = node_to_v3(k8s)
+    v3["metadata"]["labels"]["mine"] = "2"
+    del v3["spec"]["bgp"]
+    out = merge_into_node(v3, k8s)
+    assert out["metadata"]["labels"] == {"k": "1"}
+    assert out["metadata"]["annotations"] == {"other": "kept",
+                                              "projectcalico.org/labels": '{"mine":"2"}'}
+    assert k8s["metadata"]["annotations"]["projectcalico.org/ASNumber"] == "1"  # not mutated
+
+
+def test_v3_owner_references_are_stored_as_v1_ones() -> None:
+    owner = {"apiVersion": "projectcalico.org/v3", "kind": "Tier", "name": "t", "uid": V3_UID}
+    cr = to_cr(_pool(ownerReferences=[owner]))
+    stored = json.loads(cr["metadata"]["annotations"]["projectcalico.org/metadata"])
+    assert stored["ownerReferences"] == [{**owner, "apiVersion": "crd.projectcalico.org/v1",
+                                          "uid": CR_UID}]
+    assert from_cr(cr)["metadata"]["ownerReferences"] == [owner]

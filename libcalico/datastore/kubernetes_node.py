@@ -1,0 +1,244 @@
+"""Calico's v3 Node <-> the Kubernetes Node that holds it in KDD, as libcalico-go's
+`resources/node.go` maps them (`K8sNodeToCalico`, `mergeCalicoNodeIntoK8sNode`).
+
+Read: the BGP, VXLAN, wireguard and interface fields come from `projectcalico.org/*`
+annotations, each checked and dropped when invalid (as `getAnnotation` does); labels are the
+Calico-only labels (annotation `projectcalico.org/labels`) overlaid by the Kubernetes labels,
+whose whole map is also exposed as the annotation `projectcalico.org/kube-labels`;
+annotations come from `projectcalico.org/annotations`; `orchRefs` names the Kubernetes node;
+`addresses` are the BGP addresses (CalicoNodeIP) then the Node's InternalIP/ExternalIP;
+`status.podCIDRs` is `spec.podCIDRs`. The UID is the Node's own (not converted).
+
+Write (an update; KDD cannot create or delete a Node): onto a fresh copy of the Node, every
+annotation above is set or removed from the v3 Node (a missing `bgp` removes all five BGP
+annotations); labels inherited from Kubernetes (those in `projectcalico.org/kube-labels`) are
+not written back, and the Kubernetes labels are never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+PURE = True
+
+A = "projectcalico.org/"
+IPV4_ADDRESS = A + "IPv4Address"
+IPV6_ADDRESS = A + "IPv6Address"
+AS_NUMBER = A + "ASNumber"
+RR_CLUSTER_ID = A + "RouteReflectorClusterID"
+IPIP_TUNNEL = A + "IPv4IPIPTunnelAddr"
+VXLAN_V4 = A + "IPv4VXLANTunnelAddr"
+VXLAN_V6 = A + "IPv6VXLANTunnelAddr"
+VXLAN_MAC = A + "VXLANTunnelMACAddr"
+VXLAN_MAC_V6 = A + "VXLANTunnelMACAddrV6"
+WG_V4 = A + "IPv4WireguardInterfaceAddr"
+WG_V6 = A + "IPv6WireguardInterfaceAddr"
+WG_KEY = A + "WireguardPublicKey"
+WG_KEY_V6 = A + "WireguardPublicKeyV6"
+INTERFACES = A + "Interfaces"
+LABELS = A + "labels"
+ANNOTATIONS = A + "annotations"
+KUBE_LABELS = A + "kube-labels"
+
+_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+
+
+def _cidr(version: int) -> Callable[[str], bool]:
+    def ok(value: str) -> bool:
+        try:
+            return ipaddress.ip_interface(value).version == version
+        except ValueError:
+            return False
+    return ok
+
+
+def _net(version: int) -> Callable[[str], bool]:
+    def ok(value: str) -> bool:
+        try:
+            return ipaddress.ip_network(value, strict=False).version == version
+        except ValueError:
+            return False
+    return ok
+
+
+def _mac(value: str) -> bool:
+    return bool(_MAC.match(value))
+
+
+def parse_as_number(text: str) -> int | None:
+    """Plain (0..4294967295) or dotted (`a.b`, each 0..65535) AS number; None if neither."""
+    parts = text.split(".")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        return None
+    if any(not p.isdigit() for p in parts):
+        return None
+    if len(nums) == 1 and 0 <= nums[0] <= 0xFFFFFFFF:
+        return nums[0]
+    if len(nums) == 2 and all(0 <= n <= 0xFFFF for n in nums):
+        return nums[0] << 16 | nums[1]
+    return None
+
+
+def _get(annotations: Mapping[str, str], key: str, ok: Callable[[str], bool]) -> str:
+    value = annotations.get(key) or ""
+    return value if value and ok(value) else ""
+
+
+def _json_map(annotations: Mapping[str, str], key: str) -> dict[str, str]:
+    try:
+        value = json.loads(annotations.get(key) or "null")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _interfaces(annotations: Mapping[str, str]) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(annotations.get(INTERFACES) or "null")
+    except ValueError:
+        return []
+    out: list[dict[str, Any]] = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            addrs = [a for a in item.get("addresses") or [] if isinstance(a, str)]
+            out.append({"name": item["name"], **({"addresses": addrs} if addrs else {})})
+    return out
+
+
+def _go_map_json(m: Mapping[str, str] | None) -> str:
+    if m is None:
+        return "null"
+    return json.dumps({k: m[k] for k in sorted(m)}, separators=(",", ":"), ensure_ascii=False)
+
+
+def node_to_v3(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The v3 Node (JSON object, no resourceVersion) for the Kubernetes Node `node`."""
+    md: Mapping[str, Any] = node.get("metadata") or {}
+    ann: Mapping[str, str] = md.get("annotations") or {}
+    k8s_labels: dict[str, str] | None = md.get("labels")
+    name = str(md.get("name") or "")
+
+    labels = _json_map(ann, LABELS)
+    labels.update(k8s_labels or {})
+    annotations = _json_map(ann, ANNOTATIONS)
+    annotations[KUBE_LABELS] = _go_map_json(k8s_labels)
+
+    bgp: dict[str, Any] = {}
+    if v := _get(ann, IPV4_ADDRESS, _cidr(4)):
+        bgp["ipv4Address"] = v
+    if v := _get(ann, IPV6_ADDRESS, _cidr(6)):
+        bgp["ipv6Address"] = v
+    if v := _get(ann, IPIP_TUNNEL, _net(4)):
+        bgp["ipv4IPIPTunnelAddr"] = v
+    if v := _get(ann, RR_CLUSTER_ID, _net(4)):
+        bgp["routeReflectorClusterID"] = v
+    asn = parse_as_number(ann[AS_NUMBER]) if ann.get(AS_NUMBER) else None
+    if asn is not None:
+        bgp["asNumber"] = asn
+    wireguard: dict[str, Any] = {}
+    if v := _get(ann, WG_V4, _net(4)):
+        wireguard["interfaceIPv4Address"] = v
+    if v := _get(ann, WG_V6, _net(6)):
+        wireguard["interfaceIPv6Address"] = v
+
+    spec: dict[str, Any] = {}
+    if bgp:
+        spec["bgp"] = {k: bgp[k] for k in ("asNumber", "ipv4Address", "ipv6Address",
+                                            "ipv4IPIPTunnelAddr", "routeReflectorClusterID")
+                       if k in bgp}
+    for field, key, ok in (("ipv4VXLANTunnelAddr", VXLAN_V4, _net(4)),
+                           ("vxlanTunnelMACAddr", VXLAN_MAC, _mac),
+                           ("ipv6VXLANTunnelAddr", VXLAN_V6, _net(6)),
+                           ("vxlanTunnelMACAddrV6", VXLAN_MAC_V6, _mac)):
+        if v := _get(ann, key, ok):
+            spec[field] = v
+    spec["orchRefs"] = [{"nodeName": name, "orchestrator": "k8s"}]
+    if wireguard:
+        spec["wireguard"] = wireguard
+    addresses = [{"address": bgp[k], "type": "CalicoNodeIP"}
+                 for k in ("ipv4Address", "ipv6Address") if k in bgp]
+    for a in (node.get("status") or {}).get("addresses") or []:
+        if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address"):
+            addresses.append({"address": a["address"], "type": a["type"]})
+    if addresses:
+        spec["addresses"] = addresses
+    if ifaces := _interfaces(ann):
+        spec["interfaces"] = ifaces
+
+    status: dict[str, Any] = {}
+    if ann.get(WG_KEY):
+        status["wireguardPublicKey"] = ann[WG_KEY]
+    if ann.get(WG_KEY_V6):
+        status["wireguardPublicKeyV6"] = ann[WG_KEY_V6]
+    pod_cidrs = (node.get("spec") or {}).get("podCIDRs") or []
+    if pod_cidrs:
+        status["podCIDRs"] = list(pod_cidrs)
+
+    meta: dict[str, Any] = {"name": name}
+    if md.get("uid"):
+        meta["uid"] = md["uid"]
+    meta["creationTimestamp"] = md.get("creationTimestamp")
+    if labels:
+        meta["labels"] = labels
+    meta["annotations"] = annotations
+    out: dict[str, Any] = {"kind": "Node", "apiVersion": "projectcalico.org/v3",
+                           "metadata": meta, "spec": spec}
+    if status:
+        out["status"] = status
+    return out
+
+
+def _put(ann: dict[str, str], key: str, value: Any) -> None:
+    if value not in (None, "", [], {}):
+        ann[key] = value if isinstance(value, str) else str(value)
+    else:
+        ann.pop(key, None)
+
+
+def merge_into_node(v3: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the Kubernetes Node `node` carrying the v3 Node `v3` in its annotations."""
+    out = copy.deepcopy(dict(node))
+    md = out.setdefault("metadata", {})
+    ann: dict[str, str] = dict(md.get("annotations") or {})
+    vmd: Mapping[str, Any] = v3.get("metadata") or {}
+    labels = dict(vmd.get("labels") or {})
+    annotations = dict(vmd.get("annotations") or {})
+    stash = annotations.pop(KUBE_LABELS, None)
+    if stash:
+        try:
+            inherited = json.loads(stash) or {}
+        except ValueError:
+            inherited = {}
+        for k in inherited if isinstance(inherited, dict) else {}:
+            labels.pop(k, None)
+    _put(ann, LABELS, _go_map_json(labels) if labels else None)
+    _put(ann, ANNOTATIONS, _go_map_json(annotations) if annotations else None)
+
+    spec: Mapping[str, Any] = v3.get("spec") or {}
+    status: Mapping[str, Any] = v3.get("status") or {}
+    _put(ann, VXLAN_V4, spec.get("ipv4VXLANTunnelAddr"))
+    _put(ann, VXLAN_MAC, spec.get("vxlanTunnelMACAddr"))
+    _put(ann, VXLAN_V6, spec.get("ipv6VXLANTunnelAddr"))
+    _put(ann, VXLAN_MAC_V6, spec.get("vxlanTunnelMACAddrV6"))
+    bgp: Mapping[str, Any] = spec.get("bgp") or {}
+    _put(ann, IPV4_ADDRESS, bgp.get("ipv4Address"))
+    _put(ann, IPIP_TUNNEL, bgp.get("ipv4IPIPTunnelAddr"))
+    _put(ann, IPV6_ADDRESS, bgp.get("ipv6Address"))
+    _put(ann, AS_NUMBER, bgp.get("asNumber"))
+    _put(ann, RR_CLUSTER_ID, bgp.get("routeReflectorClusterID"))
+    wg: Mapping[str, Any] = spec.get("wireguard") or {}
+    _put(ann, WG_V4, wg.get("interfaceIPv4Address"))
+    _put(ann, WG_V6, wg.get("interfaceIPv6Address"))
+    _put(ann, WG_KEY, status.get("wireguardPublicKey"))
+    _put(ann, WG_KEY_V6, status.get("wireguardPublicKeyV6"))
+    ifaces = spec.get("interfaces") or []
+    _put(ann, INTERFACES, json.dumps(ifaces, separators=(",", ":")) if ifaces else None)
+    md["annotations"] = ann
+    return out
