@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -53,10 +54,16 @@ DEFAULT_CONFDIR = "/etc/calico/confd"
               help="Watch mode: quiet time (s) before a pass after a change [0.02].")
 @click.option("--min-interval", type=click.FloatRange(min=0.0), default=None,
               help="Watch mode: minimum time (s) between passes [1.0].")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              envvar="CONFD_METRICS_PORT",
+              help="Serve Prometheus metrics on this port (0: any free port; default: off).")
+@click.option("--metrics-host", default="", envvar="CONFD_METRICS_HOST",
+              help="Address the metrics server listens on (default: all).")
 @click.pass_context
 def main(ctx: click.Context, confdir: Path, onetime: bool, interval: float | None,
          sync_only: bool, noop: bool, keep_stage_file: bool, dest_root: Path | None, node: str,
-         log_level: str | None, debounce: float | None, min_interval: float | None) -> None:
+         log_level: str | None, debounce: float | None, min_interval: float | None,
+         metrics_port: int | None, metrics_host: str) -> None:
     """Render BIRD configuration from the Calico datastore (watch mode by default)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -65,7 +72,7 @@ def main(ctx: click.Context, confdir: Path, onetime: bool, interval: float | Non
         raise click.UsageError("--onetime and --interval are exclusive")
     try:
         code = _daemon(confdir, onetime, interval, sync_only, noop, keep_stage_file, dest_root,
-                       node, debounce, min_interval)
+                       node, debounce, min_interval, metrics_port, metrics_host)
     except CalicoError as exc:
         log.error("%s", exc)
         sys.exit(1)
@@ -74,22 +81,30 @@ def main(ctx: click.Context, confdir: Path, onetime: bool, interval: float | Non
 
 def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: bool, noop: bool,
             keep_stage_file: bool, dest_root: Path | None, node: str,
-            debounce: float | None, min_interval: float | None) -> int:
-    from confd import processor, resource, schedule, stage
-    from confd.render import Renderer
+            debounce: float | None, min_interval: float | None, metrics_port: int | None = None,
+            metrics_host: str = "") -> int:
+    from confd import processor, resource, schedule, stage, templatewatch, watchloop
+    from confd.metrics import Metrics
     from libcalico.datastore import config as ds_config
     from libcalico.datastore import connect
     from libcalico.errors import ConfigError
 
     if not node:
         raise ConfigError("no node name: set NODENAME (or pass --node)")
-    resources = resource.load_dir(confdir, node=node, dest_root=dest_root)
-    renderer = Renderer(confdir / "templates")
-    for r in resources:
-        renderer.template(r.src)  # a missing or broken template is a startup error
+    # A missing or broken template is a startup error.
+    templates = templatewatch.load(confdir, node=node, dest_root=dest_root)
+    resources = templates.resources
+    metrics = Metrics()
+    metrics.templates_loaded()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        server, _ = start_http_server(metrics_port, metrics_host, registry=metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", metrics_host or "0.0.0.0",
+                 server.server_port)
     environ = {**os.environ, "NODENAME": node}
     engine = processor.Engine(
-        resources, renderer.render, node, environ,
+        resources, templates.renderer.render, node, environ,
         stage.Options(noop=noop, sync_only=sync_only, keep_stage_file=keep_stage_file),
         diff_out=sys.stdout if noop else None,
     )
@@ -118,13 +133,26 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
         if min_interval is not None:
             timing = schedule.Timing(debounce=timing.debounce, min_interval=min_interval,
                                      max_delay=max(min_interval, timing.debounce))
-        loop = processor.WatchLoop(
+
+        def load_templates() -> tuple[Sequence[resource.TemplateResource], processor.RenderFn]:
+            t = templatewatch.load(confdir, node=node, dest_root=dest_root)
+            return t.resources, t.renderer.render
+
+        loop = watchloop.WatchLoop(
             engine,
             lambda sink: syncer_mod.Syncer(backend, list(processor.prefixes(node)), sink),
             timing,
+            load_templates=load_templates,
+            metrics=metrics,
         )
         _on_signal(loop.stop)
-        loop.run()
+        watcher = templatewatch.TemplateWatcher(confdir, loop.queue.put)
+        watcher.start()
+        log.info("watching %s for template edits", ", ".join(str(d) for d in watcher.dirs))
+        try:
+            loop.run()
+        finally:
+            watcher.stop()
         return 0
     finally:
         backend.close()

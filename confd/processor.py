@@ -4,9 +4,9 @@
 
 - `onetime`: list the datastore once, one pass, return how many resources failed.
 - `run_interval`: list and pass every `interval` seconds until stopped.
-- `WatchLoop`: the default. A `libcalico.datastore.syncer.Syncer` follows the datastore and
-  feeds a queue; one owner thread (the caller's) drains it into the snapshot and runs passes
-  when `confd.schedule.Coalescer` says so (debounce, minimum interval, retry backoff).
+- `confd.watchloop.WatchLoop`: the default. A `libcalico.datastore.syncer.Syncer` follows the
+  datastore and feeds a queue; one owner thread (the caller's) drains it into the snapshot and
+  runs passes when `confd.schedule.Coalescer` says so.
 
 Safety rules (ARCHITECTURE "Safety"): nothing is rendered before the datastore is in sync; a
 snapshot without this node's Node resource is never rendered (the working config stays, an
@@ -16,21 +16,19 @@ error is logged); a resource that fails to render or check keeps its dest.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
 from confd import render as render_mod
 from confd import resource as resource_mod
-from confd import schedule, stage
+from confd import stage
 from confd.inputs import SECRETS_PREFIX
 from confd.resource import TemplateResource
-from libcalico.datastore import syncer as syncer_mod
 from libcalico.datastore.api import Backend
-from libcalico.errors import CalicoError, CommandFailed, DatastoreError
+from libcalico.errors import CommandFailed, DatastoreError
 from libcalico.model import keys
 
 log = logging.getLogger(__name__)
@@ -89,6 +87,23 @@ class Engine:
         self._pending_reloads: dict[str, list[str]] = {}
         """reload_cmd -> resource names whose reload failed: rerun on the next pass, since
         their dest is already up to date and will not change again."""
+
+    def swap(self, resources: Sequence[TemplateResource],
+             render: RenderFn) -> tuple[Sequence[TemplateResource], RenderFn]:
+        """Use these template resources and renderer from the next pass on; returns the ones
+        in use until now (to swap back)."""
+        old = (self.resources, self.render)
+        self.resources = resource_mod.processing_order(resources)
+        self.render = render
+        return old
+
+    def trial(self, snapshot: Mapping[str, str]) -> None:
+        """Render every resource from `snapshot` without writing anything; raises RenderError
+        for the first that fails (nothing to try without this node's Node resource)."""
+        if keys.resource_key("Node", self.node) not in snapshot:
+            return
+        for batch in _unique_src_batches(self.resources):
+            self.render(snapshot, self.node, self.environ, [r.job() for r in batch])
 
     def apply(self, snapshot: Mapping[str, str], revision: object = "") -> PassResult:
         """One pass. `revision` is only logged (opaque: the datastore's, as last seen)."""
@@ -269,123 +284,3 @@ def run_interval(engine: Engine, backend: Backend, interval: float, stop: thread
         except DatastoreError as exc:
             log.error("datastore read failed, keeping the current configuration: %s", exc)
         stop.wait(interval)
-
-
-_STOP = object()
-
-
-class SyncerLike(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-SyncerFactory = Callable[[Callable[[object], None]], SyncerLike]
-"""Makes a syncer that delivers its events to the given sink."""
-
-
-class WatchLoop:
-    """Watch mode. `run()` is the owner thread: it alone touches the snapshot and the engine.
-
-    The syncer thread only puts events on the queue; `stop()` (from any thread or a signal
-    handler) puts a sentinel that ends `run()`.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        make_syncer: SyncerFactory,
-        timing: schedule.Timing = schedule.DEFAULT_TIMING,
-        clock: Callable[[], float] = time.monotonic,
-        on_pass: Callable[[PassResult], None] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.make_syncer = make_syncer
-        self.clock = clock
-        self.coalescer = schedule.Coalescer(timing)
-        self.queue: queue.Queue[object] = queue.Queue()
-        self.snapshot: dict[str, str] = {}
-        self.revision = ""
-        """The revision of the last update taken in (opaque: only logged)."""
-        self.rendered = False
-        """A pass has succeeded since start."""
-        self.on_pass = on_pass
-        self._was_in_sync = False
-
-    def stop(self) -> None:
-        self.queue.put(_STOP)
-
-    def run(self) -> None:
-        syncer = self.make_syncer(self.queue.put)
-        syncer.start()
-        try:
-            self._loop()
-        finally:
-            syncer.stop()
-
-    def _loop(self) -> None:
-        while True:
-            deadline = self.coalescer.deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            try:
-                item = self.queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            while item is not None:
-                if item is _STOP:
-                    return
-                self._handle(item)
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    item = None
-            now = self.clock()
-            if self.coalescer.due(now):
-                self._pass(now)
-
-    def _handle(self, event: object) -> None:
-        if isinstance(event, syncer_mod.Updates):
-            changed = False
-            for u in event.updates:
-                self.revision = str(u.revision)
-                if u.value is None:
-                    changed |= self.snapshot.pop(u.key, None) is not None
-                elif self.snapshot.get(u.key) != u.value:
-                    self.snapshot[u.key] = u.value
-                    changed = True
-            if changed:
-                self.coalescer.changed(self.clock())
-        elif isinstance(event, syncer_mod.StatusChanged):
-            in_sync = event.status == syncer_mod.SyncStatus.IN_SYNC
-            if in_sync and not self._was_in_sync:
-                log.info("datastore in sync: %d keys at revision %s", len(self.snapshot),
-                         self.revision)
-                if not self.rendered or self.coalescer.dirty:
-                    self.coalescer.changed(self.clock())
-            elif not in_sync and self._was_in_sync:
-                log.warning("datastore %s: holding the current configuration",
-                            event.status.name.lower())
-            self._was_in_sync = in_sync
-            self.coalescer.in_sync = in_sync
-
-    def _pass(self, now: float) -> None:
-        retrying = not self.coalescer.dirty
-        self.coalescer.started(now)
-        if retrying:
-            log.info("retrying the failed resources")
-        try:
-            result = self.engine.apply(self.snapshot, self.revision)
-        except CalicoError as exc:  # defensive: a pass never kills the daemon
-            log.error("pass failed: %s", exc)
-            result = PassResult(failed={"*": str(exc)})
-        if result.ok:
-            self.rendered = True
-            self.coalescer.succeeded()
-        elif result.blocked:
-            # Only new data can help: wait for the next change, no retry loop.
-            self.coalescer.succeeded()
-        else:
-            delay = self.coalescer.failed(self.clock())
-            log.warning("%d resource(s) failed, retrying in %.2fs", len(result.failed), delay)
-        if self.on_pass is not None:
-            self.on_pass(result)

@@ -95,10 +95,11 @@ class Coalescer:
         at = self.deadline()
         return at is not None and now >= at
 
-    def started(self, now: float) -> None:
-        """A pass starts now and takes in every change seen so far."""
-        if self._first_change is not None:
-            quiet = self._at_once or now - self._last_change >= self.timing.debounce
+    def started(self, now: float, quiet: bool = False) -> None:
+        """A pass starts now and takes in every change seen so far (`quiet`: it was not
+        caused by datastore changes, so it cannot be cutting into a flood of them)."""
+        if self._first_change is not None or quiet:
+            quiet = quiet or self._at_once or now - self._last_change >= self.timing.debounce
             self._flood = 0 if quiet else min(self._flood + 1, 16)
         self._first_change = None
         self._at_once = False

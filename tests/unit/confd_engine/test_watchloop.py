@@ -1,4 +1,4 @@
-"""The watch loop's owner thread (confd.processor.WatchLoop) fed by a scripted syncer."""
+"""The watch loop's owner thread (confd.watchloop.WatchLoop) fed by a scripted syncer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from confd import processor, resource, schedule
+from confd import processor, resource, schedule, watchloop
 from libcalico.datastore.syncer import StatusChanged, SyncStatus, Update, Updates
 from libcalico.model import keys
 from tests.unit.confd_engine.test_engine import FakeRender, Shell
@@ -29,7 +29,7 @@ class ScriptedSyncer:
         self.stopped = True
 
 
-Started = tuple[processor.WatchLoop, FakeRender, "queue.Queue[processor.PassResult]",
+Started = tuple[watchloop.WatchLoop, FakeRender, "queue.Queue[processor.PassResult]",
                 threading.Thread, list[ScriptedSyncer]]
 
 
@@ -46,7 +46,7 @@ def start(tmp_path: Path) -> Started:
         syncers.append(ScriptedSyncer(sink))
         return syncers[-1]
 
-    loop = processor.WatchLoop(engine, make, FAST, on_pass=results.put)
+    loop = watchloop.WatchLoop(engine, make, FAST, on_pass=results.put)
     t = threading.Thread(target=loop.run, daemon=True)
     t.start()
     return loop, render, results, t, syncers
