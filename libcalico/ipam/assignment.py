@@ -9,7 +9,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from libcalico.datastore.api import KVPair
+from libcalico.datastore.api import KVPair, Op
 from libcalico.errors import Conflict, NotFound, ValidationError
 from libcalico.ipam import block as blk
 from libcalico.ipam.block import Block, IPAddress, IPNetwork
@@ -89,10 +89,9 @@ class Assignments(BlockClaims, Releases):
         rsv_prefix = keys.resource_prefix("IPReservation")
         pool_prefix = keys.resource_prefix("IPPool")
         aff_prefix = keys.affinity_prefix(host, version)
-        # A client that assigned for this host before also reads the block it last took an
-        # address from, in the same transaction: while that block has room, the blocks need
-        # no second round trip.
-        hint = self._hints.get((host, version), []) if self._batch is not None else []
+        # The block this host last took an address from (the client's hints) is read in
+        # the same transaction: while that block has room, the blocks need no second read.
+        hint = self.hints.get(host, version) if self._batch is not None else []
         got, lists = self._read([keys.IPAM_CONFIG_KEY, node_key, *hint],
                                 [rsv_prefix, pool_prefix, aff_prefix])
         cfg = IPAMConfig.decode(got[keys.IPAM_CONFIG_KEY].value) \
@@ -102,12 +101,12 @@ class Assignments(BlockClaims, Releases):
         labels = node_labels(got[node_key].value) if node_key in got else None
         if labels is None and not requested:
             self._node_labels(host)  # raises the "create the Node" error
-        pools = self.determine_pools(version, requested, host, args.intended_use,
-                                     [Pool.decode(kv.value, kv.key) for kv in lists[pool_prefix]],
+        all_pools = [Pool.decode(kv.value, kv.key) for kv in lists[pool_prefix]]
+        pools = self.determine_pools(version, requested, host, args.intended_use, all_pools,
                                      labels or {})
         limit = cfg.block_limit(args.max_blocks_per_host)
-        affine: list[tuple[IPNetwork, KVPair]] | None = self._affine_from(lists[aff_prefix],
-                                                                          pools)
+        held = self._settle_claims(host, lists[aff_prefix], all_pools)
+        affine: list[tuple[IPNetwork, KVPair]] | None = self._affine_from(held, pools)
         wanted = {keys.block_key(c) for c, _ in affine or []}
         prefetched: dict[str, KVPair] | None = {k: got[k] for k in hint
                                                  if k in wanted and k in got} or None
@@ -118,14 +117,14 @@ class Assignments(BlockClaims, Releases):
             if len(ips) >= num:
                 break
             found = self._find_or_claim_block(host, version, pools, reservations, cfg, limit,
-                                              affine, prefetched)
+                                              affine, prefetched, len(held))
             affine = prefetched = None
             if found is None:
                 claim_failed = True
                 break
             ips += self._assign_from_block(found, num - len(ips), args.handle_id, args.attrs,
                                            host, reservations, affinity_check=True)
-            self._hints[(host, version)] = [found.key]
+            self.hints.put(host, version, [found.key])
         else:
             if len(ips) < num:  # every round lost a race for the block it found
                 raise RetriesExhausted()
@@ -181,7 +180,7 @@ class Assignments(BlockClaims, Releases):
         handle over-counts). None on success; on a lost swap, the re-read (block, handle),
         block None when it is gone."""
         assert self._batch is not None
-        ops: list[tuple[str, str, str | None, int | None]] = [
+        ops: list[Op] = [
             ("update", kv.key, blk.encode(nb.next_sequence()), kv.revision)]
         hkey = keys.handle_key(handle_id) if handle_id is not None else ""
         if handle_id is not None:

@@ -1,27 +1,53 @@
-"""Block claims and affinities: finding a host's blocks, claiming a new block through a
-pending affinity confirmed once the block names the host, reclaiming empty foreign blocks,
-and releasing affinities (a host's, or one block's)."""
+"""Block claims: finding a host's block with room, claiming a new block, reclaiming empty
+blocks of other hosts, and settling the host's unfinished claims.
+
+A claim is Calico's two phases (a `pending` affinity, the block created naming the host,
+the affinity confirmed) with a plain Backend; with a batching backend the block and the
+confirmed affinity are created in one transaction, so a claim leaves nothing half done.
+
+Settling (beyond Calico, which confirms a pending affinity only when an assignment reaches
+that block): every assignment first settles every unfinished affinity of its host, the way
+Calico's claim would have finished it, each step a compare-and-swap at the revision read:
+- `pending`, the block names the host: confirmed (any claimer of this host would confirm it);
+- `pending`, the block belongs to another host or to none: deleted (the claim lost);
+- `pending`, no block: the claim is finished (create-if-absent of the block naming the host,
+  then confirm; a concurrent claimer of the same host does the same and one create wins);
+  outside every pool, deleted;
+- `pendingDeletion`, no block or not the host's: deleted (the release finished but for it);
+- `pendingDeletion`, an empty block naming the host: the release is finished;
+- `pendingDeletion` of a block that still holds addresses is left alone (a release in
+  progress: whether its addresses stay affine is the releaser's decision).
+A lost swap leaves the record to the next assignment. Because every change of a block's
+affinity first changes the affinity record (see `affinities.py`), an affinity unchanged since
+the snapshot that showed the block naming the host proves the block still does.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from types import EllipsisType
 
 from libcalico.datastore.api import KVPair
 from libcalico.errors import AlreadyExists, Conflict, NotFound
 from libcalico.ipam import block as blk
 from libcalico.ipam import gojson
+from libcalico.ipam.affinities import (
+    CONFIRMED,
+    PENDING,
+    AffinityOps,
+    affinity_state,
+    is_confirmed,
+)
 from libcalico.ipam.block import Block, IPNetwork
 from libcalico.ipam.records import (
-    Affinity,
     AffinityState,
     IPAMConfig,
     Pool,
     candidate_blocks,
     reserved_ordinals,
 )
-from libcalico.ipam.store import RETRIES, BlockLimitError, IPAMStore, RetriesExhausted
+from libcalico.ipam.store import RETRIES, BlockLimitError, RetriesExhausted
 from libcalico.model import keys
 
 log = logging.getLogger(__name__)
@@ -29,37 +55,73 @@ log = logging.getLogger(__name__)
 EMPTY_BLOCK_MIN_RECLAIM_AGE_S = 60
 
 
-class BlockClaims(IPAMStore):
-    def _affine_blocks(self, host: str, version: int,
-                       pools: Sequence[Pool] | None = None) -> list[tuple[IPNetwork, KVPair]]:
-        return self._affine_from(self.backend.list(keys.affinity_prefix(host, version)).kvs,
-                                 pools)
+class BlockClaims(AffinityOps):
+    # ---- settling unfinished claims -----------------------------------------------------
+    def _settle_claims(self, host: str, affinities: Sequence[KVPair], pools: Sequence[Pool]
+                       ) -> list[KVPair]:
+        """Settle the unconfirmed ones of `affinities` (the host's, as listed); returns the
+        host's affinities after it, in key order."""
+        unsettled = [(parsed[2], kv) for kv in affinities
+                     if (parsed := keys.parse_affinity_key(kv.key)) is not None
+                     and not is_confirmed(kv)]
+        if not unsettled:
+            return list(affinities)
+        blocks = self._read([keys.block_key(c) for c, _ in unsettled])[0]
+        out = {kv.key: kv for kv in affinities}
+        for cidr, kv in unsettled:
+            settled = self._settle_one(host, cidr, kv, blocks.get(keys.block_key(cidr)), pools)
+            if settled is None:
+                del out[kv.key]
+            else:
+                out[kv.key] = settled
+        return [out[k] for k in sorted(out)]
 
-    @staticmethod
-    def _affine_from(kvs: Iterable[KVPair], pools: Sequence[Pool] | None
-                     ) -> list[tuple[IPNetwork, KVPair]]:
-        out = []
-        for kv in kvs:
-            parsed = keys.parse_affinity_key(kv.key)
-            if parsed is None:
-                continue
-            cidr = parsed[2]
-            if pools is None or any(cidr.subnet_of(p.cidr) for p in pools):  # type: ignore[arg-type]
-                out.append((cidr, kv))
-        return out
+    def _settle_one(self, host: str, cidr: IPNetwork, aff: KVPair, bkv: KVPair | None,
+                    pools: Sequence[Pool]) -> KVPair | None:
+        """The affinity after settling it (None: deleted)."""
+        mine = bkv is not None and self._decode(bkv).affinity == f"host:{host}"
+        try:
+            if affinity_state(aff) == AffinityState.PENDING:
+                if mine:
+                    log.info("confirming the unfinished claim of block %s by %s", cidr, host)
+                    return self.backend.update(aff.key, CONFIRMED, aff.revision)
+                if bkv is None and any(p.usable() and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
+                                       for p in pools):
+                    log.info("finishing the unfinished claim of block %s by %s", cidr, host)
+                    claimed = self._claim(host, cidr, aff)
+                    return claimed[1] if claimed is not None else None
+                log.info("dropping the lost claim of block %s by %s", cidr, host)
+                self.backend.delete(aff.key, aff.revision)
+                return None
+            if bkv is None or not mine:
+                self.backend.delete(aff.key, aff.revision)
+                return None
+            if self._decode(bkv).is_empty():
+                log.info("finishing the unfinished release of block %s by %s", cidr, host)
+                self._release_affinity(host, cidr, require_empty=True)
+                return self._get(aff.key)
+        except (Conflict, NotFound):
+            pass  # changed meanwhile: left to the next assignment
+        return aff
 
+    # ---- finding a block ----------------------------------------------------------------
     def _find_or_claim_block(self, host: str, version: int, pools: Sequence[Pool],
                              reservations: list[IPNetwork], cfg: IPAMConfig, limit: int,
                              affine: list[tuple[IPNetwork, KVPair]] | None = None,
-                             prefetched: dict[str, KVPair] | None = None
-                             ) -> KVPair | None:
+                             prefetched: dict[str, KVPair] | None = None,
+                             held: int | None = None) -> KVPair | None:
         """A block affine to `host` with a free, unreserved address; claims a new one when
         none has room. None when no block can be had (the caller may borrow). Raises
-        BlockLimitError when the host holds its limit of blocks."""
+        BlockLimitError when the host holds its limit of blocks (`held`: how many
+        affinities it has, as already listed)."""
         if affine is None:
-            affine = self._affine_blocks(host, version, pools)
+            all_affine = self._affine_blocks(host, version)
+            held = len(all_affine)
+            affine = [(c, a) for c, a in all_affine
+                      if any(c.subnet_of(p.cidr) for p in pools)]  # type: ignore[arg-type]
         usable = [(c, a, rsv) for c, a in affine
-                  if len(rsv := reserved_ordinals(c, reservations)) < c.num_addresses]
+                  if is_confirmed(a)
+                  and len(rsv := reserved_ordinals(c, reservations)) < c.num_addresses]
         if prefetched:
             # the hinted block (read with the rest of the state) first
             for cidr, aff_kv, rsv in usable:
@@ -83,7 +145,7 @@ class BlockClaims(IPAMStore):
                 prefetched.get(keys.block_key(cidr)) if prefetched is not None else ...)
             if kv is not None and self._decode(kv).num_free(rsv) > 0:
                 return kv
-        if len(self._affine_blocks(host, version)) >= limit:
+        if (held if held is not None else len(self._affine_blocks(host, version))) >= limit:
             raise BlockLimitError()
         if not cfg.auto_allocate_blocks:
             return None
@@ -98,27 +160,18 @@ class BlockClaims(IPAMStore):
 
     def _block_from_affinity(self, host: str, cidr: IPNetwork, aff_kv: KVPair,
                              block_kv: KVPair | EllipsisType | None = ...) -> KVPair | None:
-        """The block an affinity points at: created if missing, the affinity confirmed if
-        pending, and a stale affinity (block owned by another host) deleted (→ None).
+        """The block a confirmed affinity points at: created if missing (as Calico does), a
+        stale affinity (block owned by another host or none) deleted (→ None).
         `block_kv`: the block as already read (None: absent), or ... to read it here."""
-        aff = Affinity.decode(aff_kv.value, aff_kv.key)
-        if aff.state == AffinityState.PENDING_DELETION:
-            return None
         if block_kv is ...:
-            try:
-                block_kv = self.backend.get(keys.block_key(cidr))
-            except NotFound:
-                block_kv = None
+            block_kv = self._get(keys.block_key(cidr))
         if block_kv is None:
-            return self._claim_block(host, cidr)
-        kv = block_kv
-        b = self._decode(kv)
-        if b.affinity != f"host:{host}":
+            claimed = self._claim(host, cidr, aff_kv)
+            return claimed[0] if claimed is not None else None
+        if self._decode(block_kv).affinity != f"host:{host}":
             self._delete_quietly(aff_kv.key, aff_kv.revision)
             return None
-        if not aff.confirmed:
-            self._set_affinity(host, cidr, AffinityState.CONFIRMED)
-        return kv
+        return block_kv
 
     def _find_usable_block(self, host: str, version: int, pools: Sequence[Pool],
                            reservations: list[IPNetwork]) -> IPNetwork | None:
@@ -157,108 +210,60 @@ class BlockClaims(IPAMStore):
                 return cidr
         return None
 
-    def _set_affinity(self, host: str, cidr: IPNetwork, state: str) -> KVPair:
-        """Create the affinity in `state`, or CAS an existing one to it."""
-        key = keys.affinity_key(host, cidr)
-        value = Affinity(state=state).encode()
-        for _ in range(RETRIES):
-            try:
-                return self.backend.create(key, value)
-            except AlreadyExists:
-                pass
-            try:
-                kv = self.backend.get(key)
-            except NotFound:
-                continue
-            if kv.value == value:
-                return kv
-            try:
-                return self.backend.update(key, value, kv.revision)
-            except (Conflict, NotFound):
-                continue
-        raise RetriesExhausted()
-
+    # ---- claiming ---------------------------------------------------------------------------
     def _claim_block(self, host: str, cidr: IPNetwork) -> KVPair | None:
-        """pending affinity → create the block naming us → confirmed affinity. None when
-        another host owns the block (our pending affinity is removed)."""
-        key = keys.affinity_key(host, cidr)
-        try:
-            pending = self.backend.get(key)
-        except NotFound:
-            pending = self._set_affinity(host, cidr, AffinityState.PENDING)
-        else:
-            if not Affinity.decode(pending.value, key).confirmed:
-                pending = self._set_affinity(host, cidr, AffinityState.PENDING)
-        now = self.clock_ns()
-        new = Block.new(cidr, f"host:{host}", claim_time=gojson.rfc3339(now),
-                        sequence_number=now)
-        try:
-            kv = self.backend.create(keys.block_key(cidr), blk.encode(new))
-        except AlreadyExists:
-            kv = self.backend.get(keys.block_key(cidr))
-            if self._decode(kv).affinity != f"host:{host}":
-                self._delete_quietly(key, None)
-                return None
-        else:
-            log.info("claimed block %s for host %s", cidr, host)
-        if not Affinity.decode(pending.value, key).confirmed:
-            self._set_affinity(host, cidr, AffinityState.CONFIRMED)
-        return kv
+        """Claim `cidr` for `host`: the block (naming the host), or None when another host
+        owns it (our unfinished claim of it is removed)."""
+        claimed = self._claim(host, cidr, None)  # an affinity already there shows up as a lost swap
+        return claimed[0] if claimed is not None else None
 
-    # ---- affinities and hosts ----------------------------------------------------------
-    def _release_affinity(self, host: str, cidr: IPNetwork, *, require_empty: bool,
-                          require_sequence: int | None = None) -> bool:
-        """pendingDeletion → block deleted (empty) or made unaffine → affinity deleted.
-        False when the block is not empty (with `require_empty`) or changed."""
-        akey = keys.affinity_key(host, cidr)
+    def _claim(self, host: str, cidr: IPNetwork, aff: KVPair | None
+               ) -> tuple[KVPair, KVPair] | None:
+        """(block, confirmed affinity), or None when another host owns the block.
+        `aff`: the host's affinity for `cidr` as read (None: absent)."""
+        akey, bkey, me = keys.affinity_key(host, cidr), keys.block_key(cidr), f"host:{host}"
         for _ in range(RETRIES):
-            try:
-                akv = self.backend.get(akey)
-            except NotFound:
-                return True
-            try:
-                bkv = self.backend.get(keys.block_key(cidr))
-            except NotFound:
-                self._delete_quietly(akey, akv.revision)
-                return True
-            b = self._decode(bkv)
-            if require_sequence is not None and b.sequence_number != require_sequence:
-                return False
-            if b.affinity != f"host:{host}":
-                self._delete_quietly(akey, akv.revision)
-                return True
-            if require_empty and not b.is_empty():
-                return False
-            try:
-                self.backend.update(akey, Affinity(AffinityState.PENDING_DELETION).encode(),
-                                    akv.revision)
-            except (Conflict, NotFound):
-                continue
-            try:
-                if b.is_empty():
-                    self.backend.delete(bkv.key, bkv.revision)
+            if aff is not None and affinity_state(aff) == AffinityState.PENDING_DELETION:
+                return None  # being released: not to be claimed now
+            now = self.clock_ns()
+            value = blk.encode(Block.new(cidr, me, claim_time=gojson.rfc3339(now),
+                                         sequence_number=now))
+            if self._batch is not None:
+                try:
+                    rev = self._batch.commit([
+                        ("create", bkey, value, None),
+                        ("create", akey, CONFIRMED, None) if aff is None
+                        else ("update", akey, CONFIRMED, aff.revision)])
+                    log.info("claimed block %s for host %s", cidr, host)
+                    return KVPair(bkey, value, rev), KVPair(akey, CONFIRMED, rev)
+                except Conflict:
+                    pass
+            else:
+                if aff is None:
+                    try:
+                        aff = self.backend.create(akey, PENDING)
+                    except AlreadyExists:
+                        aff = self._get(akey)
+                        continue
+                try:
+                    bkv = self.backend.create(bkey, value)
+                except AlreadyExists:
+                    pass
                 else:
-                    self.backend.update(bkv.key, blk.encode(
-                        b.with_affinity(None, None).next_sequence()), bkv.revision)
-            except (Conflict, NotFound):
+                    log.info("claimed block %s for host %s", cidr, host)
+                    return bkv, self._confirm(host, cidr, aff)
+            # the block exists already, or our affinity changed: look at both again
+            got = self._read([akey, bkey])[0]
+            aff, found = got.get(akey), got.get(bkey)
+            if found is None:
                 continue
-            self._delete_quietly(akey, None)
-            return True
+            if self._decode(found).affinity != me:
+                if aff is not None and affinity_state(aff) != AffinityState.PENDING_DELETION:
+                    self._delete_quietly(akey, aff.revision)  # the claim lost
+                return None
+            if aff is None:  # the block is ours (another claimer of this host made it)
+                return found, self._set_affinity(host, cidr, AffinityState.CONFIRMED)
+            if affinity_state(aff) == AffinityState.PENDING_DELETION:
+                return None
+            return found, self._confirm(host, cidr, aff)
         raise RetriesExhausted()
-
-    def release_affinity(self, cidr: IPNetwork, host: str, must_be_empty: bool = False) -> bool:
-        return self._release_affinity(host, cidr, require_empty=must_be_empty)
-
-    def release_host_affinities(self, host: str, must_be_empty: bool = False) -> int:
-        n = 0
-        for version in (4, 6):
-            for cidr, _ in self._affine_blocks(host, version):
-                if self._release_affinity(host, cidr, require_empty=must_be_empty):
-                    n += 1
-        return n
-
-    def remove_ipam_host(self, host: str) -> None:
-        """Release every affinity of `host` (its addresses stay allocated, now borrowed)."""
-        self.release_host_affinities(host)
-        self._delete_quietly(keys.ipam_host_key(host), None)
-

@@ -6,16 +6,19 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
 
-from libcalico.datastore.api import Backend, KVPair
+from libcalico.datastore.api import Backend, BatchBackend, KVPair, Revision
 from libcalico.errors import CalicoError, Conflict, NotFound
 from libcalico.ipam import block as blk
 from libcalico.ipam.block import Block, IPNetwork
+from libcalico.ipam.hints import BlockHints, MemoryHints
 from libcalico.ipam.records import IPAMConfig, Pool, node_labels, reserved_cidrs
 from libcalico.model import keys
 
 RETRIES = 100
+
+__all__ = ["RETRIES", "BatchBackend", "BlockLimitError", "IPAMError", "IPAMStore",
+           "RetriesExhausted"]
 
 
 class IPAMError(CalicoError):
@@ -32,25 +35,14 @@ class RetriesExhausted(IPAMError):
         super().__init__("Max retries hit - excessive concurrent IPAM requests")
 
 
-@runtime_checkable
-class BatchBackend(Protocol):
-    """Optional capabilities of a Backend that save round trips (the CNI's gateway backend
-    has them): several reads in one transaction, and several compare-and-swap writes that
-    succeed or fail together. IPAMClient falls back to single operations without them."""
-
-    def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = ()
-                  ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]: ...
-
-    def commit(self, ops: Sequence[tuple[str, str, str | None, int | None]]) -> int: ...
-
-
 class IPAMStore:
-    def __init__(self, backend: Backend, *, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, backend: Backend, *, clock_ns: Callable[[], int] = time.time_ns,
+                 hints: BlockHints | None = None) -> None:
         self.backend = backend
         self.clock_ns = clock_ns
         self._batch = backend if isinstance(backend, BatchBackend) else None
-        self._blocks: dict[tuple[str, int], Block] = {}
-        self._hints: dict[tuple[str, int], list[str]] = {}  # (host, version) -> block keys
+        self._blocks: dict[tuple[str, Revision], Block] = {}
+        self.hints: BlockHints = hints if hints is not None else MemoryHints()
 
     def _decode(self, kv: KVPair) -> Block:
         """Decode a stored block once per (key, revision): an assignment looks at the same
@@ -126,7 +118,13 @@ class IPAMStore:
                             f"({intended_use})")
         return chosen
 
-    def _delete_quietly(self, key: str, revision: int | None) -> None:
+    def _get(self, key: str) -> KVPair | None:
+        try:
+            return self.backend.get(key)
+        except NotFound:
+            return None
+
+    def _delete_quietly(self, key: str, revision: Revision | None) -> None:
         with contextlib.suppress(NotFound, Conflict):
             self.backend.delete(key, revision)
 
