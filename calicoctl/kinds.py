@@ -91,6 +91,21 @@ def _nets(doc: Doc) -> str:
     return joined if len(joined) <= 80 else joined[:77] + "..."
 
 
+K8S_POLICY_PREFIX = "knp.default."
+_OPERATIONS = {"create": "create or apply", "apply": "create or apply",
+               "replace": "apply or replace", "delete": "delete"}
+
+
+def refusal(verb: str, kind: str, name: str, namespace: str | None) -> str | None:
+    """Why calicoctl refuses `verb` on this resource, in Calico's words, or None: in etcd mode
+    `knp.default.` NetworkPolicies are kube-controllers' copies of Kubernetes policies."""
+    if kind == "NetworkPolicy" and name.startswith(K8S_POLICY_PREFIX):
+        who = f"{kind}({namespace}/{name})" if namespace else f"{kind}({name})"
+        return (f"operation {_OPERATIONS.get(verb, verb)} is not supported on {who}:"
+                " kubernetes network policies must be managed through the kubernetes API")
+    return None
+
+
 def tier_sort_key(tier: object) -> tuple[bool, float]:
     """calicoctl's tier list order: by spec.order, tiers without one last (stable)."""
     value = getattr(getattr(tier, "spec", None), "order", None)

@@ -62,6 +62,10 @@ def decode_all(docs: Sequence[documents.Document], verb: str,
         info = kinds.lookup(res.KIND)
         if info is not None and info.namespaced and not res.metadata.namespace:
             res = with_metadata(res, namespace=namespace or "default")
+        why = kinds.refusal(verb, res.KIND, res.metadata.name, res.metadata.namespace)
+        if why:
+            problems.append(f"Failed to {verb} {what}: {doc.describe()}: [{why}]")
+            bad.add(doc.label)
         if verb == "create":
             # What the datastore would refuse half-way through, refused before any write.
             rv = res.metadata.resource_version

@@ -11,6 +11,9 @@
 - WorkloadEndpoints: the name is derived from (or checked against) the spec's identifiers,
   and the labels `projectcalico.org/namespace` / `projectcalico.org/orchestrator` are set.
 - Profile `projectcalico-default-allow` is synthetic: returned by get/list, never stored.
+- Policies (NetworkPolicy, GlobalNetworkPolicy and their staged kinds) are created only in a
+  tier that exists; a missing built-in tier (`default`, `kube-admin`, `kube-baseline`) is
+  created first, as Calico keeps them; built-in tiers cannot be deleted.
 
 Every resource is validated (and Calico's defaults filled) before it is written; errors are
 ValidationError naming the resource, the field and the reason. Datastore errors are the
@@ -20,6 +23,7 @@ Backend's (libcalico.errors).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ipaddress
 import json
 import logging
@@ -46,6 +50,7 @@ from libcalico.model.resources import (
     workload_endpoint_name,
 )
 from libcalico.model.resources_endpoint import DEFAULT_ALLOW_PROFILE
+from libcalico.model.resources_policy import BUILTIN_TIERS, TIERED_KINDS, builtin_tier
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +146,8 @@ class Client:
                 codec.label(res),
             )
         _refuse_default_allow(res, "create")
+        if res.KIND in TIERED_KINDS:
+            self._ensure_tier(str(getattr(res.spec, "tier", "")), res)
         if isinstance(res, IPPool):
             self._check_pool_overlap(res)
             self._check_pool_blocks(res)
@@ -213,6 +220,9 @@ class Client:
         if kind_name == Profile.KIND and name == DEFAULT_ALLOW_PROFILE:
             raise ValidationError(f"{DEFAULT_ALLOW_PROFILE} is built in and cannot be deleted",
                                   f"Profile({name})")
+        if kind_name == "Tier" and name in BUILTIN_TIERS:
+            raise ValidationError(f"tier {name!r} is built in and cannot be deleted",
+                                  f"Tier({name})")
         kv = self.backend.delete(_key(kind_name, name, namespace), revision)
         try:
             return self._from_kv(kv)
@@ -221,6 +231,19 @@ class Client:
             return None
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _ensure_tier(self, tier: str, res: Resource) -> None:
+        """Calico's clientv3 creates a policy only in an existing tier."""
+        try:
+            self.backend.get(_key("Tier", tier, None))
+            return
+        except NotFound:
+            if tier not in BUILTIN_TIERS:
+                raise ValidationError(
+                    [FieldError("spec.tier", f"tier {tier!r} does not exist: create the Tier"
+                                " first")], codec.label(res)) from None
+        with contextlib.suppress(AlreadyExists):  # another writer made it meanwhile
+            self.create(builtin_tier(tier))
 
     def _check_pool_blocks(self, pool: IPPool) -> None:
         """Calico refuses a pool over existing IPAM blocks of another size."""

@@ -37,6 +37,10 @@ def _from_args(kind: str | None, names: tuple[str, ...], namespace: str | None) 
         raise click.UsageError("give KIND and at least one NAME, or -f FILE")
     info = _resolve(kind)
     ns = (namespace or "default") if info.namespaced else None
+    for n in names:
+        why = kinds.refusal("delete", info.kind, n, ns)
+        if why:
+            raise Failed(f"Failed to delete '{info.kind}' resource: [{why}]")
     return [(info.kind, n, ns) for n in names]
 
 
@@ -62,6 +66,11 @@ def _from_file(docs: list[documents.Document], namespace: str | None) -> list[Ta
                             "[error with field metadata.name (missing)]")
         else:
             ns = (doc.namespace or namespace or "default") if info.namespaced else None
+            why = kinds.refusal("delete", info.kind, doc.name, ns)
+            if why:
+                problems.append(f"Failed to delete '{doc.kind}' resource: {doc.describe()}: "
+                                f"[{why}]")
+                continue
             out.append((info.kind, doc.name, ns))
     if problems:
         raise Failed("\n".join([*problems, "Nothing was deleted."]))

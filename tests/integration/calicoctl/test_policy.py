@@ -160,6 +160,19 @@ def test_apply_stores_calicos_keys_and_json(ctl: Ctl) -> None:
     assert gns["spec"] == {"nets": ["203.0.113.7/32", "2001:db8::/48"]}
 
 
+def _keys(ctl: Ctl) -> list[str]:
+    listed = ctl.etcd.ctl("get", PREFIX, "--prefix", "--keys-only").split()
+    return sorted(k[len(PREFIX):] for k in listed)
+
+
+def test_a_missing_builtin_tier_is_created(ctl: Ctl) -> None:
+    r = ctl("apply", "-f", "-", input=POLICIES.split("---\n")[2])
+    assert r.returncode == 0, r.stderr
+    assert _keys(ctl) == ["networkpolicies/prod/allow-api", "tiers/default"]
+    assert json.loads(_stored(ctl, "Tier", "default"))["spec"] == {
+        "order": 1000000, "defaultAction": "Deny"}
+
+
 def test_get_columns_and_tier_order(ctl: Ctl) -> None:
     assert ctl("apply", "-f", "-", input=POLICIES).returncode == 0
     r = ctl("get", "networkpolicies", "-n", "prod")
@@ -192,9 +205,13 @@ def test_delete_and_refusals(ctl: Ctl) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Successfully deleted 1 'NetworkPolicy' resource(s)\n"
     assert _stored(ctl, "NetworkPolicy", "allow-api", "prod") == ""
-    r = ctl("delete", "-f", "-", "--skip-not-exists", input=POLICIES)
+    r = ctl("delete", "tier", "default")
+    assert r.returncode == 1
+    assert "tier 'default' is built in and cannot be deleted" in r.stderr
+    others = "---\n".join(d for d in POLICIES.split("---\n") if "name: default\n" not in d)
+    r = ctl("delete", "-f", "-", "--skip-not-exists", input=others)
     assert r.returncode == 0, r.stderr
-    assert ctl.etcd.ctl("get", PREFIX, "--prefix", "--keys-only").strip() == ""
+    assert _keys(ctl) == ["tiers/default"]
     bad = POLICIES.replace("protocol: TCP\n    destination:\n      ports: [22]",
                            "destination:\n      ports: [22]")
     r = ctl("apply", "-f", "-", input=bad)
@@ -205,4 +222,16 @@ def test_delete_and_refusals(ctl: Ctl) -> None:
     r = ctl("apply", "-f", "-", input="kind: Tier\napiVersion: projectcalico.org/v3\n"
             "metadata: {name: default}\nspec: {order: 5}\n")
     assert r.returncode == 1 and "default tier order must be 1000000" in r.stderr
-    assert ctl.etcd.ctl("get", PREFIX, "--prefix", "--keys-only").strip() == ""
+    assert _keys(ctl) == ["tiers/default"]
+    # A policy needs its tier.
+    r = ctl("apply", "-f", "-", input=POLICIES.split("---\n")[3])
+    assert r.returncode == 1 and "tier 'security' does not exist" in r.stderr
+    assert _keys(ctl) == ["tiers/default"]
+    # kube-controllers' mirrors of Kubernetes policies are not calicoctl's to write.
+    mirror = POLICIES.split("---\n")[2].replace("name: allow-api", "name: knp.default.x")
+    r = ctl("apply", "-f", "-", input=mirror)
+    assert r.returncode == 1
+    assert ("operation create or apply is not supported on NetworkPolicy(prod/knp.default.x):"
+            " kubernetes network policies must be managed through the kubernetes API") in r.stderr
+    r = ctl("delete", "networkpolicy", "knp.default.x", "-n", "prod")
+    assert r.returncode == 1 and "operation delete is not supported" in r.stderr

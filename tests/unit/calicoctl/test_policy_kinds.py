@@ -103,3 +103,13 @@ def test_tiers_list_in_order_unset_last() -> None:
     (-2.25, "-2.25")])
 def test_orders_print_as_go_prints_a_float64(value: float, text: str) -> None:
     assert kinds.go_float(value) == text
+
+
+def test_kubernetes_policy_mirrors_are_refused() -> None:
+    assert kinds.refusal("create", "NetworkPolicy", "knp.default.x", "prod") == (
+        "operation create or apply is not supported on NetworkPolicy(prod/knp.default.x):"
+        " kubernetes network policies must be managed through the kubernetes API")
+    assert "operation delete is not supported" in str(
+        kinds.refusal("delete", "NetworkPolicy", "knp.default.x", "prod"))
+    assert kinds.refusal("apply", "NetworkPolicy", "knp-default", "prod") is None
+    assert kinds.refusal("apply", "GlobalNetworkPolicy", "knp.default", None) is None
