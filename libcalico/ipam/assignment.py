@@ -5,10 +5,10 @@ transaction when the backend batches)."""
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from libcalico import logger
 from libcalico.datastore.api import KVPair, Op
 from libcalico.errors import Conflict, NotFound, ValidationError
 from libcalico.ipam import block as blk
@@ -27,7 +27,7 @@ from libcalico.ipam.release import Releases
 from libcalico.ipam.store import RETRIES, IPAMError, RetriesExhausted
 from libcalico.model import keys
 
-log = logging.getLogger(__name__)
+log = logger.get(__name__)
 
 
 

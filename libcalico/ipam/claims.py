@@ -24,10 +24,10 @@ the snapshot that showed the block naming the host proves the block still does.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from types import EllipsisType
 
+from libcalico import logger
 from libcalico.datastore.api import KVPair
 from libcalico.errors import AlreadyExists, Conflict, NotFound
 from libcalico.ipam import block as blk
@@ -50,7 +50,7 @@ from libcalico.ipam.records import (
 from libcalico.ipam.store import RETRIES, BlockLimitError, RetriesExhausted
 from libcalico.model import keys
 
-log = logging.getLogger(__name__)
+log = logger.get(__name__)
 
 EMPTY_BLOCK_MIN_RECLAIM_AGE_S = 60
 

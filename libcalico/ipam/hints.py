@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Protocol
 
-log = logging.getLogger(__name__)
+from libcalico import logger
+
+log = logger.get(__name__)
 
 
 class BlockHints(Protocol):
