@@ -15,15 +15,13 @@ if TYPE_CHECKING:
 
 
 def _backend() -> Backend:
-    from libcalico import datastore
-
     ctx = context()
     if ctx.client_factory is not None:
         client = ctx.client()
         backend = getattr(client, "backend", None)
         if backend is not None:
             return backend  # type: ignore[no-any-return]
-    return datastore.connect(ctx.datastore_config())
+    return ctx.connect()
 
 
 def _table(rows: list[list[str]]) -> str:

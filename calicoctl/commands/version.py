@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from calicoctl.cli import common_options, context
+from calicoctl.context import Failed
 
 
 def client_version() -> str:
@@ -32,5 +33,5 @@ def version() -> None:
         spec = raw if isinstance(raw, dict) else {}
         click.echo(f"Cluster Version:   {spec.get('calicoVersion') or 'unknown'}")
         click.echo(f"Cluster Type:      {spec.get('clusterType') or 'unknown'}")
-    except CalicoError as exc:
-        click.echo(f"Unable to retrieve Cluster Version or Type: {exc}")
+    except CalicoError as exc:  # as calicoctl: the reason on stderr, exit status 1
+        raise Failed(f"Unable to retrieve Cluster Version or Type: {exc}") from None

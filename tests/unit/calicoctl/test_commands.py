@@ -280,9 +280,9 @@ def test_patch(run: Run, backend: MemoryBackend) -> None:
 
 def test_version_reads_cluster_information(run: Run, backend: MemoryBackend) -> None:
     r = run("version")
-    assert r.exit_code == 0
+    assert r.exit_code == 1  # as calicoctl: the client version, then the error
     assert r.stdout.startswith("Client Version:    v")
-    assert "Unable to retrieve Cluster Version or Type" in r.stdout
+    assert "Unable to retrieve Cluster Version or Type" in r.stderr
     backend.create(keys.resource_key("ClusterInformation", "default"), json.dumps({
         "kind": "ClusterInformation", "apiVersion": "projectcalico.org/v3",
         "metadata": {"name": "default"},
