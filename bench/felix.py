@@ -9,7 +9,9 @@ Creates its own namespaces (removed at the end, even on failure) and measures, o
    one `ipset restore` and one `iptables-restore` per table fed the exact text Felix wrote.
 2. One new endpoint from the etcd write (a real etcd inside the namespace) to programmed
    (the end of the apply that wrote its route, neighbour, sysctls and chains): p50, p99.
-3. CPU used by the whole Felix process (syncer, interface monitor, owner loop) while idle.
+3. CPU used by the whole Felix process (syncer, interface monitor, owner loop) while idle:
+   20 s of steady state, plus each periodic job (route/sysctl, iptables and ipset
+   re-reads, the interface listing) forced once and charged over its interval.
 
 Goals (issue 4): ratio ≤ 2, p50 ≤ 50 ms, idle < 1% of a core.
 """
@@ -117,6 +119,11 @@ def inner_felix(out_dir: str) -> None:
     nl = IpBatchNetlink()
     dp = Dataplane(env, {}, ME, nl, ProcSys())
     kvs = _base_kvs() + _kvs(N)
+    deadline = time.monotonic() + 20      # veths come up asynchronously: program them all
+    while not all(link.up for name, link in nl.list_links().items() if name.startswith("cali")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("veths not up after 20 s")
+        time.sleep(0.2)
     dp.on_event(StatusChanged(SyncStatus.RESYNC_IN_PROGRESS))
     dp.on_event(Updates(tuple(Update(k, v, 1) for k, v in kvs)))
     dp.on_event(LinksChanged(nl.list_links()))
@@ -222,11 +229,35 @@ def inner_felix(out_dir: str) -> None:
                     k: round(v * 1000, 1) for k, v in dp.last_stats.phases.items()}, flush=True)
             time.sleep(0.05)
         time.sleep(2)
-        c0, w0 = time.process_time(), time.perf_counter()
+        c0, w0, t0 = _cpu(), time.perf_counter(), _thread_cpu()
         time.sleep(20)
-        idle = (time.process_time() - c0) / (time.perf_counter() - w0)
+        idle = (_cpu() - c0) / (time.perf_counter() - w0)
+        t1 = _thread_cpu()
+        print("idle CPU by thread (ms over 20 s):", {
+            k: round((v - t0.get(k, 0.0)) * 1000, 1) for k, v in sorted(t1.items())
+            if v - t0.get(k, 0.0) >= 0.0001}, flush=True)
+        # The periodic work an idle Felix also does, each forced once and charged (process
+        # and children CPU) over its interval: kernel re-reads for drift repair and the
+        # interface monitor's full listing.
+        assert dp.cfg is not None
+        intervals = {"routes": dp.cfg.route_refresh_interval,
+                     "iptables": dp.cfg.iptables_refresh_interval,
+                     "ipsets": dp.cfg.ipsets_refresh_interval}
+        refresh: dict[str, tuple[float, float]] = {}
+        for what, every in intervals.items():
+            n = dp.applies
+            c = _cpu()
+            dp.refresh_at[what] = 0.0
+            dp.queue.put(StatusChanged(SyncStatus.IN_SYNC))
+            while dp.applies == n:
+                time.sleep(0.005)
+            refresh[what] = (_cpu() - c, every)
+        c = _cpu()
+        nl.list_links()
+        refresh["interfaces"] = (_cpu() - c, mon.refresh)
         etcd_ms = _etcd_write_to_watch(be)
         Path(out_dir, "live.json").write_text(json.dumps({"latency": lat, "idle": idle,
+                                                          "refresh": refresh,
                                                           "etcd": etcd_ms,
                                                           "one": one,
                                                           "lat_cpu": lat_cpu / len(lat),
@@ -247,7 +278,7 @@ def _etcd_write_to_watch(be: object) -> float:
     """The datastore's own share: one raw etcd put until its watch event arrives (median
     of 20), measured against the same etcd."""
     listing = be.list("/fxbench/")  # type: ignore[attr-defined]
-    stream = be.watch("/fxbench/", listing.revision + 1)  # type: ignore[attr-defined]
+    stream = be.watch("/fxbench/", listing.revision)  # type: ignore[attr-defined]
     got = threading.Event()
 
     def reader() -> None:
@@ -275,6 +306,21 @@ def _cpu() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread of this process, named by Python thread (or native name)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:     # schedstat: run time in ns (stat's ticks are 10 ms: too coarse here)
+            run_ns = int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0])
+            comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        name = names.get(int(tid), comm)
+        out[name] = out.get(name, 0.0) + run_ns / 1e9
+    return out
 
 
 def _route_line(r) -> str:  # type: ignore[no-untyped-def]
@@ -409,8 +455,12 @@ def main() -> None:
                   f"watch event {etcd_ms:.1f} ms + its sysctls, one ip -batch and one "
                   f"iptables-restore of the same text {kern:.1f} ms = {one_lim:.1f} ms; "
                   f"p50 ratio {p50 / one_lim:.2f}")
-        print(f"idle CPU of the felix process: {live['idle'] * 100:.2f}% of a core "
-              "(goal < 1%)")
+        periodic = sum(c / every for c, every in live["refresh"].values())
+        print(f"idle CPU of the felix process: {(live['idle'] + periodic) * 100:.2f}% of a "
+              f"core (goal < 1%) = steady {live['idle'] * 100:.2f}% + periodic work "
+              f"{periodic * 100:.2f}% (" + ", ".join(
+                  f"{k} {c * 1000:.0f} ms every {every:.0f} s"
+                  for k, (c, every) in live["refresh"].items()) + ")")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         for ns in made:

@@ -35,6 +35,11 @@ class EndpointPolicy:
     profiles: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=65536)
+def endpoint_policy(iface: str, profiles: tuple[str, ...]) -> EndpointPolicy:
+    return EndpointPolicy(iface, profiles)
+
+
 @dataclass(frozen=True, slots=True)
 class RuleOptions:
     ip_version: int
@@ -84,10 +89,10 @@ def build(opts: RuleOptions, endpoints: tuple[EndpointPolicy, ...],
     for name, rules in _dispatch(opts, tuple(sorted(e.iface for e in endpoints))).items():
         filt.chains[name] = rules
     wanted: set[str] = set()
+    chains = filt.chains
     for ep in endpoints:
-        tw, fw = _endpoint_chains(opts, ep)
-        filt.chains[tw_chain(ep.iface)] = tw
-        filt.chains[fw_chain(ep.iface)] = fw
+        chains.update(_endpoint_pair(ep.iface, ep.profiles, opts.allow_vxlan_from_workloads,
+                                     opts.allow_ipip_from_workloads, opts.vxlan_port))
         wanted.update(ep.profiles)
     for name in sorted(wanted):
         ing, eg = _profile_chains(opts.ip_version, name, profiles.get(name))
@@ -262,7 +267,7 @@ def _dispatch_cached(prefixes: tuple[str, ...],
     out: dict[str, tuple[Rule, ...]] = {}
     by_prefix: dict[str, list[str]] = {}
     for i in ifaces:
-        p = next((p for p in prefixes if i.startswith(p) and len(i) > len(p)), "")
+        p = _prefix_of(prefixes, i)
         by_prefix.setdefault(p, []).append(i)
     for root, flag in (("cali-from-wl-dispatch", "-i"), ("cali-to-wl-dispatch", "-o")):
         rules: list[Rule] = []
@@ -270,6 +275,11 @@ def _dispatch_cached(prefixes: tuple[str, ...],
             rules += _dispatch_level(out, root, flag, p, tuple(by_prefix[p]), 0)
         out[root] = (*rules, _UNKNOWN_DROP)
     return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _prefix_of(prefixes: tuple[str, ...], iface: str) -> str:
+    return next((p for p in prefixes if iface.startswith(p) and len(iface) > len(p)), "")
 
 
 SPLIT_ABOVE = 16
@@ -280,13 +290,24 @@ def _dispatch_level(out: dict[str, tuple[Rule, ...]], root: str, flag: str, pref
                     members: tuple[str, ...], depth: int) -> list[Rule]:
     """Rules for `members` (all starting with `prefix` + `depth` shared characters);
     child chains are added to `out`."""
+    rules, children = _dispatch_group(root, flag, prefix, members, depth)
+    out.update(children)
+    return list(rules)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dispatch_group(root: str, flag: str, prefix: str, members: tuple[str, ...], depth: int
+                    ) -> tuple[tuple[Rule, ...], dict[str, tuple[Rule, ...]]]:
+    """(rules, child chains) for one group; cached, so that a new interface recomputes only
+    the groups it falls in. Callers only read the result."""
     if not prefix:
-        return [_dispatch_rule(flag, m) for m in members]
+        return tuple(_dispatch_rule(flag, m) for m in members), {}
     pos = len(prefix) + depth
     groups: dict[str, list[str]] = {}
     for m in members:
         groups.setdefault(m[: pos + 1], []).append(m)
     rules: list[Rule] = []
+    out: dict[str, tuple[Rule, ...]] = {}
     for key in sorted(groups):
         g = groups[key]
         if len(g) == 1 or len(key) <= pos:
@@ -299,7 +320,7 @@ def _dispatch_level(out: dict[str, tuple[Rule, ...]], root: str, flag: str, pref
                           _UNKNOWN_DROP)
         else:
             out[child] = _dispatch_child(flag, tuple(g))
-    return rules
+    return tuple(rules), out
 
 
 _UNKNOWN_DROP = Rule(action="-j DROP", comment="Unknown interface")
@@ -317,10 +338,12 @@ def _dispatch_child(flag: str, members: tuple[str, ...]) -> tuple[Rule, ...]:
     return (*(_dispatch_rule(flag, m) for m in members), _UNKNOWN_DROP)
 
 
-def _endpoint_chains(opts: RuleOptions,
-                     ep: EndpointPolicy) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
-    return _endpoint_cached(ep.profiles, opts.allow_vxlan_from_workloads,
-                            opts.allow_ipip_from_workloads, opts.vxlan_port)
+@functools.lru_cache(maxsize=65536)
+def _endpoint_pair(iface: str, profiles: tuple[str, ...], allow_vxlan: bool, allow_ipip: bool,
+                   vxlan_port: int) -> dict[str, tuple[Rule, ...]]:
+    """{cali-tw-<iface>: …, cali-fw-<iface>: …}; cached, callers only read it."""
+    tw, fw = _endpoint_cached(profiles, allow_vxlan, allow_ipip, vxlan_port)
+    return {tw_chain(iface): tw, fw_chain(iface): fw}
 
 
 @functools.lru_cache(maxsize=4096)

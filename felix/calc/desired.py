@@ -10,27 +10,28 @@ import functools
 import hashlib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from felix.calc import chains, rules
-from felix.calc.kernelsafe import kernel_mac
+from felix.calc.snapshot import (
+    DEFAULT_NORMAL_ROUTE_PRIORITY,
+    EndpointView,
+    NodeView,
+    Snapshot,
+    endpoint_view,
+    node_view,
+)
 from felix.config import FelixConfig
 from felix.drivers.iptables.rules import Rule
 from libcalico.ipam.block import Block
-from libcalico.model import codec, selector
-from libcalico.model.resources import (
-    BGPConfiguration,
-    EncapMode,
-    FelixConfiguration,
-    IPPool,
-    Node,
-    Profile,
-    WorkloadEndpoint,
-)
+from libcalico.model import selector
+from libcalico.model.resources import EncapMode, IPPool, Profile
 
 PURE = True
+
+T = TypeVar("T")
 
 VXLAN_DEVICE = "vxlan.calico"
 IPIP_DEVICE = "tunl0"
@@ -72,7 +73,6 @@ class Route:
 
 
 IPV6_DEFAULT_METRIC = 1024
-DEFAULT_NORMAL_ROUTE_PRIORITY = 1024
 
 
 def kernel_metric(version: int, metric: int) -> int:
@@ -119,127 +119,6 @@ class HostState:
     mtu_vxlan: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointView:
-    """The facts of one WorkloadEndpoint that the calculation reads, taken once per resource
-    (the resource itself has passed the codec and kernelsafe)."""
-
-    key: str
-    node: str
-    iface: str
-    mac: str | None
-    ipv4: tuple[ipaddress.IPv4Network, ...]
-    ipv6: tuple[ipaddress.IPv6Network, ...]
-    profiles: tuple[str, ...]
-    labels: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeView:
-    name: str
-    ipv4: ipaddress.IPv4Interface | None
-    ipv6: ipaddress.IPv6Interface | None
-    vxlan_addr: ipaddress.IPv4Address | None
-    vxlan_mac: str | None
-    ipip_addr: ipaddress.IPv4Address | None
-
-
-def endpoint_view(key: str, wep: WorkloadEndpoint) -> EndpointView:
-    s = wep.spec
-    v4 = sorted({n for n in s.ip_networks if isinstance(n, ipaddress.IPv4Network)})
-    v6 = sorted({n for n in s.ip_networks if isinstance(n, ipaddress.IPv6Network)})
-    return EndpointView(key, s.node or "", s.interface_name or "",
-                        kernel_mac(s.mac) if s.mac else None, tuple(v4), tuple(v6),
-                        s.profiles, tuple(sorted(wep.metadata.labels.items())))
-
-
-def node_view(node: Node) -> NodeView:
-    s = node.spec
-    bgp = s.bgp
-    v4 = bgp.ipv4_interface if bgp is not None else None
-    v6 = bgp.ipv6_interface if bgp is not None else None
-    if v4 is None:
-        for a in s.addresses:
-            cand = ipaddress.ip_interface(str(a.address))
-            if isinstance(cand, ipaddress.IPv4Interface):
-                v4 = cand
-                break
-    vx = s.ipv4_vxlan_tunnel_addr
-    ipip = bgp.ipv4_ipip_tunnel_addr if bgp is not None else None
-    return NodeView(node.metadata.name, v4, v6,
-                    vx if isinstance(vx, ipaddress.IPv4Address) else None,
-                    kernel_mac(s.vxlan_tunnel_mac_addr) if s.vxlan_tunnel_mac_addr else None,
-                    ipip if isinstance(ipip, ipaddress.IPv4Address) else None)
-
-
-T = TypeVar("T")
-
-
-class Snapshot:
-    """The typed resources Felix reads (libcalico.model resources and IPAM blocks), by
-    datastore key. `apply` is the only mutator."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, object] = {}
-        self._by_type: dict[type, dict[str, object]] = {}
-        self._endpoints_by_node: dict[str, dict[str, EndpointView]] = {}
-        self._endpoints: dict[str, EndpointView] = {}
-        self._nodes: dict[str, NodeView] = {}
-        self._felix_specs: dict[str, dict[str, object]] = {}
-
-    def apply(self, key: str, obj: object | None) -> None:
-        old = self.objects.pop(key, None)
-        if old is not None:
-            self._by_type[type(old)].pop(key, None)
-            view = self._endpoints.pop(key, None)
-            if view is not None:
-                self._endpoints_by_node.get(view.node, {}).pop(key, None)
-            self._nodes.pop(key, None)
-            self._felix_specs.pop(key, None)
-        if obj is None:
-            return
-        self.objects[key] = obj
-        self._by_type.setdefault(type(obj), {})[key] = obj
-        if isinstance(obj, WorkloadEndpoint):
-            view = self._endpoints[key] = endpoint_view(key, obj)
-            self._endpoints_by_node.setdefault(view.node, {})[key] = view
-        elif isinstance(obj, Node):
-            self._nodes[key] = node_view(obj)
-        elif isinstance(obj, FelixConfiguration):
-            spec = codec.encode(obj).get("spec")
-            self._felix_specs[obj.metadata.name] = dict(spec) if isinstance(spec, dict) else {}
-
-    def of(self, cls: type[T]) -> list[T]:
-        return list(self._by_type.get(cls, {}).values())  # type: ignore[arg-type]
-
-    def endpoints_on(self, node: str) -> list[EndpointView]:
-        """Endpoints of one node (indexed: other nodes' endpoints cost nothing)."""
-        return list(self._endpoints_by_node.get(node, {}).values())
-
-    def endpoints(self) -> list[EndpointView]:
-        return list(self._endpoints.values())
-
-    def nodes(self) -> dict[str, NodeView]:
-        return {n.name: n for n in self._nodes.values()}
-
-    def felix_config(self, hostname: str) -> tuple[dict[str, object] | None,
-                                                   dict[str, object] | None]:
-        """(FelixConfiguration `node.<hostname>` spec, `default` spec) in Calico's JSON
-        shape, as felix.config reads them."""
-        return (self._felix_specs.get(f"node.{hostname}"), self._felix_specs.get("default"))
-
-    def normal_route_priorities(self) -> tuple[int, int]:
-        """(IPv4, IPv6) normal route priority: BGPConfiguration `default`'s
-        ipv4NormalRoutePriority / ipv6NormalRoutePriority, else 1024 (Calico's default). The
-        same values confd writes as NRP into BIRD's `krt_metric < NRP` export test."""
-        v4 = v6 = DEFAULT_NORMAL_ROUTE_PRIORITY
-        for o in self.of(BGPConfiguration):
-            if o.metadata.name == "default":
-                v4 = o.spec.ipv4_normal_route_priority or v4
-                v6 = o.spec.ipv6_normal_route_priority or v6
-        return v4, v6
-
-
 def vtep_mac(node: str, version: int = 4) -> str:
     """Calico's derived VTEP MAC: 0x66 followed by the first five bytes of sha1(name)."""
     seed = node if version == 4 else node + "-v6"
@@ -247,8 +126,50 @@ def vtep_mac(node: str, version: int = 4) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
 
 
-def _endpoint_sysctls(ep: EndpointView, rp_filter: str, ipv6: bool) -> dict[str, str]:
-    return _iface_sysctls(ep.iface, rp_filter, ipv6 and bool(ep.ipv6))
+@dataclass(frozen=True, slots=True)
+class _EndpointParams:
+    rp_filter: str
+    ipv6: bool
+    proto: int
+    nrp4: int
+    nrp6: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Contribution:
+    """What one local endpoint (interface up) adds to the host state."""
+
+    sysctls: dict[str, str]
+    routes: dict[tuple[int, IPNet], Route]
+    neighbours: dict[tuple[str, IPAddr], str]
+
+
+_contributions: dict[str, tuple[EndpointView, _EndpointParams, _Contribution]] = {}
+
+
+def _contribution(ep: EndpointView, p: _EndpointParams) -> _Contribution:
+    """Memoised per endpoint: the snapshot makes a new view only when the resource changes,
+    so an unchanged endpoint costs a lookup, not a recomputation."""
+    hit = _contributions.get(ep.key)
+    if hit is not None and hit[0] is ep and hit[1] == p:
+        return hit[2]
+    routes: dict[tuple[int, IPNet], Route] = {}
+    neighbours: dict[tuple[str, IPAddr], str] = {}
+    for net in ep.ipv4 + (ep.ipv6 if p.ipv6 else ()):
+        # IPv6 routes have no scope in the kernel (always universe). The metric is the
+        # normal route priority, as Calico v3.32: BIRD's calico_aggr exports a /32 from
+        # inside a block only when krt_metric < NRP (KubeVirt live-migration routes).
+        routes[(MAIN_TABLE, net)] = Route(
+            net, dev=ep.iface, scope="link" if net.version == 4 else "global",
+            proto=p.proto, metric=p.nrp4 if net.version == 4 else p.nrp6)
+        if ep.mac and net.version == 4 and net.prefixlen == 32:
+            neighbours[(ep.iface, net.network_address)] = ep.mac
+    c = _Contribution(_iface_sysctls(ep.iface, p.rp_filter, p.ipv6 and bool(ep.ipv6)),
+                      routes, neighbours)
+    if len(_contributions) > 65536:
+        _contributions.clear()
+    _contributions[ep.key] = (ep, p, c)
+    return c
 
 
 @functools.lru_cache(maxsize=16384)
@@ -307,11 +228,28 @@ def _pool_for(pools: list[IPPool], net: IPNet) -> IPPool | None:
     return best
 
 
+_per_ifaces: list[object] = [None, {}]
+"""[the interface map last asked about, {question: answer}]: the loop hands in the same map
+until an interface changes, so the scans below run once per interface change."""
+
+
+def _memo_ifaces(ifaces: Mapping[str, Iface], question: tuple[object, ...],
+                 answer: Callable[[], T]) -> T:
+    if _per_ifaces[0] is not ifaces:
+        _per_ifaces[:] = [ifaces, {}]
+    memo: dict[tuple[object, ...], object] = _per_ifaces[1]  # type: ignore[assignment]
+    if question not in memo:
+        memo[question] = answer()
+    return memo[question]  # type: ignore[return-value]
+
+
 def _iface_with(ifaces: Mapping[str, Iface], ip: IPAddr) -> Iface | None:
-    for i in sorted(ifaces.values(), key=lambda x: x.name):
-        if any(a.ip == ip for a in i.addrs):
-            return i
-    return None
+    def scan() -> Iface | None:
+        for i in sorted(ifaces.values(), key=lambda x: x.name):
+            if any(a.ip == ip for a in i.addrs):
+                return i
+        return None
+    return _memo_ifaces(ifaces, ("with", ip), scan)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -322,8 +260,10 @@ def _mtu_iface(pattern: str, name: str) -> bool:
 def auto_mtu(ifaces: Mapping[str, Iface], pattern: str, overhead: int) -> int:
     """Calico's auto MTU: the smallest MTU among host interfaces matching MTUIfacePattern,
     minus the encapsulation overhead."""
-    mtus = [i.mtu for i in ifaces.values() if i.mtu > 0 and _mtu_iface(pattern, i.name)]
-    return (min(mtus) if mtus else 1500) - overhead
+    def smallest() -> int:
+        mtus = [i.mtu for i in ifaces.values() if i.mtu > 0 and _mtu_iface(pattern, i.name)]
+        return min(mtus) if mtus else 1500
+    return _memo_ifaces(ifaces, ("mtu", pattern), smallest) - overhead
 
 
 def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
@@ -350,20 +290,16 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
         if cfg.ipv6_support:
             st.sysctls["net/ipv6/conf/all/forwarding"] = "1"
 
+    params = _EndpointParams(rp_filter, cfg.ipv6_support, cfg.device_route_protocol, nrp4, nrp6)
+    sysctls, routes, neighbours = st.sysctls, st.routes, st.neighbours
     for ep in local:
         iface = ifaces.get(ep.iface)
         if iface is None or not iface.up:
             continue
-        st.sysctls.update(_endpoint_sysctls(ep, rp_filter, cfg.ipv6_support))
-        for net in ep.ipv4 + (ep.ipv6 if cfg.ipv6_support else ()):
-            # IPv6 routes have no scope in the kernel (always universe). The metric is the
-            # normal route priority, as Calico v3.32: BIRD's calico_aggr exports a /32 from
-            # inside a block only when krt_metric < NRP (KubeVirt live-migration routes).
-            st.routes[(MAIN_TABLE, net)] = Route(
-                net, dev=ep.iface, scope="link" if net.version == 4 else "global",
-                proto=cfg.device_route_protocol, metric=nrp4 if net.version == 4 else nrp6)
-            if ep.mac and net.version == 4 and net.prefixlen == 32:
-                st.neighbours[(ep.iface, net.network_address)] = ep.mac
+        c = _contribution(ep, params)
+        sysctls.update(c.sysctls)
+        routes.update(c.routes)
+        neighbours.update(c.neighbours)
 
     my_ip = mynode.ipv4 if mynode else None
     parent = _iface_with(ifaces, my_ip.ip) if my_ip else None
@@ -426,9 +362,8 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     versions = [4] + ([6] if cfg.ipv6_support and (
         any(p.spec.cidr.version == 6 for p in pools) or any(e.ipv6 for e in local)) else [])
     selectors: set[str] = set()
-    for e in local:
-        for name in e.profiles:
-            selectors |= chains.selectors_of(profiles.get(name))
+    for name in {name for e in local for name in e.profiles}:
+        selectors |= chains.selectors_of(profiles.get(name))
     members: dict[str, tuple[set[str], set[str]]] = {s: (set(), set()) for s in selectors}
     if selectors:
         for any_ep in snap.endpoints():
@@ -477,7 +412,7 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             failsafe_in=tuple((p.protocol, p.port) for p in cfg.failsafe_inbound_host_ports),
             failsafe_out=tuple((p.protocol, p.port) for p in cfg.failsafe_outbound_host_ports),
         )
-        eps = tuple(chains.EndpointPolicy(e.iface, e.profiles) for e in local)
+        eps = tuple(chains.endpoint_policy(e.iface, e.profiles) for e in local)
         for table, td in chains.build(opts, eps, profiles).items():
             st.tables[(v, table)] = td
     return st
@@ -493,5 +428,6 @@ def _replace_ipip(st: HostState, dev: IPIPDevice) -> HostState:
                      st.vxlan, dev, st.workload_ifaces, st.mtu_vxlan)
 
 
-__all__ = ["HostState", "Iface", "Route", "Rule", "Snapshot", "compute", "kernel_metric",
+__all__ = ["DEFAULT_NORMAL_ROUTE_PRIORITY", "EndpointView", "HostState", "Iface", "NodeView",
+           "Route", "Rule", "Snapshot", "compute", "endpoint_view", "kernel_metric", "node_view",
            "vtep_mac"]

@@ -97,6 +97,9 @@ class Dataplane:
         self.snapshot = calc.Snapshot()
         self.status = SyncStatus.WAIT_FOR_DATASTORE
         self.links: dict[str, Link] | None = None
+        self._ifaces: dict[str, calc.Iface] = {}
+        self._ifaces_of: dict[str, Link] | None = None
+        self._counted: dict[tuple[int, str], TableDesired] = {}
         self.cfg: felix_config.FelixConfig | None = None
         self.rp_filter = (sysctl_fs.read("net/ipv4/conf/default/rp_filter") or "1")
         self.sysctls = SysctlDriver(sysctl_fs)
@@ -305,9 +308,13 @@ class Dataplane:
         stats = ApplyStats()
         errors: list[str] = []
         if self.inputs_dirty or self.state is None:
-            ifaces = {n: calc.Iface(n, link.up, link.mtu, link.addrs)
-                      for n, link in self.links.items()}
-            self.state = calc.compute(self.snapshot, self.cfg, ifaces, self.rp_filter)
+            if self._ifaces_of is not self.links:
+                # Rebuilt only when the links changed: the calculation memoises its scans of
+                # the interface map by the map's identity.
+                self._ifaces = {n: calc.Iface(n, link.up, link.mtu, link.addrs)
+                                for n, link in self.links.items()}
+                self._ifaces_of = self.links
+            self.state = calc.compute(self.snapshot, self.cfg, self._ifaces, self.rp_filter)
             self.inputs_dirty = False
             self.selectors_in_use = any("0s:" in name for name in self.state.ipsets)
         stats.phases["calc"] = time.perf_counter() - t0
@@ -371,9 +378,11 @@ class Dataplane:
             elif lines is None:
                 self.metrics.restore_errors.inc()
             td = st.tables.get(key, TableDesired())
-            self.metrics.rules.labels(str(key[0]), key[1]).set(
-                sum(len(v) for v in td.chains.values()))
-            self.metrics.chains.labels(str(key[0]), key[1]).set(len(td.chains))
+            if self._counted.get(key) is not td:
+                self._counted[key] = td
+                self.metrics.rules.labels(str(key[0]), key[1]).set(
+                    sum(len(v) for v in td.chains.values()))
+                self.metrics.chains.labels(str(key[0]), key[1]).set(len(td.chains))
         r = routes_done.result()
         if r:
             stats.netlink_ops += r[0]

@@ -10,6 +10,7 @@ queue whenever it changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -108,6 +109,7 @@ class InterfaceMonitor:
         self.refresh = refresh
         self.map = LinkMap(self._refetch)
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name="ifacemon", daemon=True)
         self._posted: dict[str, Link] | None = None
 
@@ -116,7 +118,11 @@ class InterfaceMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
         self._thread.join(5)
+        self._wake_r.close()
+        self._wake_w.close()
 
     def _refetch(self, name: str) -> dict[str, Link]:
         try:
@@ -149,8 +155,12 @@ class InterfaceMonitor:
             self._post()
             next_full = time.monotonic() + self.refresh
             while not self._stop.is_set():
-                r, _, _ = select.select([sock], [], [], 2.0)
-                if r:
+                # Idle costs nothing: sleep until an event, the next full listing or stop().
+                wait = max(0.0, min(next_full - time.monotonic(), 60.0))
+                r, _, _ = select.select([sock, self._wake_r], [], [], wait)
+                if self._stop.is_set():
+                    break
+                if sock in r:
                     while True:
                         try:
                             data = sock.recv(1 << 20)
@@ -165,6 +175,8 @@ class InterfaceMonitor:
                 if self.map.needs_full or time.monotonic() >= next_full:
                     self._full()
                     next_full = time.monotonic() + self.refresh
+                elif sock not in r:
+                    continue        # woken for nothing: the map cannot have changed
                 self._post()
         finally:
             sock.close()

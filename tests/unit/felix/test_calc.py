@@ -196,3 +196,38 @@ def test_profile_selector_rules_use_ipsets_of_matching_endpoints() -> None:
     with pytest.raises(data.Refused, match="selector"):
         doc["spec"]["ingress"][0]["source"]["selector"] = "has(net1"
         data.resource(k, json.dumps(doc))
+
+
+def test_memoised_computation_equals_a_fresh_one() -> None:
+    """Per-endpoint contributions and interface scans are memoised; after each kind of
+    change (an endpoint, the normal route priority, an interface going down) the state must
+    equal one computed with every memo cleared."""
+    import dataclasses
+
+    snap = calc.Snapshot()
+    for k, v in BASE:
+        snap.apply(k, data.resource(k, v))
+    ifaces = dict(IFACES)
+
+    def fresh() -> calc.HostState:
+        calc._contributions.clear()
+        calc._per_ifaces[:] = [None, {}]
+        return calc.compute(snap, CFG, ifaces)
+
+    calc.compute(snap, CFG, ifaces)
+    changes = [
+        data.wep("w1", ME, "cali0000000001", ["10.65.0.30/32"], mac="02:00:00:00:00:09"),
+        (keys_bgp := "/calico/resources/v3/projectcalico.org/bgpconfigurations/default",
+         '{"apiVersion":"projectcalico.org/v3","kind":"BGPConfiguration",'
+         '"metadata":{"name":"default"},"spec":{"ipv4NormalRoutePriority":7}}'),
+        data.wep("w4", ME, "cali0000000002", ["10.65.0.31/32"]),
+    ]
+    for k, v in changes:
+        snap.apply(k, data.resource(k, v))
+        assert calc.compute(snap, CFG, ifaces) == fresh()
+    assert keys_bgp in snap.objects
+    ifaces = {**ifaces, "cali0000000001": dataclasses.replace(ifaces["cali0000000001"],
+                                                              up=False)}
+    st = calc.compute(snap, CFG, ifaces)
+    assert st == fresh()
+    assert not any(r.dev == "cali0000000001" for r in st.routes.values())

@@ -253,3 +253,17 @@ def test_remote_endpoint_churn_costs_nothing_unless_a_selector_needs_it() -> Non
     members = [m for n, m in ipt.ipsets.items() if n.startswith("cali40s:")]
     assert members and "10.65.1.10" in members[0] and "10.65.1.9" in members[0]
 
+
+
+def test_procsys_reads_and_writes_values(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from felix.drivers.sysctl import ProcSys
+    root = Path(str(tmp_path))
+    (root / "net/ipv4/conf/cali1").mkdir(parents=True)
+    (root / "net/ipv4/conf/cali1/forwarding").write_text("0\n")
+    fs = ProcSys(str(root))
+    assert fs.read("net/ipv4/conf/cali1/forwarding") == "0"
+    assert fs.read("net/ipv4/conf/missing/forwarding") is None
+    fs.write("net/ipv4/conf/cali1/forwarding", "1")
+    assert fs.read("net/ipv4/conf/cali1/forwarding") == "1"
