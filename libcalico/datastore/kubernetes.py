@@ -22,7 +22,11 @@ Node is the Kubernetes Node (`kubernetes_node`): get/list/watch convert it; upda
 merge the v3 Node into the annotations of a fresh copy and PUT `nodes/<name>/status`; create
 and delete are refused, as Calico refuses them.
 
-Not yet here (issue 10): WorkloadEndpoint (Pods), Profile (Namespaces and ServiceAccounts),
+WorkloadEndpoint is derived from its Pod (`kubernetes_pod`): get/list/watch only (the CNI's
+annotation-patch writes are not here yet); pods without an endpoint (hostNetwork, unscheduled)
+and pods Calico cannot convert (logged) are left out.
+
+Not yet here (issue 10): Profile (Namespaces and ServiceAccounts),
 the IPAM keys (ipamblocks, blockaffinities, ipamhandles, ipamconfigs with the two-phase
 delete) and IPAMConfiguration; they raise DatastoreError.
 """
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from libcalico.datastore import kubernetes_convert as convert
 from libcalico.datastore import kubernetes_node as nodes
+from libcalico.datastore import kubernetes_pod as pods
 from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.datastore.kubernetes_client import (
     KubeAccess,
@@ -72,9 +77,12 @@ WATCH_TIMEOUT = 300
 """Seconds the server keeps one watch request open (then it is resumed, not relisted)."""
 APPLY_RETRIES = 10
 
-NOT_YET = frozenset({"WorkloadEndpoint", "Profile", "IPAMConfiguration"})
+NOT_YET = frozenset({"Profile", "IPAMConfiguration"})
 """v3 kinds that KDD derives from other objects (or converts); not served here yet."""
 NODE = "Node"
+WEP = "WorkloadEndpoint"
+_CORE = {NODE: "nodes", WEP: "pods"}
+"""v3 kinds kept in core Kubernetes objects -> their resource."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +90,23 @@ class _Kind:
     kind: str
     plural: str
     namespaced: bool
-    core: bool = False
-    """A core Kubernetes object (Node), not a custom resource."""
+    resource: str = ""
+    """The core resource (nodes, pods) holding this kind; empty for a custom resource."""
+
+    @property
+    def core(self) -> bool:
+        return bool(self.resource)
 
     def collection(self, namespace: str | None) -> str:
         ns = f"/namespaces/{name_path(namespace)}" if namespace else ""
         if self.core:
-            return f"/api/v1{ns}/{self.plural}"
+            return f"/api/v1{ns}/{self.resource}"
         return f"/apis/{convert.GROUP_VERSION}{ns}/{self.plural}"
 
 
-_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, core=i.kind == NODE)
+_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, _CORE.get(i.kind, ""))
               for i in keys.KINDS.values() if i.kind not in NOT_YET}
+_INTERFACE_PREFIX = os.environ.get("FELIX_INTERFACEPREFIX") or "cali"
 
 
 def _unsupported(what: str) -> DatastoreError:
@@ -129,14 +142,43 @@ def _key(info: _Kind, cr: dict[str, Any]) -> str:
     return keys.resource_key(info.kind, str(md.get("name")), md.get("namespace"))
 
 
-def _pair(info: _Kind, cr: dict[str, Any]) -> KVPair:
-    if info.core:
-        value = json.dumps(nodes.node_to_v3(cr), separators=(",", ":"))
-        return KVPair(_key(info, cr), value,
-                      str((cr.get("metadata") or {}).get("resourceVersion")))
-    cr.setdefault("kind", info.kind)
-    value = json.dumps(convert.from_cr(cr), separators=(",", ":"))
-    return KVPair(_key(info, cr), value, str((cr.get("metadata") or {}).get("resourceVersion")))
+def _v3(info: _Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The v3 resource an object holds; None for a pod that has no WorkloadEndpoint. Raises
+    PodError for a pod Calico cannot convert."""
+    if info.kind == NODE:
+        return nodes.node_to_v3(obj)
+    if info.kind == WEP:
+        return pods.pod_to_wep(obj, _INTERFACE_PREFIX) if pods.valid(obj) else None
+    obj.setdefault("kind", info.kind)
+    return convert.from_cr(obj)
+
+
+def _pair_or_none(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
+    try:
+        doc = _v3(info, obj)
+    except pods.PodError as exc:
+        md = obj.get("metadata") or {}
+        log.warning("skipping pod %s/%s: %s", md.get("namespace"), md.get("name"), exc)
+        return None
+    if doc is None:
+        return None
+    md = doc["metadata"]
+    return KVPair(keys.resource_key(info.kind, md["name"], md.get("namespace")),
+                  json.dumps(doc, separators=(",", ":")),
+                  str((obj.get("metadata") or {}).get("resourceVersion")))
+
+
+def _pair(info: _Kind, obj: dict[str, Any]) -> KVPair:
+    try:
+        doc = _v3(info, obj)
+    except pods.PodError as exc:
+        raise DatastoreError(f"{info.kind} of pod {_key(info, obj)}: {exc}") from None
+    if doc is None:
+        raise NotFound(_key(info, obj))
+    md = doc["metadata"]
+    return KVPair(keys.resource_key(info.kind, md["name"], md.get("namespace")),
+                  json.dumps(doc, separators=(",", ":")),
+                  str((obj.get("metadata") or {}).get("resourceVersion")))
 
 
 def _is_node(key: str) -> bool:
@@ -147,6 +189,14 @@ def _refuse_node(key: str, op: str) -> None:
     if _is_node(key):
         raise DatastoreError(f"operation {op} is not supported on Node type: {key} (in the "
                              "Kubernetes datastore a Calico Node is its Kubernetes Node)")
+    _refuse_wep(key, op)
+
+
+def _refuse_wep(key: str, op: str) -> None:
+    if key.startswith(keys.resource_prefix(WEP)):
+        raise DatastoreError(f"operation {op} is not supported on WorkloadEndpoint type: {key} "
+                             "(in the Kubernetes datastore a WorkloadEndpoint is derived from "
+                             "its Pod)")
 
 
 def access(cfg: DatastoreConfig, env: Mapping[str, str] | None = None) -> KubeAccess:
@@ -212,11 +262,19 @@ class KubernetesBackend:
 
     def _path(self, key: str) -> tuple[_Kind, str]:
         info, namespace, name = _resource(key)
+        if info.kind == WEP:
+            ids = pods.parse_wep_name(name)
+            if ids is None or ids[1] != "k8s" or ids[3] != "eth0":
+                raise NotFound(key)
+            name = ids[2]
         return info, f"{info.collection(namespace)}/{name_path(name)}"
 
     def get(self, key: str) -> KVPair:
         info, path = self._path(key)
-        return _pair(info, self.client.request("GET", path, what=key))
+        pair = _pair(info, self.client.request("GET", path, what=key))
+        if pair.key != key:  # a WorkloadEndpoint name whose node is not the pod's
+            raise NotFound(key)
+        return pair
 
     def list(self, prefix: str) -> Listing:
         info, namespace = _scope(prefix)
@@ -227,7 +285,8 @@ class KubernetesBackend:
             items, revision = self._page(path, {}, prefix)[:2]
         except NotFound:
             return Listing((), "")
-        kvs = [p for p in (_pair(info, cr) for cr in items) if p.key.startswith(prefix)]
+        kvs = [p for p in (_pair_or_none(info, cr) for cr in items)
+               if p is not None and p.key.startswith(prefix)]
         kvs.sort(key=lambda p: p.key)
         return Listing(tuple(kvs), revision)
 
@@ -263,6 +322,7 @@ class KubernetesBackend:
         return _pair(info, self.client.request("POST", coll, body=cr, what=key))
 
     def update(self, key: str, value: str, revision: Revision) -> KVPair:
+        _refuse_wep(key, "Update")
         if _is_node(key):
             return self._update_node(key, value)
         info, coll, cr = self._cr(key, value, revision)
@@ -289,6 +349,7 @@ class KubernetesBackend:
         raise Conflict(key)
 
     def apply(self, key: str, value: str) -> KVPair:
+        _refuse_wep(key, "Apply")
         if _is_node(key):
             return self._update_node(key, value)
         for _ in range(APPLY_RETRIES):
@@ -407,8 +468,8 @@ class KubernetesWatchStream:
             return None
         if rv:
             self._after = rv
-        pair = _pair(self._info, obj)
-        if not pair.key.startswith(self._prefix):
+        pair = _pair_or_none(self._info, obj)
+        if pair is None or not pair.key.startswith(self._prefix):
             return None
         if kind == "DELETED":
             return WatchEvent(EventType.DELETE, pair.key, None, rv)

@@ -18,6 +18,15 @@ from libcalico.datastore.kubernetes_client import (
 )
 from libcalico.datastore.kubernetes_convert import convert_uid, from_cr, go_json, to_cr
 from libcalico.datastore.kubernetes_node import merge_into_node, node_to_v3, parse_as_number
+from libcalico.datastore.kubernetes_pod import (
+    PodError,
+    finished,
+    parse_wep_name,
+    pod_ips,
+    pod_to_wep,
+    valid,
+    wep_name,
+)
 from libcalico.errors import (
     AlreadyExists,
     Compacted,
@@ -215,3 +224,62 @@ def test_v3_owner_references_are_stored_as_v1_ones() -> None:
     assert stored["ownerReferences"] == [{**owner, "apiVersion": "crd.projectcalico.org/v1",
                                           "uid": CR_UID}]
     assert from_cr(cr)["metadata"]["ownerReferences"] == [owner]
+
+
+def test_workload_endpoint_names() -> None:
+    assert wep_name("ip-10-0-0-1", "nginx-7d8") == "ip--10--0--0--1-k8s-nginx--7d8-eth0"
+    assert parse_wep_name("ip--10--0--0--1-k8s-nginx--7d8-eth0") == (
+        "ip-10-0-0-1", "k8s", "nginx-7d8", "eth0")
+    assert parse_wep_name("a-k8s-b") is None
+    assert parse_wep_name("a-k8s--b-eth0") is None  # three parts: a, k8s-b, eth0
+
+
+def _podj(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {"metadata": {"name": "p", "namespace": "ns",
+                                            "annotations": {}},
+                               "spec": {"nodeName": "n1"}, "status": {}}
+    for k, v in kw.items():
+        assert isinstance(base[k], dict)
+        base[k] = {**base[k], **v}  # type: ignore[dict-item]
+    return base
+
+
+def test_pod_ip_sources_and_finished_pods() -> None:
+    assert [str(i) for i in pod_ips(_podj(status={"podIP": "10.0.0.1"}))] == ["10.0.0.1/32"]
+    both = _podj(status={"podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}], "podIP": "x"})
+    assert [str(i) for i in pod_ips(both)] == ["10.0.0.1/32", "fd00::1/128"]
+    ann = _podj(metadata={"annotations": {"cni.projectcalico.org/podIPs": "10.0.0.2/32,fd00::2",
+                                          "cni.projectcalico.org/podIP": "10.0.0.9"}})
+    assert [str(i) for i in pod_ips(ann)] == ["10.0.0.2/32", "fd00::2/128"]
+    with pytest.raises(PodError):
+        pod_ips(_podj(status={"podIP": "10.0.0.300"}))
+    assert finished(_podj(status={"phase": "Succeeded"}))
+    deleting = _podj(metadata={"deletionTimestamp": "2026-12-04T00:00:00Z",
+                               "annotations": {"cni.projectcalico.org/podIP": ""}})
+    assert finished(deleting)
+    assert not finished(_podj(metadata={"deletionTimestamp": "2026-12-04T00:00:00Z"}))
+    assert "ipNetworks" not in pod_to_wep({**deleting, "status": {"podIP": "10.0.0.1"}})["spec"]
+
+
+def test_pod_to_wep_nats_prefixes_and_ports() -> None:
+    pod = _podj(
+        metadata={"annotations": {"cni.projectcalico.org/floatingIPs": '["192.0.2.1","fd00::9"]',
+                                  "cni.projectcalico.org/allowedSourcePrefixes":
+                                      '["10.1.2.3/24"]'}},
+        spec={"serviceAccountName": "x" * 63, "containers": [{"ports": [
+            {"containerPort": 53, "protocol": "UDP", "name": "dns"},
+            {"containerPort": 80, "hostPort": 8080},
+            {"containerPort": 81, "protocol": "ICMP", "name": "bad"}]}],
+            "initContainers": [{"ports": [{"containerPort": 9, "name": "init"}]}]},
+        status={"podIP": "10.0.0.1"})
+    wep = pod_to_wep(pod, "tap,cali")
+    spec = wep["spec"]
+    assert spec["ipNATs"] == [{"internalIP": "10.0.0.1", "externalIP": "192.0.2.1"}]
+    assert spec["allowSpoofedSourcePrefixes"] == ["10.1.2.0/24"]
+    assert [(p["name"], p["protocol"], p["port"], p["hostPort"]) for p in spec["ports"]] == [
+        ("dns", "UDP", 53, 0), ("", "TCP", 80, 8080), ("init", "TCP", 9, 0)]
+    assert spec["interfaceName"].startswith("tap") and len(spec["interfaceName"]) == 14
+    assert "projectcalico.org/serviceaccount" not in wep["metadata"]["labels"]
+    assert spec["profiles"] == ["kns.ns", f"ksa.ns.{'x' * 63}"]
+    assert not valid(_podj(spec={"hostNetwork": True}))
+    assert not valid(_podj(spec={"nodeName": ""}))
