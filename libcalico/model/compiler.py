@@ -40,7 +40,14 @@ from typing import Any
 
 from libcalico.errors import FieldError
 from libcalico.model.fields import META_KEY
-from libcalico.model.leaf_codecs import BAD, dec_str, ip_address, ip_network, parse_time
+from libcalico.model.leaf_codecs import (
+    BAD,
+    dec_str,
+    exact_network,
+    ip_address,
+    ip_network,
+    parse_time,
+)
 from libcalico.model.schema import FieldPlan, Plan, is_union, is_zero, plan, unwrap_optional
 
 PURE = True
@@ -420,7 +427,8 @@ def _text_leaf(tp: Any, meta: Any) -> Callable[[str], object] | None:
     """The cached text parser that the field's decoder tries first, if it has one."""
     members = frozenset(typing.get_args(tp)) if is_union(tp) else frozenset({tp})
     if members <= _NETWORKS:
-        return ip_network  # exact networks; host bits go through the decoder
+        # exact networks; host bits go through the decoder
+        return ip_network if meta is not None and meta.canonical else exact_network
     if members <= _ADDRESSES:
         return ip_address
     if tp is datetime:

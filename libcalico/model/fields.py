@@ -15,7 +15,9 @@ Go semantics, as declared here:
 - `ptr=True` (a Go pointer): only None is omitted; false / 0 / "" are real values.
 - `omitempty=False`: always encoded (None as null).
 - a non-optional nested dataclass is a Go struct: always encoded, even when empty ({}).
-- `strict=True` on a network: host bits are refused instead of masked off.
+- networks are kept as written (`9000::0/64`, `10.0.0.1`: Calico stores and renders the
+  text); `strict=True` refuses host bits (Calico's `net`), else they are accepted (`cidr`);
+  `canonical=True` stores the canonical form instead (IPPool `cidr`, normalised by Calico).
 - `check=`: a `validate.Check` run on the decoded value (`[]` = fine).
 - `codec=`: a custom leaf codec (AS numbers, ports, protocols) instead of the type's.
 - `hidden=True`: no JSON key of its own; the class's `_json_in`/`_json_out` hooks fill it.
@@ -59,6 +61,9 @@ class Meta:
     """For networks: reject host bits (True) or mask them (False)."""
     hidden: bool = False
     """Not a JSON key of its own: the class's `_json_in`/`_json_out` hooks fill it."""
+    canonical: bool = False
+    """For networks: stored in canonical form (IPPool cidr, as Calico's client normalises
+    it) instead of as written."""
 
 
 PLAIN = Meta(None, None, None, False, True, False)
@@ -76,9 +81,10 @@ def fld(
     omitempty: bool = True,
     strict: bool = False,
     hidden: bool = False,
+    canonical: bool = False,
 ) -> Any:
     """A field; `json` is its JSON name when it is not the camelCase of the attribute."""
-    meta = {META_KEY: Meta(json, codec, check, ptr, omitempty, strict, hidden)}
+    meta = {META_KEY: Meta(json, codec, check, ptr, omitempty, strict, hidden, canonical)}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

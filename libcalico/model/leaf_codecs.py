@@ -108,6 +108,10 @@ def text(v: Any) -> object:
     return str(v)
 
 
+def network_text(v: Any) -> object:
+    return vt.network_text(v)
+
+
 def enum_codec(cls: type[enum.Enum]) -> tuple[Decoder, Encoder]:
     values = {m.value: m for m in cls}
     choices = ", ".join(str(v) for v in values)
@@ -123,13 +127,17 @@ def enum_codec(cls: type[enum.Enum]) -> tuple[Decoder, Encoder]:
     return dec, lambda v: v.value
 
 
-def network(strict: bool) -> Decoder:
+def network(strict: bool, canonical: bool = False) -> Decoder:
+    """A CIDR (or a bare address, as Calico's ParseCIDROrIP reads it). Kept as written unless
+    `canonical`; host bits refused when `strict`, else kept in the written text."""
+    exact = ip_network if canonical else exact_network
+
     def dec(raw: object, path: str, errs: list[FieldError]) -> object:
         if not isinstance(raw, str):
             errs.append(FieldError(path, f"expected a CIDR string, got {what(raw)}"))
             return BAD
         try:
-            return ip_network(raw)
+            return exact(raw)
         except ValueError:
             pass
         try:
@@ -142,7 +150,7 @@ def network(strict: bool) -> Decoder:
                 FieldError(path, f"CIDR {raw!r} has host bits set (the network is {net})")
             )
             return BAD
-        return net
+        return net if canonical else vt.as_written(raw)
 
     return dec
 
@@ -150,6 +158,14 @@ def network(strict: bool) -> Decoder:
 ip_network = functools.lru_cache(maxsize=16384)(ipaddress.ip_network)
 """Cached `ipaddress.ip_network` (strict): the objects of a cluster share few CIDRs."""
 ip_address = functools.lru_cache(maxsize=16384)(ipaddress.ip_address)
+
+
+@functools.lru_cache(maxsize=16384)
+def exact_network(text: str) -> vt.IPNetwork:
+    """A network without host bits, remembering its text when that is not canonical
+    (`9000::0/64`); ValueError otherwise. Cached, like ip_network."""
+    net = ip_network(text)
+    return net if str(net) == text else vt.as_written(text)
 
 
 def address(raw: object, path: str, errs: list[FieldError]) -> object:

@@ -78,7 +78,7 @@ def _password_check(pw: BGPPassword, path: str) -> list[FieldError]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceIPBlock:
-    cidr: IPNetwork | None = opt()
+    cidr: IPNetwork | None = opt(strict=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +89,7 @@ class Community:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrefixAdvertisement:
-    cidr: IPNetwork | None = opt()
+    cidr: IPNetwork | None = opt(strict=True)
     communities: tuple[str, ...] = fld(default=())
 
 
@@ -108,7 +108,7 @@ class BGPConfigurationSpec:
     node_mesh_password: BGPPassword | None = opt(check=_password_check)
     node_mesh_max_restart_time: timedelta | None = opt(ptr=True)
     bind_mode: BindMode | None = opt(ptr=True)
-    ignored_interfaces: tuple[str, ...] = fld(default=(), check=v.each(v.interface_pattern))
+    ignored_interfaces: tuple[str, ...] = fld(default=(), check=v.each(v.ignored_interface))
     local_workload_peering_ipv4: IPAddress | None = opt(
         "localWorkloadPeeringIPV4", check=v.version(4))
     local_workload_peering_ipv6: IPAddress | None = opt(
@@ -129,6 +129,7 @@ class BGPConfiguration:
 
 
 def bgpconfig_check(cfg: BGPConfiguration) -> list[FieldError]:
+    """validateBGPConfigurationSpec and clientv3's ValidateDefaultOnlyFields."""
     s = cfg.spec
     errs: list[FieldError] = []
     names = set()
@@ -139,23 +140,37 @@ def bgpconfig_check(cfg: BGPConfiguration) -> list[FieldError]:
         if not c.value:
             errs.append(FieldError(f"{p}.value", "required field is missing"))
         names.add(c.name)
+    if s.communities and not s.prefix_advertisements:
+        errs.append(FieldError("spec.communities", "communities are defined but not used in"
+                               " spec.prefixAdvertisements"))
     for i, pa in enumerate(s.prefix_advertisements):
         p = f"spec.prefixAdvertisements[{i}]"
         if pa.cidr is None:
             errs.append(FieldError(f"{p}.cidr", "required field is missing"))
+        if not pa.communities:
+            errs.append(FieldError(f"{p}.communities", "required field is missing"))
         for j, ref in enumerate(pa.communities):
             if ref not in names and v.community_value(ref, ""):
                 errs.append(FieldError(
                     f"{p}.communities[{j}]",
                     f"{ref!r} is neither a community defined in spec.communities nor a community"
                     " value (\"aa:nn\" or \"aa:nn:mm\")"))
+    if s.node_to_node_mesh_enabled is False:
+        if s.node_mesh_password is not None:
+            errs.append(FieldError("spec.nodeMeshPassword", "cannot be set when"
+                                   " nodeToNodeMeshEnabled is false"))
+        if s.node_mesh_max_restart_time is not None:
+            errs.append(FieldError("spec.nodeMeshMaxRestartTime", "cannot be set when"
+                                   " nodeToNodeMeshEnabled is false"))
     if cfg.metadata.name != "default":
-        if s.node_to_node_mesh_enabled is not None:
-            errs.append(FieldError("spec.nodeToNodeMeshEnabled",
-                                   "may only be set on the BGPConfiguration named default"))
-        if s.as_number is not None:
-            errs.append(FieldError("spec.asNumber",
-                                   "may only be set on the BGPConfiguration named default"))
+        for name, value in (("nodeToNodeMeshEnabled", s.node_to_node_mesh_enabled),
+                            ("asNumber", s.as_number),
+                            ("serviceLoadBalancerIPs", s.service_load_balancer_ips or None),
+                            ("serviceExternalIPs", s.service_external_ips or None),
+                            ("serviceClusterIPs", s.service_cluster_ips or None)):
+            if value is not None:
+                errs.append(FieldError(f"spec.{name}",
+                                       "may only be set on the BGPConfiguration named default"))
     return errs
 
 
@@ -273,31 +288,31 @@ class BGPPeer:
 
 
 def bgppeer_check(peer: BGPPeer) -> list[FieldError]:
+    """validateBGPPeerSpec. (A peer with none of peerIP, peerSelector and
+    localWorkloadSelector, or a peerIP without asNumber, is valid for Calico.)"""
     s = peer.spec
     errs: list[FieldError] = []
     if s.node and s.node_selector:
         errs.append(FieldError("spec.node", "node and nodeSelector cannot both be set"))
-    count = (s.peer_ip is not None) + bool(s.peer_selector) + bool(s.local_workload_selector)
-    if count > 1:
-        targets = [n for n, val in (("peerIP", s.peer_ip), ("peerSelector", s.peer_selector),
-                                    ("localWorkloadSelector", s.local_workload_selector)) if val]
+    targets = [n for n, val in (("peerIP", s.peer_ip), ("peerSelector", s.peer_selector),
+                                ("localWorkloadSelector", s.local_workload_selector)) if val]
+    if len(targets) > 1:
         errs.append(FieldError(f"spec.{targets[1]}",
                                f"{' and '.join(targets)} cannot be used together"))
-    elif not count:
-        errs.append(FieldError("spec.peerIP",
-                               "one of peerIP, peerSelector or localWorkloadSelector is required"))
     if s.peer_selector and s.as_number is not None:
         errs.append(FieldError("spec.asNumber", "must be empty when peerSelector is set (the"
                                " AS numbers of the selected nodes are used)"))
-    if (s.peer_ip or s.local_workload_selector) and s.as_number is None:
-        errs.append(FieldError("spec.asNumber", "required when peerIP or"
-                               " localWorkloadSelector is set"))
+    if s.local_workload_selector and s.as_number is None:
+        errs.append(FieldError("spec.asNumber", "required when localWorkloadSelector is set"))
     if s.reachable_by is not None:
         if s.peer_ip is None:
             errs.append(FieldError("spec.reachableBy", "may only be set together with peerIP"))
         elif s.reachable_by.version != s.peer_ip.version:
             errs.append(FieldError("spec.reachableBy", f"{s.reachable_by} is not of the same IP"
                                    f" family as peerIP {s.peer_ip}"))
+    if s.keep_original_next_hop and s.next_hop_mode is not None:
+        errs.append(FieldError("spec.keepOriginalNextHop", "is deprecated and must not be true"
+                               " when nextHopMode is set"))
     return errs
 
 
@@ -338,6 +353,7 @@ class PrefixLength:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommunityMatch:
     values: tuple[str, ...] = fld(default=(), check=v.each(v.community_value))
+    """Exactly one value (the CRD's MinItems/MaxItems 1)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,10 +384,11 @@ class FilterOperation:
 class BGPFilterRule:
     """BGPFilterRuleV4 / V6 (same fields; the family is checked against the list)."""
 
-    cidr: IPNetwork | None = opt(strict=True)
+    cidr: IPNetwork | None = opt(strict=True, check=v.with_prefix)
+    """Kept as written (`9000::0/64`): Calico stores and renders the text."""
     prefix_length: PrefixLength | None = opt()
     source: MatchSource | None = opt()
-    interface: str | None = opt(check=v.interface_pattern)
+    interface: str | None = opt(check=v.bgp_filter_interface)
     match_operator: MatchOperator | None = opt()
     action: FilterAction = fld(omitempty=False)
     peer_type: PeerType | None = opt()
@@ -397,6 +414,8 @@ class BGPFilter:
 
 
 def _rule_check(rule: BGPFilterRule, ver: int, path: str) -> list[FieldError]:
+    """validateBGPFilterRuleV4/V6, the netv4/netv6 and prefix-length tags, and the CRD's
+    rules (exactly one operation each; operations only with Accept; list sizes)."""
     errs: list[FieldError] = []
     if rule.cidr is not None and rule.cidr.version != ver:
         errs.append(FieldError(f"{path}.cidr", f"{rule.cidr} is not an IPv{ver} CIDR"))
@@ -412,8 +431,14 @@ def _rule_check(rule: BGPFilterRule, ver: int, path: str) -> list[FieldError]:
             if val is not None and not 0 <= val <= top:
                 errs.append(FieldError(f"{path}.prefixLength.{name}",
                                        f"{val} is out of range 0-{top}"))
-        if pl.min is not None and pl.max is not None and pl.min > pl.max:
-            errs.append(FieldError(f"{path}.prefixLength", "min is greater than max"))
+    if rule.communities is not None and len(rule.communities.values) != 1:
+        errs.append(FieldError(f"{path}.communities.values", "exactly one community value is"
+                               " required"))
+    if rule.operations and rule.action != FilterAction.ACCEPT:
+        errs.append(FieldError(f"{path}.operations", "operations may only be used with action"
+                               " Accept"))
+    if len(rule.operations) > 10:
+        errs.append(FieldError(f"{path}.operations", "at most 10 operations"))
     for i, op in enumerate(rule.operations):
         n = sum(x is not None for x in (op.add_community, op.prepend_as_path, op.set_priority))
         if n != 1:
@@ -422,6 +447,9 @@ def _rule_check(rule: BGPFilterRule, ver: int, path: str) -> list[FieldError]:
         if op.add_community is not None and not op.add_community.value:
             errs.append(FieldError(f"{path}.operations[{i}].addCommunity.value",
                                    "required field is missing"))
+        if op.prepend_as_path is not None and not 1 <= len(op.prepend_as_path.prefix) <= 10:
+            errs.append(FieldError(f"{path}.operations[{i}].prependASPath.prefix",
+                                   "1 to 10 AS numbers are required"))
     return errs
 
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from libcalico.errors import FieldError
+from libcalico.model import selector as sel
 from libcalico.model import validate as v
 from libcalico.model.fields import PORT, PROTOCOL, fld, opt
 from libcalico.model.metadata import KindSpec, Metadata, register
-from libcalico.model.types import IPAddress, IPNetwork, Port, ProtocolValue
+from libcalico.model.types import IPAddress, IPNetwork, Port, ProtocolValue, network_text
 
 PURE = True
 
@@ -47,12 +48,13 @@ class ServiceAccountMatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EntityRule:
-    nets: tuple[IPNetwork, ...] = fld(default=())
+    nets: tuple[IPNetwork, ...] = fld(default=(), strict=True, check=v.each(v.with_prefix))
+    """Kept as written; Calico's `net`: no host bits, a prefix length given."""
     selector: str | None = opt(check=v.selector)
     namespace_selector: str | None = opt(check=v.selector)
     services: ServiceMatch | None = opt()
     ports: tuple[Port, ...] = fld(default=(), codec=PORT)
-    not_nets: tuple[IPNetwork, ...] = fld(default=())
+    not_nets: tuple[IPNetwork, ...] = fld(default=(), strict=True, check=v.each(v.with_prefix))
     not_selector: str | None = opt(check=v.selector)
     not_ports: tuple[Port, ...] = fld(default=(), codec=PORT)
     service_accounts: ServiceAccountMatch | None = opt()
@@ -72,7 +74,7 @@ class HTTPMatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuleMetadata:
-    annotations: dict[str, str] = fld(factory=dict)
+    annotations: dict[str, str] = fld(factory=dict, check=v.annotation_map)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,32 +91,120 @@ class Rule:
     metadata: RuleMetadata | None = opt()
 
 
-_PORT_PROTOCOLS = ("TCP", "UDP", "SCTP", "6", "17", "132", 6, 17, 132)
-_ICMP_PROTOCOLS = ("ICMP", "ICMPv6", "1", "58", 1, 58)
+_PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", "6", "17", "132", 6, 17, 132})
+"""numorstring.Protocol.SupportsPorts."""
 
 
 def rule_check(rule: Rule, path: str) -> list[FieldError]:
+    """Calico's rule-level rules: validateRule, validateEntityRule (both sides),
+    validateICMPFields, validateHTTPRule (in newer Calico partly CEL rules of the Rule CRD, with
+    the same meaning). Rules that depend on where the rule is (services only in ingress
+    sources, HTTP only in ingress, ...) belong to the policy kinds."""
     errs: list[FieldError] = []
-    if rule.ip_version not in (None, 4, 6):
-        errs.append(FieldError(f"{path}.ipVersion", "must be 4 or 6"))
     for side, ent in (("source", rule.source), ("destination", rule.destination)):
-        if (ent.ports or ent.not_ports) and rule.protocol not in _PORT_PROTOCOLS:
-            errs.append(FieldError(f"{path}.{side}.ports", "ports may only be used with protocol"
-                                   " TCP, UDP or SCTP"))
-        if rule.ip_version is not None:
-            for name, nets in (("nets", ent.nets), ("notNets", ent.not_nets)):
-                for i, n in enumerate(nets):
-                    if n.version != rule.ip_version:
-                        errs.append(FieldError(f"{path}.{side}.{name}[{i}]",
-                                               f"{n} does not match ipVersion {rule.ip_version}"))
+        for name, ports in (("ports", ent.ports), ("notPorts", ent.not_ports)):
+            if rule.protocol is None and any(not p.name for p in ports):
+                errs.append(FieldError(f"{path}.{side}.{name}", "rules with numeric ports or"
+                                       " port ranges must set protocol to TCP, UDP or SCTP"))
+            elif rule.protocol is not None and ports and rule.protocol not in _PORT_PROTOCOLS:
+                errs.append(FieldError(f"{path}.{side}.{name}", "rules that specify ports must"
+                                       " set protocol to TCP, UDP or SCTP"))
+        errs += _entity_check(ent, f"{path}.{side}")
+    if rule.destination.services is not None and (rule.destination.ports
+                                                  or rule.destination.not_ports):
+        errs.append(FieldError(f"{path}.destination.ports", "cannot specify ports or notPorts"
+                               " with a service selector"))
+    errs += _nets_check(rule, path)
+    if rule.icmp is not None and rule.protocol not in ("ICMP", "ICMPv6"):
+        errs.append(FieldError(f"{path}.icmp", "rules that specify ICMP fields must set"
+                               " protocol to ICMP or ICMPv6"))
     for name, icmp in (("icmp", rule.icmp), ("notICMP", rule.not_icmp)):
-        if icmp is None:
+        if icmp is not None and icmp.code is not None and icmp.type is None:
+            errs.append(FieldError(f"{path}.{name}.code", "ICMP code specified without an ICMP"
+                                   " type"))
+    for proto, version in (("ICMP", 4), ("ICMPv6", 6)):
+        if proto in (rule.protocol, rule.not_protocol) and rule.ip_version not in (None, version):
+            errs.append(FieldError(f"{path}.ipVersion", f"must be {version} with protocol"
+                                   f" {proto}"))
+    if rule.http is not None:
+        errs += _http_check(rule, f"{path}.http")
+    return errs
+
+
+def _entity_check(ent: EntityRule, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if ent.selector and "global(" in ent.selector:
+        errs.append(FieldError(f"{path}.selector", "global() can only be used in an EntityRule"
+                               " namespaceSelector"))
+    ns = ent.namespace_selector
+    if ns and "global(" in ns and ns != "global()":
+        try:
+            only_global = isinstance(sel.parse(ns), sel.Global)
+        except sel.SelectorError:
+            only_global = False
+        if not only_global:
+            errs.append(FieldError(f"{path}.namespaceSelector", "global() cannot be combined"
+                                   " with other selectors"))
+    if ent.services is not None:
+        p = f"{path}.services"
+        if not ent.services.name:
+            errs.append(FieldError(f"{p}.name", "must specify a service name"))
+        for what, used in (("namespaceSelector", ent.namespace_selector),
+                           ("selector/notSelector", ent.selector or ent.not_selector),
+                           ("serviceAccounts", ent.service_accounts is not None),
+                           ("nets/notNets", ent.nets or ent.not_nets)):
+            if used:
+                errs.append(FieldError(p, f"cannot specify {what} and services on the same"
+                                       " rule"))
+    return errs
+
+
+def _nets_check(rule: Rule, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    seen4 = seen6 = False
+    for side, ent in (("source", rule.source), ("destination", rule.destination)):
+        for name, nets in (("nets", ent.nets), ("notNets", ent.not_nets)):
+            v4 = any(n.version == 4 for n in nets)
+            v6 = any(n.version == 6 for n in nets)
+            if name == "notNets":
+                for i, n in enumerate(nets):
+                    if network_text(n) == "0.0.0.0/0" or (n.version == 6 and n.prefixlen == 0):
+                        errs.append(FieldError(f"{path}.{side}.{name}[{i}]", "catch-all CIDR in"
+                                               " negation creates logical contradiction"
+                                               " (matches no traffic)"))
+            if rule.ip_version is not None and ((v4 and rule.ip_version != 4)
+                                                or (v6 and rule.ip_version != 6)):
+                errs.append(FieldError(f"{path}.{side}.{name}", "rule IP version doesn't match"
+                                       " CIDR version"))
+            if (v4 and seen6) or (v6 and seen4) or (v4 and v6):
+                errs.append(FieldError(f"{path}.{side}.{name}", "rule contains both IPv4 and"
+                                       " IPv6 CIDRs"))
+            seen4, seen6 = seen4 or v4, seen6 or v6
+    return errs
+
+
+def _http_check(rule: Rule, path: str) -> list[FieldError]:
+    http = rule.http
+    assert http is not None
+    errs: list[FieldError] = []
+    if rule.action != Action.ALLOW:
+        errs.append(FieldError(path, "only valid for Allow rules"))
+    if rule.protocol is not None and rule.protocol != "TCP":
+        errs.append(FieldError(f"{path[:-len('.http')]}.protocol", "rules that specify HTTP"
+                               " fields must set protocol to TCP or empty"))
+    if len(set(http.methods)) != len(http.methods):
+        errs.append(FieldError(f"{path}.methods", f"duplicate methods {list(http.methods)}"))
+    for i, hp in enumerate(http.paths):
+        value = hp.exact or hp.prefix
+        if hp.exact and hp.prefix:
+            reason = "both 'exact' and 'prefix' are set"
+        elif not value:
+            reason = "either 'exact' or 'prefix' must be set"
+        elif not value.startswith("/") or any(c in value for c in "? #"):
+            reason = f"invalid path {value!r}: must start with '/' and not contain '?', '#' or ' '"
+        else:
             continue
-        if rule.protocol not in _ICMP_PROTOCOLS:
-            errs.append(FieldError(f"{path}.{name}", "may only be used with protocol ICMP or"
-                                   " ICMPv6"))
-        if icmp.code is not None and icmp.type is None:
-            errs.append(FieldError(f"{path}.{name}.code", "requires type"))
+        errs.append(FieldError(f"{path}.paths[{i}]", reason))
     return errs
 
 
@@ -208,7 +298,8 @@ class WorkloadEndpointSpec:
     pod: str | None = opt(check=v.dns1123_subdomain)
     endpoint: str | None = opt(check=v.interface_name)
     service_account_name: str | None = opt()
-    ip_networks: tuple[IPNetwork, ...] = fld("ipNetworks", default=(), strict=True)
+    ip_networks: tuple[IPNetwork, ...] = fld("ipNetworks", default=(),
+                                             check=v.single_addresses)
     ip_nats: tuple[IPNAT, ...] = fld("ipNATs", default=())
     ipv4_gateway: IPAddress | None = opt("ipv4Gateway", check=v.version(4))
     ipv6_gateway: IPAddress | None = opt("ipv6Gateway", check=v.version(6))
@@ -256,14 +347,35 @@ def workload_endpoint_name(spec: WorkloadEndpointSpec) -> str | None:
 
 
 def wep_check(wep: WorkloadEndpoint) -> list[FieldError]:
+    """The name derived from the spec, validateWorkloadEndpointSpec (NATs inside the
+    endpoint's networks, of one family each) and validateWorkloadEndpointPort."""
     errs: list[FieldError] = []
-    expected = workload_endpoint_name(wep.spec)
+    s = wep.spec
+    expected = workload_endpoint_name(s)
     if expected is not None and wep.metadata.name != expected:
         errs.append(FieldError("metadata.name", f"{wep.metadata.name!r} does not match the name"
                                f" computed from the spec's node, orchestrator, workload and"
                                f" endpoint: expected {expected!r}"))
-    for i, port in enumerate(wep.spec.ports):
-        errs += v.dns1123_label(port.name, f"spec.ports[{i}].name") if port.name else []
+    if s.ip_nats:
+        errs += _nats_check(s)
+    for i, port in enumerate(s.ports):
+        p = f"spec.ports[{i}]"
+        if port.protocol not in _PORT_PROTOCOLS:
+            errs.append(FieldError(f"{p}.protocol", "protocol does not support ports"))
+        if port.name:
+            errs += v.port_name(port.name, f"{p}.name")
+        elif not port.host_port:
+            errs.append(FieldError(f"{p}.name", "must not be empty if no hostPort is given"))
+    return errs
+
+
+def _nats_check(s: WorkloadEndpointSpec) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for i, nat in enumerate(s.ip_nats):
+        if nat.internal_ip.version != nat.external_ip.version:
+            errs.append(FieldError(f"spec.ipNATs[{i}].externalIP", "mismatched IP versions"))
+    if not all(any(nat.internal_ip in n for n in s.ip_networks) for nat in s.ip_nats):
+        errs.append(FieldError("spec.ipNATs", "NAT is not in the endpoint networks"))
     return errs
 
 
@@ -308,7 +420,10 @@ def hep_check(hep: HostEndpoint) -> list[FieldError]:
     if s.interface_name and s.interface_name != "*":
         errs += v.interface_name(s.interface_name, "spec.interfaceName")
     for i, port in enumerate(s.ports):
-        errs += v.dns1123_label(port.name, f"spec.ports[{i}].name")
+        if port.protocol not in _PORT_PROTOCOLS:
+            errs.append(FieldError(f"spec.ports[{i}].protocol", "protocol does not support"
+                                   " ports"))
+        errs += v.port_name(port.name, f"spec.ports[{i}].name")
     return errs
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 # ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
 import enum
+import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import ClassVar
@@ -197,14 +199,14 @@ class FelixConfigurationSpec:
     usage_reporting_initial_delay: timedelta | None = opt(ptr=True)
     usage_reporting_interval: timedelta | None = opt(ptr=True)
     nat_port_range: Port | None = opt("natPortRange", ptr=True, codec=PORT)
-    nat_outgoing_address: IPAddress | None = opt("natOutgoingAddress")
+    nat_outgoing_address: IPAddress | None = opt("natOutgoingAddress", check=v.version(4))
     device_route_source_address: IPAddress | None = opt(check=v.version(4))
     device_route_source_address_ipv6: IPAddress | None = opt(
         "deviceRouteSourceAddressIPv6", check=v.version(6))
     device_route_protocol: int | None = opt(ptr=True, check=v.int_range(0, 255))
     remove_external_routes: bool | None = opt(ptr=True)
     iptables_nat_outgoing_interface_filter: str | None = opt(
-        "iptablesNATOutgoingInterfaceFilter", check=v.interface_pattern)
+        "iptablesNATOutgoingInterfaceFilter", check=v.iface_filter)
     external_nodes_cidr_list: tuple[str, ...] | None = opt("externalNodesList", ptr=True)
     debug_memory_profile_path: str | None = opt()
     debug_disable_log_dropping: bool | None = opt(ptr=True)
@@ -292,17 +294,54 @@ class FelixConfiguration:
     spec: FelixConfigurationSpec = fld(factory=FelixConfigurationSpec)
 
 
+_HTO_NAME = re.compile(r"^[a-zA-Z0-9_ -]+$")
+_REGION_MAX = 63 - len("openstack-region-")
+
+
 def felixconfig_check(cfg: FelixConfiguration) -> list[FieldError]:
+    """validateFelixConfigSpec, validateRouteTableRange, validateRouteTableIDRange and
+    validateHealthTimeoutOverride."""
     s = cfg.spec
     errs: list[FieldError] = []
     for i, r in enumerate(s.route_table_ranges or ()):
         if r.min > r.max:
             errs.append(FieldError(f"spec.routeTableRanges[{i}]", "min is greater than max"))
-    if s.route_table_range is not None and s.route_table_range.min > s.route_table_range.max:
-        errs.append(FieldError("spec.routeTableRange", "min is greater than max"))
-    if s.route_table_range is not None and s.route_table_ranges is not None:
+    if s.route_table_ranges and sum(r.max - r.min + 1 for r in s.route_table_ranges) > 0xFFFF:
+        errs.append(FieldError("spec.routeTableRanges", "targets too many tables (at most"
+                               " 65535)"))
+    rtr = s.route_table_range
+    if rtr is not None and not 1 <= rtr.min <= rtr.max <= 250:
+        errs.append(FieldError("spec.routeTableRange", "must be a range of route table indices"
+                               " within 1..250"))
+    if rtr is not None and s.route_table_ranges is not None:
         errs.append(FieldError("spec.routeTableRange", "routeTableRange and routeTableRanges"
                                " cannot both be set"))
+    ranges = s.kube_node_port_ranges or ()
+    if len(ranges) > 7:
+        errs.append(FieldError("spec.kubeNodePortRanges", "node port ranges list is too long"
+                               " (max 7)"))
+    if any(p.name for p in ranges):
+        errs.append(FieldError("spec.kubeNodePortRanges", "node port ranges should not contain"
+                               " named ports"))
+    for i, cidr in enumerate(s.external_nodes_cidr_list or ()):
+        try:
+            ok = ipaddress.ip_network(cidr, strict=False).version == 4
+        except ValueError:
+            ok = False
+        if not ok:
+            errs.append(FieldError(f"spec.externalNodesList[{i}]", f"{cidr!r} is not an IPv4"
+                                   " CIDR"))
+    region = s.openstack_region
+    if region and (len(region) > _REGION_MAX or v.dns1123_label(region, "")):
+        errs.append(FieldError("spec.openstackRegion", f"must be a DNS label of at most"
+                               f" {_REGION_MAX} characters"))
+    for i, hto in enumerate(s.health_timeout_overrides):
+        if not _HTO_NAME.match(hto.name):
+            errs.append(FieldError(f"spec.healthTimeoutOverrides[{i}].name",
+                                   "letters, digits, '_', '-' and spaces only"))
+        if hto.timeout < timedelta(0):
+            errs.append(FieldError(f"spec.healthTimeoutOverrides[{i}].timeout",
+                                   "must not be negative"))
     return errs
 
 

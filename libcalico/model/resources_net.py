@@ -44,7 +44,7 @@ class AssignmentMode(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IPPoolSpec:
-    cidr: IPNetwork = fld(omitempty=False, strict=True)
+    cidr: IPNetwork = fld(omitempty=False, strict=True, canonical=True)
     vxlan_mode: EncapMode | None = opt("vxlanMode")
     ipip_mode: EncapMode | None = opt("ipipMode")
     nat_outgoing: bool = fld("natOutgoing", default=False)
@@ -144,14 +144,19 @@ def ippool_check(pool: IPPool) -> list[FieldError]:
                        " pool")
         )
     if AllowedUse.LOAD_BALANCER in s.allowed_uses:
-        if len(s.allowed_uses) > 1:
+        if any(u != AllowedUse.LOAD_BALANCER for u in s.allowed_uses):
             errs.append(FieldError("spec.allowedUses", "LoadBalancer cannot be combined with"
                                    " other uses"))
         if s.node_selector not in (None, "all()"):
             errs.append(FieldError("spec.nodeSelector", "a LoadBalancer pool must have"
                                    " nodeSelector all()"))
-    if len(set(s.allowed_uses)) != len(s.allowed_uses):
-        errs.append(FieldError("spec.allowedUses", "duplicate values"))
+        if ipip or vxlan:
+            errs.append(FieldError("spec.ipipMode" if ipip else "spec.vxlanMode",
+                                   "neither ipipMode nor vxlanMode can be enabled on a"
+                                   " LoadBalancer pool"))
+        if s.disable_bgp_export:
+            errs.append(FieldError("spec.disableBGPExport", "cannot be true on a LoadBalancer"
+                                   " pool"))
     return errs
 
 
@@ -161,6 +166,7 @@ register(KindSpec(IPPool, check=ippool_check, defaults=ippool_defaults, has_stat
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IPReservationSpec:
     reserved_cidrs: tuple[IPNetwork, ...] = fld("reservedCIDRs", default=())
+    """Kept as written, host bits included (Calico's `cidr`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,9 +266,8 @@ class Node:
 def node_check(node: Node) -> list[FieldError]:
     errs: list[FieldError] = []
     bgp = node.spec.bgp
-    if bgp is not None and bgp.ipv4_address is None and bgp.ipv6_address is None:
-        errs.append(FieldError("spec.bgp", "at least one of ipv4Address and ipv6Address must be"
-                               " set when bgp is specified"))
+    if bgp is not None and bgp == NodeBGPSpec():
+        errs.append(FieldError("spec.bgp", "must not be empty when given"))
     return errs
 
 

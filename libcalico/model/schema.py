@@ -85,7 +85,7 @@ def _build(cls: type) -> Plan:
         elif meta.codec:
             dec, enc = lc.custom(meta.codec)
         else:
-            dec, enc = _for_type(inner, meta.strict)
+            dec, enc = _for_type(inner, meta)
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         is_struct = dataclasses.is_dataclass(inner) and not optional
         scalar_zero = inner in (str, int) or (
@@ -140,12 +140,12 @@ _ADDR = frozenset({ipaddress.IPv4Address, ipaddress.IPv6Address})
 _IFACE = frozenset({ipaddress.IPv4Interface, ipaddress.IPv6Interface})
 
 
-def _for_type(tp: Any, strict: bool) -> tuple[Decoder, Encoder]:
+def _for_type(tp: Any, meta: Meta) -> tuple[Decoder, Encoder]:
     origin = typing.get_origin(tp)
     if is_union(tp):
         members = frozenset(typing.get_args(tp))
         if members <= _NET:
-            return lc.network(strict), lc.text
+            return lc.network(meta.strict, meta.canonical), lc.network_text
         if members <= _ADDR:
             return lc.address, lc.text
         if members <= _IFACE:
@@ -154,9 +154,9 @@ def _for_type(tp: Any, strict: bool) -> tuple[Decoder, Encoder]:
             return lc.address_or_interface, lc.text
         raise TypeError(f"unsupported union {tp}")
     if origin is tuple:
-        return lc.list_of(_for_type(typing.get_args(tp)[0], strict))
+        return lc.list_of(_for_type(typing.get_args(tp)[0], meta))
     if origin is dict:
-        return lc.map_of(_for_type(typing.get_args(tp)[1], strict))
+        return lc.map_of(_for_type(typing.get_args(tp)[1], meta))
     if tp is str:
         return lc.dec_str, lc.ident
     if tp is bool:
@@ -170,7 +170,7 @@ def _for_type(tp: Any, strict: bool) -> tuple[Decoder, Encoder]:
     if tp is timedelta:
         return lc.duration, vt.format_duration
     if tp in _NET:
-        return lc.network(strict), lc.text
+        return lc.network(meta.strict, meta.canonical), lc.network_text
     if tp in _ADDR:
         return lc.address, lc.text
     if tp in _IFACE:

@@ -26,6 +26,45 @@ AddressOrInterface = (
 ProtocolValue = str | int
 """numorstring.Protocol: a name (`TCP`, `UDP`, …) or a number 1–255, kept as written."""
 
+
+class WrittenIPv4Network(ipaddress.IPv4Network):
+    """An IPv4 network that remembers the text it was written as (`written`), for the fields
+    Calico stores and renders verbatim (`10.0.0.1/24`, `10.0.0.1`). Compares, hashes and
+    prints (`str`) as the network itself; the codec writes `written` back."""
+
+    written: str
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return as_written, (self.written,)
+
+
+class WrittenIPv6Network(ipaddress.IPv6Network):
+    """The IPv6 twin of WrittenIPv4Network (`9000::0/64` kept as written)."""
+
+    written: str
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return as_written, (self.written,)
+
+
+def as_written(text: str) -> IPNetwork:
+    """The network of `text` (host bits masked off), remembering `text` when it is not the
+    network's canonical form; ValueError if `text` is neither a CIDR nor an address."""
+    net = ipaddress.ip_network(text, strict=False)
+    if str(net) == text:
+        return net
+    out: WrittenIPv4Network | WrittenIPv6Network = (
+        WrittenIPv4Network(str(net)) if net.version == 4 else WrittenIPv6Network(str(net)))
+    out.written = text
+    return out
+
+
+def network_text(net: IPNetwork) -> str:
+    """The text a network is stored as: as written when it was read so, else canonical."""
+    written = getattr(net, "written", None)
+    return written if isinstance(written, str) else str(net)
+
+
 # ---------------------------------------------------------------------------------------------
 # Go time.Duration text ("10s", "1m30s", "1.5h", "250ms") <-> timedelta.
 
@@ -172,8 +211,8 @@ def parse_port(value: object) -> Port:
     if isinstance(value, bool):
         raise ValueError("port must be a number, a range \"min:max\" or a port name")
     if isinstance(value, int):
-        if not 0 <= value <= 65535:
-            raise ValueError(f"port {value} is out of range 0-65535")
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port {value} is out of range 1-65535")
         return Port(value, value)
     if not isinstance(value, str):
         raise ValueError("port must be a number, a range \"min:max\" or a port name")
@@ -182,8 +221,8 @@ def parse_port(value: object) -> Port:
         return parse_port(int(text))
     if m := re.fullmatch(r"(\d+):(\d+)", text):
         lo, hi = int(m.group(1)), int(m.group(2))
-        if hi > 65535 or lo > 65535:
-            raise ValueError(f"port range {text!r} is out of range 0-65535")
+        if hi > 65535 or lo < 1:
+            raise ValueError(f"port range {text!r} is out of range 1-65535")
         if lo > hi:
             raise ValueError(f"port range {text!r}: minimum is greater than maximum")
         return Port(lo, hi)

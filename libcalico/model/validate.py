@@ -28,10 +28,13 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _PROFILE_NAME = re.compile(r"^[a-zA-Z0-9_.\-]+$")
 _INTERFACE_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,15}$")
 _INTERFACE_PATTERN = re.compile(r"^[a-zA-Z0-9_.\-*]{1,64}$")
+_IFACE_FILTER = re.compile(r"^[a-zA-Z0-9:._+\-]{1,15}$")
+_IFACE_15 = re.compile(r"^[a-zA-Z0-9_.*\-]{1,15}$")
 _COMMUNITY_STD = re.compile(r"^(\d+):(\d+)$")
 _COMMUNITY_LARGE = re.compile(r"^(\d+):(\d+):(\d+)$")
 _MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
-_CONTAINER_ID = re.compile(r"^[0-9a-zA-Z_.\-]+$")
+_CONTAINER_ID = re.compile(r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
 def _err(path: str, reason: str) -> list[FieldError]:
@@ -111,10 +114,11 @@ def label_map(value: Mapping[str, str], path: str) -> list[FieldError]:
 
 
 def annotation_map(value: Mapping[str, str], path: str) -> list[FieldError]:
+    """Keys are checked lower-cased, as Calico does (`Example.com/Key` is a valid key)."""
     errs: list[FieldError] = []
     for k in value:
-        if _label_key_problems(k):
-            errs += label_key(k, f"{path}.{k}")
+        if _label_key_problems(k.lower()):
+            errs += label_key(k.lower(), f"{path}.{k}")
     if sum(len(k) + len(v) for k, v in value.items()) > 256 * 1024:
         errs.append(FieldError(path, "annotations are larger than 256 KiB"))
     return errs
@@ -187,6 +191,48 @@ def interface_pattern(value: str, path: str) -> list[FieldError]:
     return []
 
 
+def ignored_interface(value: str, path: str) -> list[FieldError]:
+    """Calico's `ignoredInterface`: 1-15 letters, digits, '_', '.', '-' or '*', not just '*'."""
+    if value == "*" or not _IFACE_15.match(value):
+        return _err(path, f"invalid interface pattern {value!r}: 1-15 letters, digits, '_',"
+                    " '.', '-' or the wildcard '*' (and not '*' alone)")
+    return []
+
+
+def iface_filter(value: str, path: str) -> list[FieldError]:
+    """Calico's `ifaceFilter`: 1-15 letters, digits, ':', '.', '_', '+' or '-' (iptables'
+    wildcard is '+')."""
+    if not _IFACE_FILTER.match(value):
+        return _err(path, f"invalid interface filter {value!r}: 1-15 letters, digits, ':',"
+                    " '.', '_', '+' or '-'")
+    return []
+
+
+def bgp_filter_interface(value: str, path: str) -> list[FieldError]:
+    """Calico's `bgpFilterInterface`: '*' or 1-15 letters, digits, '_', '.', '-' or '*'."""
+    if not _IFACE_15.match(value):
+        return _err(path, f"invalid interface pattern {value!r}: 1-15 letters, digits, '_',"
+                    " '.', '-' or the wildcard '*'")
+    return []
+
+
+def with_prefix(value: Any, path: str) -> list[FieldError]:
+    """A CIDR written with its prefix length (`10.0.0.0/8`, not a bare address)."""
+    if "/" not in getattr(value, "written", "/"):
+        return _err(path, f"invalid CIDR {value.written!r}: the prefix length is missing")
+    return []
+
+
+def single_addresses(values: Iterable[Any], path: str) -> list[FieldError]:
+    """Networks of one address each, /32 or /128 (Calico: an endpoint's networks)."""
+    errs: list[FieldError] = []
+    for i, n in enumerate(values):
+        if n.prefixlen != n.max_prefixlen:
+            errs.append(FieldError(f"{path}[{i}]", f"{getattr(n, 'written', n)} contains more"
+                                   f" than one address: expected a /{n.max_prefixlen}"))
+    return errs
+
+
 def community_value(value: str, path: str) -> list[FieldError]:
     """Standard "aa:nn" (16-bit halves) or large "aa:nn:mm" (32-bit parts) community."""
     if m := _COMMUNITY_STD.match(value):
@@ -201,6 +247,16 @@ def community_value(value: str, path: str) -> list[FieldError]:
         path,
         f"invalid community {value!r}: expected \"aa:nn\" (standard) or \"aa:nn:mm\" (large)",
     )
+
+
+def port_name(value: str, path: str) -> list[FieldError]:
+    """An IANA service name (Kubernetes IsValidPortName): 1-15 lower-case letters, digits and
+    '-', with a letter, no '-' at either end nor '--'."""
+    if (len(value) > 15 or not _PORT_NAME.match(value) or "--" in value
+            or not re.search(r"[a-z]", value)):
+        return _err(path, f"invalid port name {value!r}: 1-15 lower-case letters, digits and"
+                    " '-' (at least one letter, no '-' at either end, no '--')")
+    return []
 
 
 def mac(value: str, path: str) -> list[FieldError]:

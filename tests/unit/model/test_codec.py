@@ -156,16 +156,27 @@ def test_bgppeer_peer_ip_port_split_and_joined() -> None:
                                        "maxRestartTime": "1m30s"}
 
 
-def test_cidrs_are_normalised() -> None:
+def test_pool_cidrs_are_normalised_other_cidrs_kept_as_written() -> None:
+    """Calico's client normalises an IPPool's CIDR; every other CIDR is stored (and rendered
+    by confd) as written."""
     res = codec.decode({"apiVersion": V3, "kind": "IPPool", "metadata": {"name": "p"},
                         "spec": {"cidr": "fd00:0:0::0/64"}})
     assert isinstance(res, r.IPPool)
     assert codec.encode(res)["spec"]["cidr"] == "fd00::/64"  # type: ignore[index]
-    cfg = codec.decode({"apiVersion": V3, "kind": "BGPConfiguration",
-                        "metadata": {"name": "default"},
-                        "spec": {"serviceClusterIPs": [{"cidr": "10.96.0.1/12"}]}})
+    doc = {"apiVersion": V3, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+           "spec": {"serviceClusterIPs": [{"cidr": "fd00:0::0/108"}, {"cidr": "10.96.0.1"}]}}
+    cfg = codec.decode(doc)
     assert isinstance(cfg, r.BGPConfiguration)
-    assert cfg.spec.service_cluster_ips[0].cidr == ipaddress.ip_network("10.96.0.0/12")
+    net = cfg.spec.service_cluster_ips[0].cidr
+    assert net == ipaddress.ip_network("fd00::/108") and str(net) == "fd00::/108"
+    assert getattr(net, "written") == "fd00:0::0/108"  # noqa: B009 - the subclass attribute
+    assert cfg.spec.service_cluster_ips[1].cidr == ipaddress.ip_network("10.96.0.1/32")
+    assert codec.encode(cfg)["spec"] == doc["spec"]
+    assert codec.loads(codec.dumps(cfg)) == cfg
+    f = codec.decode({"apiVersion": V3, "kind": "BGPFilter", "metadata": {"name": "f"},
+                      "spec": {"exportV6": [{"cidr": "9000::0/64", "matchOperator": "In",
+                                             "action": "Accept"}]}})
+    assert '"cidr":"9000::0/64"' in codec.dumps(f)
 
 
 def test_load_documents_yaml_json_and_lists() -> None:
