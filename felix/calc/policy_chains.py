@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import hashlib
+from dataclasses import dataclass, field
 
 from felix.calc.policy_rules import (
     LOG_PREFIX,
@@ -46,6 +48,8 @@ class PolicyRef:
     kind: str
     name: str
     namespace: str = ""
+    selector: str = field(default="", compare=False)
+    """The policy's selector as composed for Felix (policies are grouped by it)."""
 
     @property
     def id(self) -> str:
@@ -56,6 +60,10 @@ class PolicyRef:
     @property
     def staged(self) -> bool:
         return self.kind in STAGED_KINDS
+
+    def __str__(self) -> str:
+        """types.PolicyID.String()."""
+        return f"{{Name: {self.name}, Namespace: {self.namespace}, Kind: {self.kind}}}"
 
     def comment(self, direction: str) -> str:
         who = f"{self.namespace}/{self.name}" if self.namespace else self.name
@@ -76,6 +84,65 @@ def tw_chain(iface: str) -> str:
 
 def fw_chain(iface: str) -> str:
     return length_limited("cali-fw-", iface)
+
+
+GROUP_UID_LENGTH = 28 - len("cali-gi-")
+RETURN_STRIDE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyGroup:
+    """A run of consecutive policies of one tier with the same selector (endpoint_mgr
+    groupPolicies): inlined into the endpoint chain when it holds at most one non-staged
+    policy, else a shared `cali-gi-`/`cali-go-<uid>` chain (calico PR #8098)."""
+
+    inbound: bool
+    policies: tuple[PolicyRef, ...]
+    selector: str
+
+    @property
+    def uid(self) -> str:
+        h = hashlib.sha3_224()
+        for part in (self.selector, "inbound" if self.inbound else "outbound",
+                     str(len(self.policies)), *(str(p) for p in self.policies)):
+            h.update(part.encode() + b"\n")
+        return base64.urlsafe_b64encode(h.digest()).decode().rstrip("=")[:GROUP_UID_LENGTH]
+
+    @property
+    def chain_name(self) -> str:
+        return ("cali-gi-" if self.inbound else "cali-go-") + self.uid
+
+    @property
+    def enforced(self) -> tuple[PolicyRef, ...]:
+        return tuple(p for p in self.policies if not p.staged)
+
+    @property
+    def inlined(self) -> bool:
+        return len(self.enforced) <= 1
+
+    def chain(self) -> tuple[Rule, ...]:
+        """PolicyGroupToIptablesChains: a jump per non-staged policy, guarded by "no verdict
+        yet" except at the start of each block of 5, and a Return on verdict between blocks."""
+        rules: list[Rule] = []
+        verdict = MARK_PASS | MARK_ACCEPT
+        for count, ref in enumerate(self.enforced):
+            if count and count % RETURN_STRIDE == 0:
+                rules.append(Rule(f"-m mark ! --mark 0/{verdict:#x}", "--jump RETURN",
+                                  "Return on verdict"))
+            match = "" if count % RETURN_STRIDE == 0 else match_mark_clear(verdict)
+            rules.append(Rule(match, f"--jump {policy_chain_name(self.inbound, ref)}"))
+        return tuple(rules)
+
+
+def group_policies(refs: tuple[PolicyRef, ...], inbound: bool) -> list[PolicyGroup]:
+    groups: list[PolicyGroup] = []
+    for ref in refs:
+        if groups and groups[-1].selector == ref.selector:
+            last = groups[-1]
+            groups[-1] = PolicyGroup(inbound, (*last.policies, ref), last.selector)
+        else:
+            groups.append(PolicyGroup(inbound, (ref,), ref.selector))
+    return groups
 
 
 def policy_chains(ref: PolicyRef, ingress: tuple[ParsedRule, ...],
@@ -132,15 +199,19 @@ class EndpointOptions:
 def endpoint_chains(plan: EndpointPlan, opts: EndpointOptions = EndpointOptions()
                     ) -> dict[str, tuple[Rule, ...]]:
     """`cali-tw-<iface>` (policies' ingress, `cali-pi-`, `cali-pri-`) and `cali-fw-<iface>`
-    (egress, `cali-po-`, `cali-pro-`). The same for both IP versions."""
-    return {
-        tw_chain(plan.iface): _endpoint_chain(plan, True, opts),
-        fw_chain(plan.iface): _endpoint_chain(plan, False, opts),
+    (egress, `cali-po-`, `cali-pro-`), then the group chains they jump to. The same for both
+    IP versions."""
+    groups: dict[str, tuple[Rule, ...]] = {}
+    out = {
+        tw_chain(plan.iface): _endpoint_chain(plan, True, opts, groups),
+        fw_chain(plan.iface): _endpoint_chain(plan, False, opts, groups),
     }
+    out.update(groups)
+    return out
 
 
-def _endpoint_chain(plan: EndpointPlan, inbound: bool, opts: EndpointOptions
-                    ) -> tuple[Rule, ...]:
+def _endpoint_chain(plan: EndpointPlan, inbound: bool, opts: EndpointOptions,
+                    groups: dict[str, tuple[Rule, ...]]) -> tuple[Rule, ...]:
     rules = [
         Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "--jump ACCEPT"),
         Rule("-m conntrack --ctstate INVALID", "--jump DROP"),
@@ -160,11 +231,16 @@ def _endpoint_chain(plan: EndpointPlan, inbound: bool, opts: EndpointOptions
             continue
         rules.append(Rule("", clear_mark(MARK_PASS), f"Start of tier {tier.name}"))
         enforced = [r for r in refs if not r.staged]
-        for ref in enforced:
-            rules.append(Rule(match_mark_clear(MARK_PASS),
-                              f"--jump {policy_chain_name(inbound, ref)}"))
-            rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump RETURN",
-                              "Return if policy accepted"))
+        for group in group_policies(refs, inbound):
+            if group.inlined:
+                targets = [policy_chain_name(inbound, r) for r in group.enforced]
+            else:
+                targets = [group.chain_name]
+                groups[group.chain_name] = group.chain()
+            for target in targets:
+                rules.append(Rule(match_mark_clear(MARK_PASS), f"--jump {target}"))
+                rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump RETURN",
+                                  "Return if policy accepted"))
         if enforced and tier.default_action != "Pass":
             rules.append(Rule(match_mark_clear(MARK_PASS), "--jump DROP",
                               f"End of tier {tier.name}. Drop if no policies passed packet"))
@@ -184,3 +260,7 @@ def referenced_chains(chains: dict[str, tuple[Rule, ...]]) -> set[str]:
             if r.action.startswith("--jump cali-"):
                 out.add(r.action.split()[1])
     return out
+
+
+def is_endpoint_chain(name: str) -> bool:
+    return name.startswith(("cali-tw-", "cali-fw-"))

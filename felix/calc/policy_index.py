@@ -27,8 +27,9 @@ from felix.calc.policy_rules import (
     LABEL_SERVICE_ACCOUNT,
     IPSetSpec,
     ParsedRule,
+    canonical,
     parse_rule,
-    policy_selector,
+    policy_selector_text,
 )
 from libcalico.model import resources as r
 from libcalico.model import selector as sel
@@ -107,12 +108,14 @@ def _parse_policy(pol: AnyPolicy) -> _Policy:
     namespaced = isinstance(pol, r.NetworkPolicy | r.StagedNetworkPolicy)
     ns = pol.metadata.namespace if namespaced else None
     ns_sel = getattr(spec, "namespace_selector", "")
-    selector = policy_selector(spec.selector, ns, ns_sel, spec.service_account_selector)
+    text = policy_selector_text(spec.selector, ns, ns_sel, spec.service_account_selector)
+    selector = canonical(text)
     ingress = tuple(parse_rule(x, ns) for x in spec.ingress)
     egress = tuple(parse_rule(x, ns) for x in spec.egress)
     ipsets = frozenset(s for pr in ingress + egress for s in pr.ipsets)
+    ref = _policy_ref(pol)
     return _Policy(
-        ref=_policy_ref(pol), tier=spec.tier or r.DEFAULT_TIER,
+        ref=PolicyRef(ref.kind, ref.name, ref.namespace, text), tier=spec.tier or r.DEFAULT_TIER,
         order=float("inf") if spec.order is None else spec.order,
         selector=sel.parse(selector),
         ingress_applies=_applies(pol, r.PolicyType.INGRESS),

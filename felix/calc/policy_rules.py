@@ -123,7 +123,14 @@ def prefixed_text(text: str, prefix: str, all_to: str | None = None) -> str:
 
 def policy_selector(selector: str, namespace: str | None, namespace_selector: str = "",
                     service_account_selector: str = "") -> str:
-    """The canonical selector of the endpoints a policy applies to. `namespace` for
+    """The canonical selector of the endpoints a policy applies to."""
+    return canonical(policy_selector_text(selector, namespace, namespace_selector,
+                                          service_account_selector))
+
+
+def policy_selector_text(selector: str, namespace: str | None, namespace_selector: str = "",
+                         service_account_selector: str = "") -> str:
+    """The selector text the update processors compose for a policy. `namespace` for
     namespaced kinds (NetworkPolicy): `(<selector>) && projectcalico.org/namespace == '<ns>'`;
     for GlobalNetworkPolicy the namespaceSelector is ANDed on with `pcns.` keys (and all() ->
     has(projectcalico.org/namespace)); a serviceAccountSelector with `pcsa.` keys."""
@@ -137,7 +144,7 @@ def policy_selector(selector: str, namespace: str | None, namespace_selector: st
     if service_account_selector:
         pre = prefixed_text(service_account_selector, SA_PREFIX)
         text = _and(text, pre).replace("all()", f"has({LABEL_SERVICE_ACCOUNT})")
-    return canonical(text or ALL_SELECTOR)
+    return text or ALL_SELECTOR
 
 
 def _sa_text(ent: EntityRule) -> str:

@@ -32,7 +32,8 @@ PURE = True
 
 DEFAULT_OPTIONS = EndpointOptions()
 _ALLOW = (parse_rule(r.Rule(action=r.Action.ALLOW), None),)
-_TARGET_PREFIXES = ("cali-pi-", "cali-po-", "cali-pri-", "cali-pro-")
+_TARGET_PREFIXES = ("cali-pi-", "cali-po-", "cali-pri-", "cali-pro-", "cali-gi-", "cali-go-")
+_GROUP_PREFIXES = ("cali-gi-", "cali-go-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class PolicyState:
     chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     ipsets: dict[str, IPSetDesired] = field(default_factory=dict)
     _endpoint_chains: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    _endpoint_refs: dict[Key, tuple[str, ...]] = field(default_factory=dict)
     _refs: Counter[str] = field(default_factory=Counter)
     _targets: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     """Every renderable policy/profile chain by name (written to `chains` while referenced)."""
@@ -99,17 +101,25 @@ class PolicyState:
                               if active else {}, changed)
         local = index.local_endpoints()
         for key in dirty.endpoints:
-            for name in self._endpoint_chains.pop(key, ()):
-                for target in _jumps(self.chains.pop(name, ())):
-                    self._ref(target, -1, changed)
-                changed.add(name)
+            old_chains = {n: self.chains.pop(n, ()) for n in self._endpoint_chains.pop(key, ())}
+            refs: tuple[str, ...] = ()
             if key in local:
                 chains = endpoint_chains(index.plan(key), self.opts)
-                self._endpoint_chains[key] = tuple(chains)
+                own = {n: c for n, c in chains.items() if not n.startswith(_GROUP_PREFIXES)}
                 for name, rules in chains.items():
-                    self.chains[name] = rules
-                    for target in _jumps(rules):
-                        self._ref(target, 1, changed)
+                    if name.startswith(_GROUP_PREFIXES):
+                        self._targets[name] = rules  # the same content wherever it is used
+                self._endpoint_chains[key] = tuple(own)
+                self.chains.update(own)
+                changed |= {n for n, c in own.items() if old_chains.get(n) != c}
+                refs = _transitive_jumps(own, chains)
+            changed |= old_chains.keys() - set(self._endpoint_chains.get(key, ()))
+            for target in refs:
+                self._ref(target, 1, changed)
+            for target in self._endpoint_refs.pop(key, ()):
+                self._ref(target, -1, changed)
+            if refs:
+                self._endpoint_refs[key] = refs
         for uid in dirty.ipsets:
             kname = set_name(self.version, uid)
             found_set = index.ipset(uid)
@@ -123,6 +133,18 @@ class PolicyState:
                 self.ipsets[kname] = new
                 changed.add(kname)
         return changed
+
+
+def _transitive_jumps(own: dict[str, tuple[Rule, ...]], chains: dict[str, tuple[Rule, ...]]
+                      ) -> tuple[str, ...]:
+    """Targets of an endpoint's chains, and of the group chains among them."""
+    out: list[str] = []
+    for rules in own.values():
+        for target in _jumps(rules):
+            out.append(target)
+            if target.startswith(_GROUP_PREFIXES):
+                out += _jumps(chains[target])
+    return tuple(out)
 
 
 def _jumps(rules: tuple[Rule, ...]) -> list[str]:
@@ -148,9 +170,13 @@ def render(index: PolicyIndex, version: int, opts: EndpointOptions = DEFAULT_OPT
     """Everything from scratch (first programming, and the reference `update` must match)."""
     state = PolicyState(version, opts)
     chains: dict[str, tuple[Rule, ...]] = {}
+    jumped: set[str] = set()
     for key in index.local_endpoints():
-        chains.update(endpoint_chains(index.plan(key), opts))
-    jumped = {t for rules in chains.values() for t in _jumps(rules)}
+        mine = endpoint_chains(index.plan(key), opts)
+        own = {n: c for n, c in mine.items() if not n.startswith(_GROUP_PREFIXES)}
+        jumped.update(_transitive_jumps(own, mine))
+        chains.update(own)
+        chains.update({n: c for n, c in mine.items() if n.startswith(_GROUP_PREFIXES)})
     for _, (ref, ingress, egress) in sorted(index.active_policies().items()):
         for name, rules in policy_chains(ref, ingress, egress, version).items():
             if name in jumped:

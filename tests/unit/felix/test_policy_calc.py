@@ -335,14 +335,40 @@ def test_tiers_order_then_name_staged_and_pass() -> None:
     assert not any("cali-po-sgnp" in x for x in fw)
     assert not any("End of tier edge" in x for x in fw + tw)
     assert any("End of tier security" in x for x in tw)
-    jumps = [x.split("--jump ")[1] for x in tw if "--jump cali-p" in x]
-    assert jumps == ["cali-pi-gnp/e", "cali-pi-gnp/b", "cali-pi-gnp/c", "cali-pi-gnp/z",
+    # b and c share their selector (all()): one group chain; e and z are inlined.
+    group = pc.PolicyGroup(True, (g("GlobalNetworkPolicy", "b", selector="all()"),
+                                  g("GlobalNetworkPolicy", "c", selector="all()")), "all()")
+    jumps = [x.split("--jump ")[1] for x in tw if "--jump cali-" in x]
+    assert jumps == ["cali-pi-gnp/e", group.chain_name, "cali-pi-gnp/z",
                      "cali-pri-kns.prod", "cali-pri-ksa.prod.default"]
+    assert [x.body() for x in chains[group.chain_name]] == [
+        "--jump cali-pi-gnp/b", "-m mark --mark 0/0x30000 --jump cali-pi-gnp/c"]
     state = render(idx, 4)
     assert "cali-pi-gnp/n" not in state.chains  # applies to no local endpoint
     assert not any("sgnp" in c for c in state.chains)
     # missing profiles drop
     assert state.chains["cali-pri-kns.prod"][0].action == "--jump DROP"
+
+
+def test_policy_groups_follow_calico() -> None:
+    refs = tuple(pc.PolicyRef("NetworkPolicy", f"p{i}", "prod", selector="x") for i in range(7))
+    staged = pc.PolicyRef("StagedNetworkPolicy", "s", "prod", selector="x")
+    other = pc.PolicyRef("NetworkPolicy", "q", "prod", selector="y")
+    groups = pc.group_policies((*refs[:6], staged, refs[6], other), True)
+    assert [len(g.policies) for g in groups] == [8, 1]
+    assert not groups[0].inlined and groups[1].inlined
+    assert groups[0].chain_name.startswith("cali-gi-") and len(groups[0].chain_name) == 28
+    body = [x.body() for x in groups[0].chain()]
+    assert body == [
+        "--jump cali-pi-np/prod/p0",
+        *[f"-m mark --mark 0/0x30000 --jump cali-pi-np/prod/p{i}" for i in range(1, 5)],
+        '-m comment --comment "Return on verdict" -m mark ! --mark 0/0x30000 --jump RETURN',
+        "--jump cali-pi-np/prod/p5",
+        "-m mark --mark 0/0x30000 --jump cali-pi-np/prod/p6"]
+    # One non-staged policy with a staged one: inlined, the staged one never jumped to.
+    pair = pc.group_policies((staged, refs[0]), False)
+    assert pair[0].inlined and pair[0].enforced == (refs[0],)
+    assert str(refs[0]) == "{Name: p0, Namespace: prod, Kind: NetworkPolicy}"
 
 
 def test_namespace_and_profile_labels_and_members() -> None:
@@ -417,6 +443,9 @@ def _updates() -> list[tuple[str, Any, Any]]:
         _res("NetworkPolicy", "web", {"selector": "app == 'web'", "ingress": [
             {"action": "Allow", "protocol": "TCP", "destination": {"ports": [80, "http"]}}]},
              "prod"),
+        # Same selector as "web" in the same tier: the two make a group chain.
+        _res("NetworkPolicy", "web-2", {"selector": "app == 'web'", "ingress": [
+            {"action": "Deny", "source": {"selector": "app == 'api'"}}]}, "prod"),
     ]
     weps = [
         _wep("db-0", "10.244.1.5/32", {"app": "db"}, iface="cali20aafc107a9",
@@ -445,7 +474,7 @@ def _apply(idx: PolicyIndex, kind: str, key: Any, value: Any) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.permutations(range(len(_updates()))), st.lists(st.integers(0, 8), max_size=6))
+@given(st.permutations(range(len(_updates()))), st.lists(st.integers(0, 9), max_size=6))
 def test_same_state_whatever_the_update_order(order: list[int], deletes: list[int]) -> None:
     updates = _updates()
     reference = PolicyIndex("node1")
@@ -465,3 +494,4 @@ def test_same_state_whatever_the_update_order(order: list[int], deletes: list[in
     assert state.chains == want.chains
     assert state.ipsets == want.ipsets
     assert render(idx, 4).chains == want.chains
+    assert any(name.startswith("cali-gi-") for name in want.chains)
