@@ -66,7 +66,7 @@ def test_outside_the_role_is_refused_not_unavailable(calico: EtcdBackend) -> Non
 
 def test_expired_token_is_renewed(calico: EtcdBackend) -> None:
     calico.apply("/calico/a", "1")
-    calico._endpoints[0].token = "not-a-token"  # as after a token expiry
+    calico._cluster.pick().token = "not-a-token"  # as after a token expiry
     assert calico.get("/calico/a").value == "1"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
-from libcalico.datastore.etcd import _not_sent, _prefix_end, translate
+from libcalico.datastore.etcdmember import not_sent, prefix_end, translate
 from libcalico.errors import Compacted, DatastoreError, Unavailable
 
 
@@ -51,17 +51,17 @@ def test_translate(code: grpc.StatusCode, details: str, error: type[Exception]) 
 
 
 def test_only_unsent_failures_are_safe_to_resend() -> None:
-    assert _not_sent(RpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
-    assert _not_sent(RpcError(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
+    assert not_sent(RpcError(grpc.StatusCode.UNAVAILABLE, REFUSED))
+    assert not_sent(RpcError(grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader"))
     # The connection dropped with the request in flight: it may have been applied.
-    assert not _not_sent(RpcError(grpc.StatusCode.UNAVAILABLE, "Stream removed (Socket closed)"))
-    assert not _not_sent(RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
-    assert not _not_sent(RpcError(grpc.StatusCode.UNAVAILABLE,
+    assert not not_sent(RpcError(grpc.StatusCode.UNAVAILABLE, "Stream removed (Socket closed)"))
+    assert not not_sent(RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+    assert not not_sent(RpcError(grpc.StatusCode.UNAVAILABLE,
                                   "etcdserver: request timed out"))
 
 
-def test_prefix_end() -> None:
-    assert _prefix_end(b"/calico/") == b"/calico0"
-    assert _prefix_end(b"a\xff") == b"b"
-    assert _prefix_end(b"\xff\xff") == b"\0"
-    assert _prefix_end(b"") == b"\0"
+def testprefix_end() -> None:
+    assert prefix_end(b"/calico/") == b"/calico0"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"\xff\xff") == b"\0"
+    assert prefix_end(b"") == b"\0"
