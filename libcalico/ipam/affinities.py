@@ -11,6 +11,7 @@ affinity and the block together), so it never leaves a `pendingDeletion` record 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Sequence
 
 from libcalico.datastore.api import KVPair
@@ -24,6 +25,13 @@ from libcalico.model import keys
 CONFIRMED = Affinity(AffinityState.CONFIRMED).encode()
 PENDING = Affinity(AffinityState.PENDING).encode()
 PENDING_DELETION = Affinity(AffinityState.PENDING_DELETION).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def affinity_cidr(key: str) -> IPNetwork | None:
+    """The block CIDR of an affinity key (None: not one); keys repeat, so parsed once."""
+    parsed = keys.parse_affinity_key(key)
+    return parsed[2] if parsed is not None else None
 
 
 def affinity_state(kv: KVPair) -> str:
@@ -48,10 +56,9 @@ class AffinityOps(IPAMStore):
                      ) -> list[tuple[IPNetwork, KVPair]]:
         out = []
         for kv in kvs:
-            parsed = keys.parse_affinity_key(kv.key)
-            if parsed is None:
+            cidr = affinity_cidr(kv.key)
+            if cidr is None:
                 continue
-            cidr = parsed[2]
             if pools is None or any(cidr.subnet_of(p.cidr) for p in pools):  # type: ignore[arg-type]
                 out.append((cidr, kv))
         return out

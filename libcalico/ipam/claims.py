@@ -36,6 +36,7 @@ from libcalico.ipam.affinities import (
     CONFIRMED,
     PENDING,
     AffinityOps,
+    affinity_cidr,
     affinity_state,
     is_confirmed,
 )
@@ -61,9 +62,8 @@ class BlockClaims(AffinityOps):
                        ) -> list[KVPair]:
         """Settle the unconfirmed ones of `affinities` (the host's, as listed); returns the
         host's affinities after it, in key order."""
-        unsettled = [(parsed[2], kv) for kv in affinities
-                     if (parsed := keys.parse_affinity_key(kv.key)) is not None
-                     and not is_confirmed(kv)]
+        unsettled = [(cidr, kv) for kv in affinities
+                     if not is_confirmed(kv) and (cidr := affinity_cidr(kv.key)) is not None]
         if not unsettled:
             return list(affinities)
         blocks = self._read([keys.block_key(c) for c, _ in unsettled])[0]

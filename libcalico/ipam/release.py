@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from libcalico.datastore.api import KVPair
+from libcalico.datastore.api import KVPair, Op
 from libcalico.errors import Conflict, NotFound
 from libcalico.ipam import block as blk
 from libcalico.ipam.block import Block, IPAddress, IPNetwork
@@ -84,6 +84,8 @@ class Releases(HandleOps):
     def release_by_handle(self, handle_id: str) -> int:
         """Free every address held by the handle; returns how many. NotFound when the handle
         does not exist (the CNI treats that as already released)."""
+        if self._batch is not None:
+            return self._release_handle_batched(handle_id)
         hkv = self.backend.get(keys.handle_key(handle_id))
         handle = Handle.decode(hkv.value, hkv.key)
         total = 0
@@ -103,6 +105,37 @@ class Releases(HandleOps):
                 raise RetriesExhausted()
             self._drop_handle_block(handle_id, cidr_text)
         return total
+
+    def _release_handle_batched(self, handle_id: str) -> int:
+        """The handle, then its blocks in one read, then every block and the handle's
+        deletion in one transaction (3 round trips; 5 per block without batching)."""
+        assert self._batch is not None
+        hkey = keys.handle_key(handle_id)
+        for _ in range(RETRIES):
+            hkv = self.backend.get(hkey)
+            bkeys = [keys.block_key(ipaddress.ip_network(c))
+                     for c in Handle.decode(hkv.value, hkey).block]
+            blocks = self._batch.read_many(bkeys)[0]
+            ops: list[Op] = []
+            total = 0
+            for bkey in bkeys:
+                bkv = blocks.get(bkey)
+                if bkv is None:
+                    continue
+                nb, n = self._decode(bkv).release_handle(handle_id)
+                if n == 0:
+                    continue
+                total += n
+                ops.append(("delete", bkey, None, bkv.revision)
+                           if nb.affinity is None and nb.is_empty()
+                           else ("update", bkey, blk.encode(nb.next_sequence()), bkv.revision))
+            ops.append(("delete", hkey, None, hkv.revision))
+            try:
+                self._batch.commit(ops)
+                return total
+            except Conflict:
+                continue
+        raise RetriesExhausted()
 
     def ips_by_handle(self, handle_id: str) -> list[IPAddress]:
         hkv = self.backend.get(keys.handle_key(handle_id))

@@ -273,3 +273,21 @@ def test_claim_race_on_the_same_host_confirms_once() -> None:
     got = c._claim_block("n1", B1)
     assert got is not None and raced
     assert aff_state(be, B1) == "confirmed"
+
+
+def test_release_by_handle_with_a_batching_backend_is_one_transaction() -> None:
+    be = BatchMemory()
+    seed(be)
+    c = IPAMClient(be)
+    v4, _ = c.auto_assign(AutoAssignArgs("n1", handle_id="h", num4=2))
+    c.auto_assign(AutoAssignArgs("n1", handle_id="other"))
+    be.commits.clear()
+    assert c.release_by_handle("h") == 2
+    assert [(k, key.startswith(keys.block_prefix())) for k, key, _, _ in be.commits[0]] == [
+        ("update", True), ("delete", False)]
+    with pytest.raises(NotFound):
+        be.get(keys.handle_key("h"))
+    b = blk.decode(be.get(keys.block_key(v4.ips[0].network)).value)
+    assert [str(ip) for ip, _ in b.in_use()] == [str(v4.ips[1].ip + 1)]
+    with pytest.raises(NotFound):
+        c.release_by_handle("h")
