@@ -26,7 +26,11 @@ WorkloadEndpoint is derived from its Pod (`kubernetes_pod`): get/list/watch only
 annotation-patch writes are not here yet); pods without an endpoint (hostNetwork, unscheduled)
 and pods Calico cannot convert (logged) are left out.
 
-Not yet here (issue 10): Profile (Namespaces and ServiceAccounts),
+Profiles are derived from Namespaces (`kns.<ns>`) and ServiceAccounts (`ksa.<ns>.<sa>`)
+(`kubernetes_profile`), read-only, with composite revisions `<ns rv>/<sa rv>`; a watch runs
+one watch of each, merged.
+
+Not yet here (issue 10):
 the IPAM keys (ipamblocks, blockaffinities, ipamhandles, ipamconfigs with the two-phase
 delete) and IPAMConfiguration; they raise DatastoreError.
 """
@@ -37,6 +41,7 @@ import builtins
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -46,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from libcalico.datastore import kubernetes_convert as convert
 from libcalico.datastore import kubernetes_node as nodes
 from libcalico.datastore import kubernetes_pod as pods
+from libcalico.datastore import kubernetes_profile as profiles
 from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.datastore.kubernetes_client import (
     KubeAccess,
@@ -64,6 +70,7 @@ from libcalico.errors import (
     DatastoreError,
     NotFound,
     Unavailable,
+    ValidationError,
 )
 from libcalico.model import keys
 
@@ -78,6 +85,7 @@ WATCH_TIMEOUT = 300
 APPLY_RETRIES = 10
 
 NOT_YET = frozenset({"Profile", "IPAMConfiguration"})
+"""(Profile is served, by the two _Kinds below, not through _BY_PLURAL.)"""
 """v3 kinds that KDD derives from other objects (or converts); not served here yet."""
 NODE = "Node"
 WEP = "WorkloadEndpoint"
@@ -107,6 +115,8 @@ class _Kind:
 _BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, _CORE.get(i.kind, ""))
               for i in keys.KINDS.values() if i.kind not in NOT_YET}
 _INTERFACE_PREFIX = os.environ.get("FELIX_INTERFACEPREFIX") or "cali"
+_PROFILE_NS = _Kind("Profile", "profiles", False, "namespaces")
+_PROFILE_SA = _Kind("Profile", "profiles", False, "serviceaccounts")
 
 
 def _unsupported(what: str) -> DatastoreError:
@@ -149,6 +159,10 @@ def _v3(info: _Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
         return nodes.node_to_v3(obj)
     if info.kind == WEP:
         return pods.pod_to_wep(obj, _INTERFACE_PREFIX) if pods.valid(obj) else None
+    if info is _PROFILE_NS:
+        return profiles.namespace_to_profile(obj)
+    if info is _PROFILE_SA:
+        return profiles.serviceaccount_to_profile(obj)
     obj.setdefault("kind", info.kind)
     return convert.from_cr(obj)
 
@@ -181,6 +195,10 @@ def _pair(info: _Kind, obj: dict[str, Any]) -> KVPair:
                   str((obj.get("metadata") or {}).get("resourceVersion")))
 
 
+def _is_profile(key: str) -> bool:
+    return key.startswith(keys.resource_prefix("Profile")[:-1])
+
+
 def _is_node(key: str) -> bool:
     return key.startswith(keys.resource_prefix(NODE))
 
@@ -193,6 +211,10 @@ def _refuse_node(key: str, op: str) -> None:
 
 
 def _refuse_wep(key: str, op: str) -> None:
+    if _is_profile(key):
+        raise DatastoreError(f"operation {op} is not supported on Profile type: {key} (in the "
+                             "Kubernetes datastore profiles are derived from Namespaces and "
+                             "ServiceAccounts)")
     if key.startswith(keys.resource_prefix(WEP)):
         raise DatastoreError(f"operation {op} is not supported on WorkloadEndpoint type: {key} "
                              "(in the Kubernetes datastore a WorkloadEndpoint is derived from "
@@ -270,6 +292,8 @@ class KubernetesBackend:
         return info, f"{info.collection(namespace)}/{name_path(name)}"
 
     def get(self, key: str) -> KVPair:
+        if _is_profile(key):
+            return self._get_profile(key)
         info, path = self._path(key)
         pair = _pair(info, self.client.request("GET", path, what=key))
         if pair.key != key:  # a WorkloadEndpoint name whose node is not the pod's
@@ -277,6 +301,8 @@ class KubernetesBackend:
         return pair
 
     def list(self, prefix: str) -> Listing:
+        if _is_profile(prefix):
+            return self._list_profiles(prefix)
         info, namespace = _scope(prefix)
         path = info.collection(namespace)
         try:
@@ -393,9 +419,43 @@ class KubernetesBackend:
 
     # -- watch ------------------------------------------------------------------------------
 
-    def watch(self, prefix: str, after: Revision) -> KubernetesWatchStream:
+    def watch(self, prefix: str, after: Revision) -> KubernetesWatchStream | ProfileWatchStream:
+        if _is_profile(prefix):
+            return ProfileWatchStream(self.client, prefix, after)
         info, namespace = _scope(prefix)
         return KubernetesWatchStream(self.client, info, namespace, prefix, after)
+
+    # -- profiles ---------------------------------------------------------------------------
+
+    def _get_profile(self, key: str) -> KVPair:
+        name = key[len(keys.resource_prefix("Profile")):]
+        ids = profiles.parse_profile_name(name)
+        if ids is None:
+            raise NotFound(key)
+        ns, sa = ids
+        if sa is None:
+            pair = _pair(_PROFILE_NS, self.client.request(
+                "GET", f"/api/v1/namespaces/{name_path(ns)}", what=key))
+            return KVPair(pair.key, pair.value, profiles.join_revisions(pair.revision, ""))
+        pair = _pair(_PROFILE_SA, self.client.request(
+            "GET", f"/api/v1/namespaces/{name_path(ns)}/serviceaccounts/{name_path(sa)}",
+            what=key))
+        return KVPair(pair.key, pair.value, profiles.join_revisions("", pair.revision))
+
+    def _list_profiles(self, prefix: str) -> Listing:
+        kvs: builtins.list[KVPair] = []
+        revs: builtins.list[str] = []
+        for info in (_PROFILE_NS, _PROFILE_SA):
+            path = info.collection(None)
+            try:
+                items, revision = self._pages(path, prefix)
+            except Compacted:
+                items, revision = self._page(path, {}, prefix)[:2]
+            revs.append(revision)
+            kvs.extend(p for p in (_pair_or_none(info, o) for o in items)
+                       if p is not None and p.key.startswith(prefix))
+        kvs.sort(key=lambda p: p.key)
+        return Listing(tuple(kvs), profiles.join_revisions(*revs))
 
     def close(self) -> None:
         self.client.close()
@@ -481,3 +541,69 @@ class KubernetesWatchStream:
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+
+class ProfileWatchStream:
+    """Profiles under a prefix after a composite revision `<ns rv>/<sa rv>`: a watch of the
+    Namespaces and one of the ServiceAccounts, merged (each in a thread of its own), every
+    event stamped with both halves as they stand after it. A 410 on either is Compacted."""
+
+    _END = object()
+
+    def __init__(self, client: KubeClient, prefix: str, after: Revision) -> None:
+        halves = profiles.split_revision(after)
+        if halves is None:
+            raise ValidationError(f"profile revision {after!r} is not <ns rv>/<sa rv>")
+        self._after = after
+        self._revs = list(halves)
+        self._queue: queue.Queue[tuple[int, object]] = queue.Queue()
+        self._streams: builtins.list[KubernetesWatchStream] = []
+        try:
+            for info, rev in ((_PROFILE_NS, halves[0]), (_PROFILE_SA, halves[1])):
+                self._streams.append(KubernetesWatchStream(client, info, None, prefix, rev))
+        except Compacted:
+            self.close()
+            raise Compacted(after) from None
+        except BaseException:
+            self.close()
+            raise
+        self._threads = [threading.Thread(target=self._pump, args=(i, s), daemon=True,
+                                          name=f"profile-watch-{i}")
+                         for i, s in enumerate(self._streams)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def progress(self) -> Revision | None:
+        """None: bookmarks of one half say nothing about the other's events in between."""
+        return None
+
+    def _pump(self, half: int, stream: KubernetesWatchStream) -> None:
+        try:
+            for ev in stream:
+                self._queue.put((half, ev))
+            self._queue.put((half, self._END))
+        except BaseException as exc:  # handed to the consumer's thread
+            self._queue.put((half, exc))
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        ended = 0
+        while ended < len(self._streams):
+            half, item = self._queue.get()
+            if item is self._END:
+                ended += 1
+                continue
+            if isinstance(item, Compacted):
+                self.close()
+                raise Compacted(self._after) from item
+            if isinstance(item, BaseException):
+                self.close()
+                raise item
+            assert isinstance(item, WatchEvent)
+            self._revs[half] = item.revision
+            yield WatchEvent(item.type, item.key, item.value,
+                             profiles.join_revisions(*self._revs))
+
+    def close(self) -> None:
+        for s in self._streams:
+            s.close()

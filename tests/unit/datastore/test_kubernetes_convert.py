@@ -27,6 +27,12 @@ from libcalico.datastore.kubernetes_pod import (
     valid,
     wep_name,
 )
+from libcalico.datastore.kubernetes_profile import (
+    namespace_to_profile,
+    parse_profile_name,
+    serviceaccount_to_profile,
+    split_revision,
+)
 from libcalico.errors import (
     AlreadyExists,
     Compacted,
@@ -283,3 +289,16 @@ def test_pod_to_wep_nats_prefixes_and_ports() -> None:
     assert spec["profiles"] == ["kns.ns", f"ksa.ns.{'x' * 63}"]
     assert not valid(_podj(spec={"hostNetwork": True}))
     assert not valid(_podj(spec={"nodeName": ""}))
+
+
+def test_profile_names_and_revisions() -> None:
+    assert parse_profile_name("kns.default") == ("default", None)
+    assert parse_profile_name("ksa.ns1.my.sa") == ("ns1", "my.sa")
+    for bad in ("kns.", "ksa.ns1", "ksa..x", "projectcalico-default-allow", "other"):
+        assert parse_profile_name(bad) is None, bad
+    assert split_revision("") == ("", "") and split_revision("0") == ("", "")
+    assert split_revision("12/") == ("12", "") and split_revision("12") is None
+    sa = serviceaccount_to_profile({"metadata": {"name": "s", "namespace": ""}})
+    assert sa["metadata"]["name"] == "ksa.default.s"
+    assert namespace_to_profile({"metadata": {"name": "n", "uid": CR_UID}})["metadata"][
+        "uid"] == V3_UID
