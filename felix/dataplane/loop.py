@@ -28,7 +28,7 @@ from felix.calc import kernelsafe
 from felix.calc.chains import TableDesired
 from felix.drivers import ipip, vxlan
 from felix.drivers.ipsets import IPSetDriver
-from felix.drivers.iptables.table import Table, commands, detect_backend
+from felix.drivers.iptables.table import Table, commands, detect_backend, read_together
 from felix.drivers.netlink import Link, Netlink
 from felix.drivers.routes import RouteDriver
 from felix.drivers.sysctl import SysctlDriver, SysctlFS
@@ -363,7 +363,12 @@ class Dataplane:
         links = dict(self.links or {})
         routes_done = self._pool.submit(
             phase, "routes", lambda: self.routes.apply(True, links))  # type: ignore[union-attr]
-        # 5. iptables
+        # 5. iptables (tables to be read are read with one save per IP version)
+        saves = sum(t.saves for t in self.tables.values())
+        for version in (4, 6):
+            read_together([self._table(*k) for k in sorted(set(st.tables) | set(self.tables))
+                           if k[0] == version])
+        self.metrics.save_calls.inc(sum(t.saves for t in self.tables.values()) - saves)
         for key in sorted(set(st.tables) | set(self.tables)):
             t = self._table(*key)
             t.set_desired(st.tables.get(key, TableDesired()))

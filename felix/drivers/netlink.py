@@ -10,6 +10,7 @@ failed line numbers are read from stderr so that only those operations stay pend
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -132,6 +133,13 @@ NUD_PERMANENT = 0x80
 _FAILED_RE = re.compile(r"Command failed -:(\d+)")
 
 
+# Listings repeat the same addresses at every refresh: parse each text once (ipaddress's
+# parsers, IPv6 in particular, were most of a refresh's CPU with thousands of veths).
+_address = functools.lru_cache(maxsize=65536)(ipaddress.ip_address)
+_interface = functools.lru_cache(maxsize=65536)(ipaddress.ip_interface)
+
+
+@functools.lru_cache(maxsize=65536)
 def _parse_dst(text: str, family: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     if text == "default":
         text = "0.0.0.0/0" if family == 4 else "::/0"
@@ -205,7 +213,7 @@ class IpBatchNetlink:
                 routes.append(Route(
                     # The kernel shows IPv6 blackholes on "lo"; we never name a device.
                     dst=dst, type=rtype, dev=None if rtype == "blackhole" else r.get("dev"),
-                    gateway=ipaddress.ip_address(gw) if gw else None,
+                    gateway=_address(gw) if gw else None,
                     onlink="onlink" in (r.get("flags") or []),
                     scope="link" if str(r.get("scope")) in ("253", "link") else "global",
                     proto=int(proto) if proto.isdigit() else 0,
@@ -216,7 +224,7 @@ class IpBatchNetlink:
         out: dict[tuple[str, IPAddr], str] = {}
         for n in self._json(["ip", "-j", "neigh", "show", "nud", "permanent"]):
             if "lladdr" in n and "dst" in n and "dev" in n:
-                out[(n["dev"], ipaddress.ip_address(n["dst"]))] = str(n["lladdr"]).lower()
+                out[(n["dev"], _address(n["dst"]))] = str(n["lladdr"]).lower()
         return out
 
     def list_fdb(self, dev: str) -> dict[tuple[str, str], IPAddr]:
@@ -227,7 +235,7 @@ class IpBatchNetlink:
             return out
         for e in entries:
             if e.get("dst") and e.get("mac"):
-                out[(dev, str(e["mac"]).lower())] = ipaddress.ip_address(e["dst"])
+                out[(dev, str(e["mac"]).lower())] = _address(e["dst"])
         return out
 
     def list_links(self, name: str | None = None) -> dict[str, Link]:
@@ -251,7 +259,7 @@ class IpBatchNetlink:
             addrs: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
             for a in link.get("addr_info") or []:
                 try:
-                    addrs.append(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
+                    addrs.append(_interface(f"{a['local']}/{a['prefixlen']}"))
                 except (KeyError, ValueError):
                     continue
             flags = link.get("flags") or []

@@ -212,3 +212,29 @@ class Table:
 
     def rule_count(self) -> int:
         return sum(len(r) for r in self.desired.chains.values())
+
+
+def read_together(tables: list[Table]) -> None:
+    """Read the tables of one IP version and backend that need it with one save of all
+    tables: iptables-nft-save fetches the whole ruleset whichever table is asked for, so
+    four saves cost four times one (at 17,000 rules ~60 ms of CPU each). On failure the
+    tables stay unread and each reads itself, reporting its own error."""
+    todo = [t for t in tables if t.kernel is None]
+    if len(todo) < 2:
+        return
+    try:
+        out = todo[0].run([todo[0].cmds.save], timeout=TIMEOUT).stdout
+    except CommandFailed as exc:
+        log.info("reading all %s tables failed, reading one by one: %s", todo[0].cmds.save,
+                 exc)
+        return
+    todo[0].saves += 1
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in out.splitlines():
+        if line.startswith("*"):
+            current = sections.setdefault(line[1:].strip(), [])
+        if current is not None:
+            current.append(line)
+    for t in todo:
+        t.kernel = parse_save("\n".join(sections.get(t.name, [])), t.name)

@@ -267,3 +267,45 @@ def test_procsys_reads_and_writes_values(tmp_path: object) -> None:
     assert fs.read("net/ipv4/conf/missing/forwarding") is None
     fs.write("net/ipv4/conf/cali1/forwarding", "1")
     assert fs.read("net/ipv4/conf/cali1/forwarding") == "1"
+
+
+def test_tables_are_read_with_one_save_per_ip_version() -> None:
+    """iptables-nft-save fetches the whole ruleset for any table: start-up and each refresh
+    read all four tables with one save, and a drifted rule is still repaired."""
+    nl, ipt, fs = kernel()
+    clock = Clock()
+    dp = make(nl, ipt, fs, clock)
+    feed(dp, vxlan_kvs(), nl)
+
+    def saves() -> list[tuple[str, ...]]:
+        return [c[0] for c in ipt.calls if c[0][0] == "iptables-nft-save"]
+
+    assert saves() == [("iptables-nft-save",)]
+    ipt.table(4, "mangle")["cali-PREROUTING"].pop()
+    ipt.table(4, "filter")["cali-FORWARD"].pop()
+    clock.t += 181                 # past IptablesRefreshInterval
+    dp.step()
+    assert saves() == [("iptables-nft-save",)] * 2
+    assert len(ipt.table(4, "filter")["cali-FORWARD"]) == 6
+    assert len(ipt.table(4, "mangle")["cali-PREROUTING"]) == 4
+    assert dp.metrics.save_calls._value.get() == 2
+
+
+def test_a_failed_combined_save_falls_back_to_one_save_per_table() -> None:
+    from felix.drivers.iptables.table import Table, commands, read_together
+    from libcalico.errors import CommandFailed
+    from libcalico.proc import Completed
+    ipt = FakeIptables()
+
+    def runner(argv: list[str], **kw: object) -> Completed:
+        if argv == ["iptables-nft-save"]:
+            raise CommandFailed(argv, 1, "", "boom")
+        return ipt(argv, **kw)  # type: ignore[arg-type]
+
+    tables = [Table(4, n, commands(4, "nft"), runner) for n in ("filter", "nat")]
+    read_together(tables)
+    assert all(t.kernel is None for t in tables)
+    for t in tables:
+        t.plan(True)               # each reads itself
+    assert [c[0] for c in ipt.calls] == [("iptables-nft-save", "-t", "filter"),
+                                         ("iptables-nft-save", "-t", "nat")]
