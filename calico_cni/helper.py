@@ -46,9 +46,10 @@ def serve_one(conn: socket.socket) -> None:
     handler = HANDLERS[plugin_name]
     out = io.StringIO()
     rc = context.run(handler, environ=env, stdin=stdin, out=out)
+    # logged before the answer: once the plugin has its answer, the log says so
+    log.info("served %s %s rc=%d", plugin_name, env.get("CNI_COMMAND"), rc)
     body = b"%d\n" % rc + out.getvalue().encode()
     conn.sendall(b"%d\n" % len(body) + body)
-    log.info("served %s %s rc=%d", plugin_name, env.get("CNI_COMMAND"), rc)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from libcalico.errors import AlreadyExists, NotFound
 from libcalico.ipam import block as blk
 from libcalico.ipam.client import AutoAssignArgs, IPAMClient, IPAMError
 from libcalico.ipam.gojson import go_time_string
+from libcalico.ipam.hints import HintFile
 from libcalico.model import keys
 
 
@@ -54,8 +56,15 @@ def _resolve_pools(client: IPAMClient, names: tuple[str, ...], version: int
     return out
 
 
+def hint_file(conf: netconf.NetConf) -> HintFile:
+    """The block this host last assigned from, kept beside the host lock so that the next
+    call (a new process) reads it with the host's affinities: one round trip less."""
+    return HintFile(os.path.join(os.path.dirname(conf.ipam_lock_file) or ".",
+                                 "ipam-hints.json"))
+
+
 def add(env: spec.Env, conf: netconf.NetConf, backend: Backend, node: str) -> Result:
-    client = IPAMClient(backend)
+    client = IPAMClient(backend, hints=hint_file(conf))
     handle = handle_id(conf.name, env.container_id)
     attrs = {"node": node, "timestamp": go_time_string(time.time_ns())}
     ns, pod = env.args.get("K8S_POD_NAMESPACE"), env.args.get("K8S_POD_NAME")
