@@ -24,17 +24,15 @@ from __future__ import annotations
 
 # ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
 import enum
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from libcalico.errors import FieldError
-from libcalico.model import selector as sel
 from libcalico.model import validate as v
 from libcalico.model.fields import PORT, PROTOCOL, fld, opt
 from libcalico.model.metadata import KindSpec, Metadata, register
-from libcalico.model.resources_endpoint import LABEL_NAMESPACE, Action, Rule
+from libcalico.model.resources_endpoint import LABEL_NAMESPACE, Action, Rule, rule_check
 from libcalico.model.resources_net import Condition
 from libcalico.model.types import IPNetwork, Port, ProtocolValue
 
@@ -332,164 +330,33 @@ tier_name = _name(_TIER_NAME, 63, "Tier")
 
 
 # ---------------------------------------------------------------------------------------------
-# Rule checks (validateRule, validateEntityRule, the Rule/EntityRule CEL rules)
-
-_PORT_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP", "6", "17", "132", 6, 17, 132})
-_ICMP4 = frozenset({"ICMP", "1", 1})
-_ICMP6 = frozenset({"ICMPv6", "58", 58})
-_CATCH_ALL = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+# Rule checks: the rule-level ones are the Profile's (resources_endpoint.rule_check: one rule
+# model, one check); here only what depends on where the rule is.
 
 
 def rule_problems(rule: Rule, path: str, *, ingress: bool, global_policy: bool
                   ) -> list[FieldError]:
     """Every check Calico applies to one policy rule (`ingress` says which list it is in)."""
-    errs: list[FieldError] = []
+    errs = rule_check(rule, path)
     if rule.ip_version not in (None, 4, 6):
         errs.append(FieldError(f"{path}.ipVersion", f"{rule.ip_version} is out of range: must"
                                " be 4 or 6"))
-    proto = rule.protocol
-    for side, ent in (("source", rule.source), ("destination", rule.destination)):
-        for name, ports in (("ports", ent.ports), ("notPorts", ent.not_ports)):
-            if not ports:
-                continue
-            if proto is None:
-                if any(not p.name for p in ports):
-                    errs.append(FieldError(f"{path}.{side}.{name}", "rules with numeric port or"
-                                           " port range must set protocol to TCP or UDP or"
-                                           " SCTP"))
-            elif proto not in _PORT_PROTOCOLS:
-                errs.append(FieldError(f"{path}.{side}.{name}", "rules that specify ports must"
-                                       " set protocol to TCP or UDP or SCTP"))
-        if ent.selector and "global(" in ent.selector:
-            errs.append(FieldError(f"{path}.{side}.selector", "global() can only be used in"
-                                   " an EntityRule namespaceSelector"))
-        if ent.namespace_selector and "global(" in ent.namespace_selector:
-            try:
-                only_global = isinstance(sel.parse(ent.namespace_selector), sel.Global)
-            except sel.SelectorError:
-                only_global = True  # reported by the selector check
-            if not only_global:
-                errs.append(FieldError(f"{path}.{side}.namespaceSelector",
-                                       "global() cannot be combined with other selectors"))
-        errs += _services_problems(rule, side, path, ingress=ingress,
-                                   global_policy=global_policy)
-    errs += _nets_problems(rule, path)
-    errs += _icmp_problems(rule, path)
-    if rule.http is not None:
-        errs += _http_problems(rule, path, ingress=ingress)
-    if rule.metadata is not None:
-        errs += v.annotation_map(rule.metadata.annotations, f"{path}.metadata.annotations")
-    return errs
-
-
-def _services_problems(rule: Rule, side: str, path: str, *, ingress: bool,
-                       global_policy: bool) -> list[FieldError]:
-    ent = rule.source if side == "source" else rule.destination
-    svc = ent.services
-    if svc is None:
-        return []
-    p = f"{path}.{side}.services"
-    errs: list[FieldError] = []
-    if not svc.name:
-        errs.append(FieldError(f"{p}.name", "must specify a service name"))
-    for name, value in (("name", svc.name), ("namespace", svc.namespace)):
-        if value:
-            errs += v.dns1123_subdomain(value, f"{p}.{name}")
-    if ent.selector or ent.not_selector:
-        errs.append(FieldError(p, "cannot specify Selector/NotSelector and Services on the"
-                               " same rule"))
-    if ent.nets or ent.not_nets:
-        errs.append(FieldError(p, "cannot specify Nets/NotNets and Services on the same rule"))
-    if ent.namespace_selector:
-        errs.append(FieldError(p, "cannot specify NamespaceSelector and Services on the same"
-                               " rule"))
-    if ent.service_accounts is not None:
-        errs.append(FieldError(p, "cannot specify ServiceAccounts and Services on the same"
-                               " rule"))
-    if side == "destination" and (ent.ports or ent.not_ports):
-        errs.append(FieldError(p, "ports and notPorts cannot be specified with services"))
-    if side == "source" and not ingress:
-        errs.append(FieldError(p, "not allowed in egress rule source"))
-    if side == "destination" and ingress:
-        errs.append(FieldError(p, "not allowed in ingress rule destination"))
-    if global_policy and not svc.namespace and (side == "source") == ingress:
-        errs.append(FieldError(f"{p}.namespace", "must specify a namespace"))
-    return errs
-
-
-def _nets_problems(rule: Rule, path: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    seen4 = seen6 = False
     for side, ent in (("source", rule.source), ("destination", rule.destination)):
         for name, nets in (("nets", ent.nets), ("notNets", ent.not_nets)):
             if len(nets) > 256:
                 errs.append(FieldError(f"{path}.{side}.{name}", "at most 256 CIDRs"))
-            v4 = any(n.version == 4 for n in nets)
-            v6 = any(n.version == 6 for n in nets)
-            if name == "notNets":
-                for i, n in enumerate(nets):
-                    if n in _CATCH_ALL:
-                        errs.append(FieldError(f"{path}.{side}.{name}[{i}]", "catch-all CIDR in"
-                                               " negation creates logical contradiction"
-                                               " (matches no traffic)"))
-            if rule.ip_version is not None and ((v4 and rule.ip_version != 4)
-                                                or (v6 and rule.ip_version != 6)):
-                errs.append(FieldError(f"{path}.{side}.{name}", "rule IP version doesn't match"
-                                       " CIDR version"))
-            if (v4 and seen6) or (v6 and seen4) or (v4 and v6):
-                errs.append(FieldError(f"{path}.{side}.{name}", "rule contains both IPv4 and"
-                                       " IPv6 CIDRs"))
-            seen4, seen6 = seen4 or v4, seen6 or v6
-    return errs
-
-
-def _icmp_problems(rule: Rule, path: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    for name, icmp in (("icmp", rule.icmp), ("notICMP", rule.not_icmp)):
-        if icmp is None:
+        svc = ent.services
+        if svc is None:
             continue
-        if rule.protocol not in _ICMP4 | _ICMP6:
-            errs.append(FieldError(f"{path}.{name}", "ICMP fields require protocol to be ICMP"
-                                   " or ICMPv6"))
-        if icmp.code is not None and icmp.type is None:
-            errs.append(FieldError(f"{path}.{name}.code", "ICMP code specified without an ICMP"
-                                   " type"))
-    for name, proto in (("protocol", rule.protocol), ("notProtocol", rule.not_protocol)):
-        if proto in _ICMP4 and rule.ip_version not in (None, 4):
-            errs.append(FieldError(f"{path}.{name}", "protocol ICMP requires ipVersion 4"))
-        if proto in _ICMP6 and rule.ip_version not in (None, 6):
-            errs.append(FieldError(f"{path}.{name}", "protocol ICMPv6 requires ipVersion 6"))
-    return errs
-
-
-def _http_problems(rule: Rule, path: str, *, ingress: bool) -> list[FieldError]:
-    http = rule.http
-    assert http is not None
-    p = f"{path}.http"
-    errs: list[FieldError] = []
-    if not ingress:
-        errs.append(FieldError(p, "not allowed in egress rule"))
-    if rule.action != Action.ALLOW:
-        errs.append(FieldError(p, "HTTP match is only valid on Allow rules"))
-    if rule.protocol not in (None, "TCP", 6, "6"):
-        errs.append(FieldError(p, "rules with HTTP match must have protocol TCP or unset"))
-    if len(http.methods) > 20 or len(http.paths) > 20:
-        errs.append(FieldError(p, "at most 20 methods and 20 paths"))
-    if len(set(http.methods)) != len(http.methods):
-        errs.append(FieldError(f"{p}.methods", f"Invalid methods (duplicates): "
-                               f"{list(http.methods)}"))
-    for i, hp in enumerate(http.paths):
-        if hp.exact and hp.prefix:
-            errs.append(FieldError(f"{p}.paths[{i}]", "Invalid path match. Both 'exact' and"
-                                   " 'prefix' are set"))
-            continue
-        value = hp.exact or hp.prefix
-        if not value:
-            errs.append(FieldError(f"{p}.paths[{i}]", "Invalid path match. Either 'exact' or"
-                                   " 'prefix' must be set"))
-        elif not value.startswith("/") or any(c in value for c in "? #"):
-            errs.append(FieldError(f"{p}.paths[{i}]", f"Invalid path {value}. (must start with"
-                                   " `/` and not contain `?` or `#`"))
+        p = f"{path}.{side}.services"
+        if side == "source" and not ingress:
+            errs.append(FieldError(p, "not allowed in egress rule source"))
+        if side == "destination" and ingress:
+            errs.append(FieldError(p, "not allowed in ingress rule destination"))
+        if global_policy and not svc.namespace and (side == "source") == ingress:
+            errs.append(FieldError(f"{p}.namespace", "must specify a namespace"))
+    if rule.http is not None and not ingress:
+        errs.append(FieldError(f"{path}.http", "not allowed in egress rule"))
     return errs
 
 
