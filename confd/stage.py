@@ -27,6 +27,7 @@ import re
 import shlex
 import stat
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,22 @@ Shell = Callable[[str], proc.Completed]
 """Runs one user-supplied shell command line; raises CommandFailed on failure."""
 
 
+_SHELL_SYNTAX = re.compile(r"""[|&;<>()$`\\"'*?\[\]#~=%{}!\n]""")
+"""Anything a shell would interpret beyond splitting words at blanks."""
+
+
 def run_shell(command: str) -> proc.Completed:
+    """Run a check_cmd or reload_cmd. A plain command (words only, as `bird -p -c <stage>`)
+    is executed directly, which spares the start of a shell on every check; anything else
+    goes through /bin/sh -c."""
+    if not needs_shell(command):
+        return proc.run(command.split(), timeout=COMMAND_TIMEOUT)
     return proc.run_shell(command, timeout=COMMAND_TIMEOUT)
+
+
+def needs_shell(command: str) -> bool:
+    """Does `command` use anything of the shell's syntax (or is it empty)?"""
+    return not command.strip() or _SHELL_SYNTAX.search(command) is not None
 
 
 class SyncError(CalicoError):
@@ -125,18 +140,22 @@ def sync(res: TemplateResource, text: str, options: Options, shell: Shell = run_
         # Nothing to do: skip the stage file (and its fsync) altogether.
         log.debug("%s: %s is up to date", res.name, res.dest)
         return Outcome(changed=False)
-    stage = _write_stage(res, data, mode)
+    stage = _write_stage(res, data, mode, flush=False)
     try:
         if _same(res, data, mode):
             log.debug("%s: %s is up to date", res.name, res.dest)
             return Outcome(changed=False)
-        if not options.sync_only and res.check_cmd:
-            try:
-                check(res, stage, shell)
-            except CommandFailed as exc:
-                raise SyncError(
-                    f"{res.name}: check_cmd failed, {res.dest} left as it was: {_why(exc)}"
-                ) from exc
+        flushing = _Flush(res, stage)  # to disk while check_cmd reads it
+        try:
+            if not options.sync_only and res.check_cmd:
+                try:
+                    check(res, stage, shell)
+                except CommandFailed as exc:
+                    raise SyncError(
+                        f"{res.name}: check_cmd failed, {res.dest} left as it was: {_why(exc)}"
+                    ) from exc
+        finally:
+            flushing.wait()
         previous = _state(res.dest)
         _replace(res, stage, data, mode)
         return Outcome(changed=True, previous=previous)
@@ -207,7 +226,34 @@ def _noop(res: TemplateResource, data: bytes, mode: int) -> Outcome:
     return Outcome(changed=bool(lines), diff="".join(lines))
 
 
-def _write_stage(res: TemplateResource, data: bytes, mode: int) -> Path:
+class _Flush:
+    """fsync a stage file on a helper thread (fsync releases the GIL), so that it overlaps
+    check_cmd; `wait()` before the stage file replaces dest."""
+
+    def __init__(self, res: TemplateResource, path: Path) -> None:
+        self.res, self.path = res, path
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="confd-fsync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise SyncError(f"{self.res.name}: cannot write stage file {self.path}: "
+                            f"{self.error.strerror}")
+
+
+def _write_stage(res: TemplateResource, data: bytes, mode: int, flush: bool = True) -> Path:
     try:
         fd, name = tempfile.mkstemp(prefix="." + res.dest.name, dir=res.dest.parent)
     except OSError as exc:
@@ -218,7 +264,8 @@ def _write_stage(res: TemplateResource, data: bytes, mode: int) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if flush:
+                os.fsync(fh.fileno())
         os.chmod(stage, mode)
         st = stage.stat()
         if (st.st_uid, st.st_gid) != (res.uid, res.gid):

@@ -177,3 +177,12 @@ def test_noop_diff_never_shows_a_password(tmp_path: Path) -> None:
     assert out.changed
     assert "secret" not in out.diff
     assert '-  password "<redacted>";' in out.diff and '+  password "<redacted>";' in out.diff
+
+
+def test_plain_commands_are_run_without_a_shell_and_the_rest_with_one() -> None:
+    assert not stage.needs_shell("bird -p -c /etc/calico/confd/config/.bird.cfgA1b2c3")
+    assert not stage.needs_shell("birdc -s /var/run/calico/bird.ctl configure")
+    for command in ("echo bird >> /tmp/reloads", "a | b", "a; b", "a && b", "x=1 a", "a $HOME",
+                    "a `b`", "a 'b c'", 'a "b"', "a *", "a ~/x", "a {b,c}", "a # c", "a\nb",
+                    "sv hup bird || true", "", "  "):
+        assert stage.needs_shell(command), command
