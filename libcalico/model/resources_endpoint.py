@@ -248,7 +248,7 @@ def profile_check(p: Profile) -> list[FieldError]:
     return _rules_check("spec.ingress", p.spec.ingress) + _rules_check("spec.egress", p.spec.egress)
 
 
-register(KindSpec(Profile, name_check=v.profile_name, check=profile_check))
+register(KindSpec(Profile, check=profile_check))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,19 +291,19 @@ class QoSControls:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadEndpointSpec:
-    orchestrator: str | None = opt()
-    workload: str | None = opt()
+    orchestrator: str | None = opt(check=v.dns1123_subdomain)
+    workload: str | None = opt(check=v.dns1123_subdomain)
     node: str | None = opt(check=v.dns1123_subdomain)
     container_id: str | None = opt("containerID", check=v.container_id)
     pod: str | None = opt(check=v.dns1123_subdomain)
-    endpoint: str | None = opt(check=v.interface_name)
-    service_account_name: str | None = opt()
-    ip_networks: tuple[IPNetwork, ...] = fld("ipNetworks", default=(),
+    endpoint: str | None = opt(check=v.dns1123_subdomain)
+    service_account_name: str | None = opt(check=v.dns1123_subdomain)
+    ip_networks: tuple[IPNetwork, ...] = fld("ipNetworks", default=(), strict=True,
                                              check=v.single_addresses)
     ip_nats: tuple[IPNAT, ...] = fld("ipNATs", default=())
     ipv4_gateway: IPAddress | None = opt("ipv4Gateway", check=v.version(4))
     ipv6_gateway: IPAddress | None = opt("ipv6Gateway", check=v.version(6))
-    profiles: tuple[str, ...] = fld(default=(), check=v.each(v.profile_name))
+    profiles: tuple[str, ...] = fld(default=(), check=v.each(v.dns1123_subdomain))
     interface_name: str | None = opt(check=v.interface_name)
     mac: str | None = opt(check=v.mac)
     ports: tuple[WorkloadEndpointPort, ...] = fld(default=())
@@ -398,7 +398,7 @@ class HostEndpointSpec:
     node: str | None = opt(check=v.dns1123_subdomain)
     interface_name: str | None = opt()
     expected_ips: tuple[IPAddress, ...] = fld("expectedIPs", default=())
-    profiles: tuple[str, ...] = fld(default=(), check=v.each(v.profile_name))
+    profiles: tuple[str, ...] = fld(default=(), check=v.each(v.dns1123_subdomain))
     ports: tuple[EndpointPort, ...] = fld(default=())
 
 

@@ -25,7 +25,6 @@ _DNS1123_SUBDOMAIN = re.compile(
 )
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_PROFILE_NAME = re.compile(r"^[a-zA-Z0-9_.\-]+$")
 _INTERFACE_NAME = re.compile(r"^[a-zA-Z0-9_.\-]{1,15}$")
 _INTERFACE_PATTERN = re.compile(r"^[a-zA-Z0-9_.\-*]{1,64}$")
 _IFACE_FILTER = re.compile(r"^[a-zA-Z0-9:._+\-]{1,15}$")
@@ -59,16 +58,6 @@ def dns1123_label(value: str, path: str) -> list[FieldError]:
             path,
             f"invalid name {value!r}: must be at most 63 lower case alphanumeric characters or"
             " '-', starting and ending with an alphanumeric character",
-        )
-    return []
-
-
-def profile_name(value: str, path: str) -> list[FieldError]:
-    if len(value) > 253 or not _PROFILE_NAME.match(value):
-        return _err(
-            path,
-            f"invalid profile name {value!r}: only letters, digits, '_', '.' and '-' are"
-            " allowed",
         )
     return []
 

@@ -167,7 +167,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
      "metadata.name", "expected 'node1-k8s-p1-eth0'"),
     ("wep-ip-network", doc("WorkloadEndpoint", {"ipNetworks": ["10.0.0.5/24"]},
                            namespace="default"),
-     "spec.ipNetworks[0]", "contains more than one address"),
+     "spec.ipNetworks[0]", "has host bits set"),
     ("wep-mac", doc("WorkloadEndpoint", {"mac": "zz:00:00:00:00:00"}, namespace="default"),
      "spec.mac", "invalid MAC address"),
     ("wep-interface", doc("WorkloadEndpoint", {"interfaceName": "cali0123456789abcdef"},
