@@ -30,14 +30,20 @@ Profiles are derived from Namespaces (`kns.<ns>`) and ServiceAccounts (`ksa.<ns>
 (`kubernetes_profile`), read-only, with composite revisions `<ns rv>/<sa rv>`; a watch runs
 one watch of each, merged.
 
-Not yet here (issue 10):
-the IPAM keys (ipamblocks, blockaffinities, ipamhandles, ipamconfigs with the two-phase
-delete) and IPAMConfiguration; they raise DatastoreError.
+The IPAM keys are Calico's IPAM custom resources (`kubernetes_ipam`: ipamblocks,
+blockaffinities, ipamhandles, ipamconfigs, with Calico's object names and labels). A delete is
+KDD's two-phase one (mark `deleted` at the revision, then DELETE with a UID precondition);
+marked objects read as absent (a get finishes their delete) and a watch reports the mark as
+the delete.
+
+Not yet here (issue 10): the v3 IPAMConfiguration kind (ipamconfigs), Secrets; they raise
+DatastoreError.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from libcalico.datastore import kubernetes_convert as convert
+from libcalico.datastore import kubernetes_ipam as kipam
 from libcalico.datastore import kubernetes_node as nodes
 from libcalico.datastore import kubernetes_pod as pods
 from libcalico.datastore import kubernetes_profile as profiles
@@ -100,6 +107,8 @@ class _Kind:
     namespaced: bool
     resource: str = ""
     """The core resource (nodes, pods) holding this kind; empty for a custom resource."""
+    ipam: bool = False
+    """One of the IPAM custom resources (keys under /calico/ipam/v2/)."""
 
     @property
     def core(self) -> bool:
@@ -115,6 +124,7 @@ class _Kind:
 _BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, _CORE.get(i.kind, ""))
               for i in keys.KINDS.values() if i.kind not in NOT_YET}
 _INTERFACE_PREFIX = os.environ.get("FELIX_INTERFACEPREFIX") or "cali"
+_IPAM = {p: _Kind(k, p, False, ipam=True) for p, k in kipam.KINDS.items()}
 _PROFILE_NS = _Kind("Profile", "profiles", False, "namespaces")
 _PROFILE_SA = _Kind("Profile", "profiles", False, "serviceaccounts")
 
@@ -167,7 +177,19 @@ def _v3(info: _Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
     return convert.from_cr(obj)
 
 
+def _ipam_pair(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
+    try:
+        key, value = kipam.from_cr(info.plural, obj)
+    except (ValueError, TypeError) as exc:
+        log.warning("skipping %s %s: %s", info.plural, (obj.get("metadata") or {}).get("name"),
+                    exc)
+        return None
+    return KVPair(key, value, str((obj.get("metadata") or {}).get("resourceVersion")))
+
+
 def _pair_or_none(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
+    if info.ipam:
+        return _ipam_pair(info, obj)
     try:
         doc = _v3(info, obj)
     except pods.PodError as exc:
@@ -292,6 +314,8 @@ class KubernetesBackend:
         return info, f"{info.collection(namespace)}/{name_path(name)}"
 
     def get(self, key: str) -> KVPair:
+        if key.startswith(keys.IPAM_ROOT):
+            return self._ipam_get(key)
         if _is_profile(key):
             return self._get_profile(key)
         info, path = self._path(key)
@@ -301,6 +325,8 @@ class KubernetesBackend:
         return pair
 
     def list(self, prefix: str) -> Listing:
+        if prefix.startswith(keys.IPAM_ROOT):
+            return self._ipam_list(prefix)
         if _is_profile(prefix):
             return self._list_profiles(prefix)
         info, namespace = _scope(prefix)
@@ -342,12 +368,23 @@ class KubernetesBackend:
             doc, resource_version=resource_version)
 
     def create(self, key: str, value: str) -> KVPair:
+        if key.startswith(keys.IPAM_ROOT):
+            info, _ = self._ipam_path(key)
+            return self._ipam_reply(info, key, self.client.request(
+                "POST", info.collection(None), body=kipam.to_cr(key, value), what=key))
         _refuse_node(key, "Create")
         info, coll, cr = self._cr(key, value, None)
         cr["metadata"].pop("uid", None)  # the API server assigns it
         return _pair(info, self.client.request("POST", coll, body=cr, what=key))
 
     def update(self, key: str, value: str, revision: Revision) -> KVPair:
+        if key.startswith(keys.IPAM_ROOT):
+            info, path = self._ipam_path(key)
+            try:
+                return self._ipam_reply(info, key, self.client.request(
+                    "PUT", path, body=kipam.to_cr(key, value, revision), what=key))
+            except Conflict:
+                raise Conflict(key, revision) from None
         _refuse_wep(key, "Update")
         if _is_node(key):
             return self._update_node(key, value)
@@ -398,6 +435,8 @@ class KubernetesBackend:
         raise Conflict(key)
 
     def delete(self, key: str, revision: Revision | None = None) -> KVPair:
+        if key.startswith(keys.IPAM_ROOT):
+            return self._ipam_delete(key, revision)
         _refuse_node(key, "Delete")
         info, path = self._path(key)
         current = self.client.request("GET", path, what=key)
@@ -420,10 +459,90 @@ class KubernetesBackend:
     # -- watch ------------------------------------------------------------------------------
 
     def watch(self, prefix: str, after: Revision) -> KubernetesWatchStream | ProfileWatchStream:
+        if prefix.startswith(keys.IPAM_ROOT):
+            plural = kipam.scope(prefix)
+            if plural is None:
+                raise _unsupported(prefix)
+            return KubernetesWatchStream(self.client, _IPAM[plural], None, prefix, after)
         if _is_profile(prefix):
             return ProfileWatchStream(self.client, prefix, after)
         info, namespace = _scope(prefix)
         return KubernetesWatchStream(self.client, info, namespace, prefix, after)
+
+    # -- IPAM -------------------------------------------------------------------------------
+
+    def _ipam_path(self, key: str) -> tuple[_Kind, str]:
+        found = kipam.target(key)
+        if found is None:
+            raise NotFound(key)  # e.g. the IPAM host key: KDD keeps no such object
+        plural, name = found
+        info = _IPAM[plural]
+        return info, f"{info.collection(None)}/{name_path(name)}"
+
+    def _ipam_reply(self, info: _Kind, key: str, obj: Any) -> KVPair:
+        pair = _ipam_pair(info, obj)
+        if pair is None or pair.key != key:
+            raise NotFound(key)  # e.g. a handle whose lower-cased name another id shares
+        return pair
+
+    def _finish_delete(self, path: str, obj: dict[str, Any], key: str) -> None:
+        uid = str((obj.get("metadata") or {}).get("uid"))
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        with contextlib.suppress(NotFound, Conflict):
+            self.client.request("DELETE", path, body=body, what=key)
+
+    def _ipam_get(self, key: str) -> KVPair:
+        info, path = self._ipam_path(key)
+        obj = self.client.request("GET", path, what=key)
+        if kipam.deleted(info.plural, obj):
+            self._finish_delete(path, obj, key)
+            raise NotFound(key)
+        return self._ipam_reply(info, key, obj)
+
+    def _ipam_list(self, prefix: str) -> Listing:
+        if prefix == keys.IPAM_CONFIG_KEY:
+            try:
+                kv = self._ipam_get(prefix)
+            except NotFound:
+                return Listing((), "")
+            return Listing((kv,), kv.revision)
+        plural = kipam.scope(prefix)
+        if plural is None:
+            raise _unsupported(prefix)
+        info = _IPAM[plural]
+        path = info.collection(None)
+        try:
+            items, revision = self._pages(path, prefix)
+        except Compacted:
+            items, revision = self._page(path, {}, prefix)[:2]
+        except NotFound:
+            return Listing((), "")
+        kvs = [p for p in (_ipam_pair(info, o) for o in items
+                           if not kipam.deleted(plural, o))
+               if p is not None and p.key.startswith(prefix)]
+        kvs.sort(key=lambda p: p.key)
+        return Listing(tuple(kvs), revision)
+
+    def _ipam_delete(self, key: str, revision: Revision | None) -> KVPair:
+        """KDD's two-phase delete: mark `deleted` with a PUT at the revision (the
+        linearisation point: a stale revision is Conflict), then DELETE with a UID
+        precondition."""
+        info, path = self._ipam_path(key)
+        current = self.client.request("GET", path, what=key)
+        md = current.get("metadata") or {}
+        if kipam.deleted(info.plural, current):
+            self._finish_delete(path, current, key)
+            raise NotFound(key)
+        if revision is not None and str(md.get("resourceVersion")) != revision:
+            raise Conflict(key, revision)
+        gone = self._ipam_reply(info, key, current)
+        try:
+            marked = self.client.request("PUT", path, body=kipam.mark_deleted(
+                info.plural, current), what=key)
+        except Conflict:
+            raise Conflict(key, revision) from None
+        self._finish_delete(path, marked, key)
+        return gone
 
     # -- profiles ---------------------------------------------------------------------------
 
@@ -528,6 +647,8 @@ class KubernetesWatchStream:
             return None
         if rv:
             self._after = rv
+        if self._info.ipam and kind != "DELETED" and kipam.deleted(self._info.plural, obj):
+            kind = "DELETED"  # marked by a two-phase delete: gone for readers
         pair = _pair_or_none(self._info, obj)
         if pair is None or not pair.key.startswith(self._prefix):
             return None

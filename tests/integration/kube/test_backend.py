@@ -130,7 +130,7 @@ def test_compare_and_swap_and_errors(kube_backend: KubernetesBackend, made: list
     with pytest.raises(NotFound):
         kube_backend.update(key, second.value, again.revision)
     with pytest.raises(DatastoreError, match="not supported"):
-        kube_backend.get(keys.handle_key("k8s-pod-network.abc"))
+        kube_backend.get("/calico/bgp/v1/host/node-1/ip_addr_v4")
 
 
 def test_wrong_token_is_unauthorized(kube_apiserver: ControlPlane) -> None:

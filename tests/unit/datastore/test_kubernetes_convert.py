@@ -17,6 +17,10 @@ from libcalico.datastore.kubernetes_client import (
     api_error,
 )
 from libcalico.datastore.kubernetes_convert import convert_uid, from_cr, go_json, to_cr
+from libcalico.datastore.kubernetes_ipam import affinity_name, cidr_to_name, hostname_hash
+from libcalico.datastore.kubernetes_ipam import from_cr as ipam_from_cr
+from libcalico.datastore.kubernetes_ipam import target as ipam_target
+from libcalico.datastore.kubernetes_ipam import to_cr as ipam_to_cr
 from libcalico.datastore.kubernetes_node import merge_into_node, node_to_v3, parse_as_number
 from libcalico.datastore.kubernetes_pod import (
     PodError,
@@ -302,3 +306,37 @@ def test_profile_names_and_revisions() -> None:
     assert sa["metadata"]["name"] == "ksa.default.s"
     assert namespace_to_profile({"metadata": {"name": "n", "uid": CR_UID}})["metadata"][
         "uid"] == V3_UID
+
+
+def test_ipam_object_names() -> None:
+    assert cidr_to_name("10.244.0.0/26") == "10-244-0-0-26"
+    assert cidr_to_name("fd00:10:244::/122") == "fd00-10-244---122"
+    assert affinity_name("node-1", "10.244.0.0/26") == "node-1-10-244-0-0-26"
+    long = affinity_name("h" * 250, "10.244.0.0/26")
+    assert len(long) == 252 and long.startswith("h" * 226 + "-10-244-0-0-26-")
+    assert len(hostname_hash("node-1")) == 52
+
+
+def test_ipam_values_round_trip() -> None:
+    import ipaddress as ipa
+
+    from libcalico.model import keys as k
+    cidr = ipa.ip_network("10.244.0.0/26")
+    block = json.dumps({"cidr": "10.244.0.0/26", "affinity": "host:n1",
+                        "affinity_claim_time": "2026-12-04T00:00:00Z", "allocations": [None],
+                        "unallocated": [], "attributes": [], "sequenceNumber": 1,
+                        "sequenceNumberForAllocation": {}, "deleted": False})
+    cr = ipam_to_cr(k.block_key(cidr), block)
+    assert cr["metadata"]["name"] == "10-244-0-0-26"
+    assert cr["spec"]["affinityClaimTime"] == "2026-12-04T00:00:00Z"
+    assert cr["spec"]["strictAffinity"] is False
+    assert json.loads(ipam_from_cr("ipamblocks", cr)[1]) == json.loads(block)
+    aff_key = k.affinity_key("n1", cidr)
+    aff = ipam_to_cr(aff_key, '{"state":"pending","deleted":false}')
+    assert aff["spec"]["deleted"] == "false" and aff["metadata"]["name"] == "n1-10-244-0-0-26"
+    assert ipam_from_cr("blockaffinities", aff) == (aff_key, '{"state":"pending","deleted":false}')
+    cfg = ipam_to_cr(k.IPAM_CONFIG_KEY, "{}")
+    assert cfg["spec"] == {"strictAffinity": False, "autoAllocateBlocks": False}
+    assert ipam_from_cr("ipamconfigs", cfg) == (k.IPAM_CONFIG_KEY, "{}")
+    assert ipam_target(k.ipam_host_key("n1")) is None
+    assert ipam_target(k.handle_key("A.B")) == ("ipamhandles", "a.b")
