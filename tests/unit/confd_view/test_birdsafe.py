@@ -80,3 +80,13 @@ def test_a_refusal_is_logged_once_until_the_value_changes(
     logged = [rec.getMessage() for rec in caplog.records if "ignored" in rec.getMessage()]
     assert len(logged) == 1 and "spec.listenPort" in logged[0], logged
     assert r.warnings and "BGPConfiguration 'default' ignored" in r.warnings[0]
+
+
+def test_a_peer_ip_without_as_number_is_left_out() -> None:
+    s = snap.snapshot(snap.node("a", "10.0.0.2/16"), snap.peer("p", peerIP="192.0.2.1"),
+                      snap.peer("q", peerIP="192.0.2.2", asNumber=65001))
+    ks = keyspace.KeySpaceBuilder().build(s, "a", {})
+    assert ks.warnings == ("BGPPeer 'p' ignored: spec.asNumber: BIRD needs the AS number of a "
+                           "peerIP peer",)
+    assert "/calico/bgp/v1/global/peer_v4/192.0.2.2" in ks.values
+    assert "/calico/bgp/v1/global/peer_v4/192.0.2.1" not in ks.values
