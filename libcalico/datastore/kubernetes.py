@@ -36,8 +36,10 @@ KDD's two-phase one (mark `deleted` at the revision, then DELETE with a UID prec
 marked objects read as absent (a get finishes their delete) and a watch reports the mark as
 the delete.
 
-Not yet here (issue 10): the v3 IPAMConfiguration kind (ipamconfigs), Secrets; they raise
-DatastoreError.
+The v3 IPAMConfiguration is the same `ipamconfigs/default` object (kind IPAMConfig), in the
+v3 form with its metadata annotation.
+
+Not yet here (issue 10): Secrets; they raise DatastoreError.
 """
 
 from __future__ import annotations
@@ -91,8 +93,10 @@ WATCH_TIMEOUT = 300
 """Seconds the server keeps one watch request open (then it is resumed, not relisted)."""
 APPLY_RETRIES = 10
 
-NOT_YET = frozenset({"Profile", "IPAMConfiguration"})
+NOT_YET = frozenset({"Profile"})
 """(Profile is served, by the two _Kinds below, not through _BY_PLURAL.)"""
+_V1_NAMES = {"IPAMConfiguration": ("ipamconfigs", "IPAMConfig")}
+"""v3 kinds whose crd.projectcalico.org/v1 resource has another plural and kind."""
 """v3 kinds that KDD derives from other objects (or converts); not served here yet."""
 NODE = "Node"
 WEP = "WorkloadEndpoint"
@@ -109,6 +113,9 @@ class _Kind:
     """The core resource (nodes, pods) holding this kind; empty for a custom resource."""
     ipam: bool = False
     """One of the IPAM custom resources (keys under /calico/ipam/v2/)."""
+    cr_plural: str = ""
+    cr_kind: str = ""
+    """The v1 resource's plural and kind where they differ from the v3 ones."""
 
     @property
     def core(self) -> bool:
@@ -118,10 +125,12 @@ class _Kind:
         ns = f"/namespaces/{name_path(namespace)}" if namespace else ""
         if self.core:
             return f"/api/v1{ns}/{self.resource}"
-        return f"/apis/{convert.GROUP_VERSION}{ns}/{self.plural}"
+        return f"/apis/{convert.GROUP_VERSION}{ns}/{self.cr_plural or self.plural}"
 
 
-_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, _CORE.get(i.kind, ""))
+_BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, _CORE.get(i.kind, ""),
+                              cr_plural=_V1_NAMES.get(i.kind, ("", ""))[0],
+                              cr_kind=_V1_NAMES.get(i.kind, ("", ""))[1])
               for i in keys.KINDS.values() if i.kind not in NOT_YET}
 _INTERFACE_PREFIX = os.environ.get("FELIX_INTERFACEPREFIX") or "cali"
 _IPAM = {p: _Kind(k, p, False, ipam=True) for p, k in kipam.KINDS.items()}
@@ -173,7 +182,7 @@ def _v3(info: _Kind, obj: dict[str, Any]) -> dict[str, Any] | None:
         return profiles.namespace_to_profile(obj)
     if info is _PROFILE_SA:
         return profiles.serviceaccount_to_profile(obj)
-    obj.setdefault("kind", info.kind)
+    obj["kind"] = info.kind  # the v1 kind may differ (IPAMConfig)
     return convert.from_cr(obj)
 
 
@@ -364,8 +373,10 @@ class KubernetesBackend:
         md = doc.setdefault("metadata", {})
         if md.get("name") != name or (md.get("namespace") or None) != namespace:
             raise DatastoreError(f"{key}: value names {md.get('namespace')}/{md.get('name')}")
-        return info, info.collection(namespace), convert.to_cr(
-            doc, resource_version=resource_version)
+        cr = convert.to_cr(doc, resource_version=resource_version)
+        if info.cr_kind:
+            cr["kind"] = info.cr_kind
+        return info, info.collection(namespace), cr
 
     def create(self, key: str, value: str) -> KVPair:
         if key.startswith(keys.IPAM_ROOT):

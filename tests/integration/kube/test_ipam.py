@@ -132,3 +132,27 @@ def test_ipam_config_and_two_phase_delete(kube_apiserver: ControlPlane,
         kube_backend.get(key)
     assert kube_apiserver.request("GET", f"{CRD}/ipamhandles/{name}")[0] == 404
     assert second.revision != first.revision
+
+
+def test_v3_ipam_configuration_is_the_ipamconfigs_object(
+        kube_apiserver: ControlPlane, kube_backend: KubernetesBackend) -> None:
+    from libcalico.model.resources import IPAMConfiguration
+
+    client = Client(kube_backend)
+    res = codec.decode({"apiVersion": "projectcalico.org/v3", "kind": "IPAMConfiguration",
+                        "metadata": {"name": "default"},
+                        "spec": {"strictAffinity": True, "autoAllocateBlocks": True,
+                                 "maxBlocksPerHost": 7}})
+    client.create(res)
+    try:
+        status, cr = kube_apiserver.request("GET", f"{CRD}/ipamconfigs/default")
+        assert status == 200 and cr["kind"] == "IPAMConfig"
+        assert cr["spec"] == {"strictAffinity": True, "maxBlocksPerHost": 7,
+                              "autoAllocateBlocks": True}
+        got = client.get(IPAMConfiguration, "default")
+        assert got.spec.max_blocks_per_host == 7
+        # The IPAM library reads the same object through its own key.
+        assert IPAMClient(kube_backend).get_config() == IPAMConfig(True, True, 7)
+    finally:
+        client.delete(IPAMConfiguration, "default")
+    assert kube_apiserver.request("GET", f"{CRD}/ipamconfigs/default")[0] == 404
