@@ -124,6 +124,8 @@ class HealthTimeoutOverride:
 
 _PORT = v.int_range(0, 65535)
 _MTU = v.int_range(0, 65535)
+_WG_PORT = v.int_range(1, 65535)
+_GE_MINUS_1 = v.int_range(-1, 2**63 - 1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,8 +141,8 @@ class FelixConfigurationSpec:
     iptables_lock_file_path: str | None = opt()
     iptables_lock_timeout: timedelta | None = opt(ptr=True)
     iptables_lock_probe_interval: timedelta | None = opt(ptr=True)
-    feature_detect_override: str | None = opt()
-    feature_gates: str | None = opt()
+    feature_detect_override: str | None = opt(check=v.key_value_list)
+    feature_gates: str | None = opt(check=v.key_value_list)
     ipsets_refresh_interval: timedelta | None = opt(ptr=True)
     max_ipset_size: int | None = opt(ptr=True, check=v.int_range(0, 2**31 - 1))
     iptables_backend: IptablesBackend | None = opt(ptr=True)
@@ -161,7 +163,7 @@ class FelixConfigurationSpec:
     log_severity_file: LogLevel | None = opt()
     log_severity_screen: LogLevel | None = opt()
     log_severity_sys: LogLevel | None = opt()
-    log_debug_filename_regex: str | None = opt()
+    log_debug_filename_regex: str | None = opt(check=v.regexp)
     ipip_enabled: bool | None = opt("ipipEnabled", ptr=True)
     ipip_mtu: int | None = opt("ipipMTU", ptr=True, check=_MTU)
     vxlan_enabled: bool | None = opt("vxlanEnabled", ptr=True)
@@ -185,7 +187,7 @@ class FelixConfigurationSpec:
     health_port: int | None = opt(ptr=True, check=_PORT)
     health_timeout_overrides: tuple[HealthTimeoutOverride, ...] = fld(default=())
     prometheus_metrics_enabled: bool | None = opt(ptr=True)
-    prometheus_metrics_host: str | None = opt()
+    prometheus_metrics_host: str | None = opt(check=v.prometheus_host)
     prometheus_metrics_port: int | None = opt(ptr=True, check=_PORT)
     prometheus_go_metrics_enabled: bool | None = opt(ptr=True)
     prometheus_process_metrics_enabled: bool | None = opt(ptr=True)
@@ -221,8 +223,8 @@ class FelixConfigurationSpec:
     bpf_enabled: bool | None = opt("bpfEnabled", ptr=True)
     bpf_disable_unprivileged: bool | None = opt("bpfDisableUnprivileged", ptr=True)
     bpf_log_level: BPFLogLevel | None = opt("bpfLogLevel")
-    bpf_data_iface_pattern: str | None = opt("bpfDataIfacePattern")
-    bpf_l3_iface_pattern: str | None = opt("bpfL3IfacePattern")
+    bpf_data_iface_pattern: str | None = opt("bpfDataIfacePattern", check=v.regexp)
+    bpf_l3_iface_pattern: str | None = opt("bpfL3IfacePattern", check=v.regexp)
     bpf_connect_time_load_balancing_enabled: bool | None = opt(
         "bpfConnectTimeLoadBalancingEnabled", ptr=True)
     bpf_connect_time_load_balancing: BPFConnectTimeLB | None = opt(
@@ -230,8 +232,10 @@ class FelixConfigurationSpec:
     bpf_host_networked_nat_without_ctlb: EnabledDisabled | None = opt(
         "bpfHostNetworkedNATWithoutCTLB", ptr=True)
     bpf_external_service_mode: BPFExternalServiceMode | None = opt("bpfExternalServiceMode")
-    bpf_dsr_optout_cidrs: tuple[str, ...] | None = opt("bpfDSROptoutCIDRs", ptr=True)
-    bpf_ext_to_service_connmark: int | None = opt("bpfExtToServiceConnmark", ptr=True)
+    bpf_dsr_optout_cidrs: tuple[str, ...] | None = opt("bpfDSROptoutCIDRs", ptr=True,
+                                                       check=v.cidrs)
+    bpf_ext_to_service_connmark: int | None = opt("bpfExtToServiceConnmark", ptr=True,
+                                                  check=v.int_range(0, 2**32 - 1))
     bpf_kube_proxy_iptables_cleanup_enabled: bool | None = opt(
         "bpfKubeProxyIptablesCleanupEnabled", ptr=True)
     bpf_kube_proxy_min_sync_period: timedelta | None = opt("bpfKubeProxyMinSyncPeriod", ptr=True)
@@ -254,10 +258,10 @@ class FelixConfigurationSpec:
     route_sync_disabled: bool | None = opt(ptr=True)
     wireguard_enabled: bool | None = opt(ptr=True)
     wireguard_enabled_v6: bool | None = opt("wireguardEnabledV6", ptr=True)
-    wireguard_listening_port: int | None = opt(ptr=True, check=_PORT)
+    wireguard_listening_port: int | None = opt(ptr=True, check=_WG_PORT)
     wireguard_listening_port_v6: int | None = opt(
-        "wireguardListeningPortV6", ptr=True, check=_PORT)
-    wireguard_routing_rule_priority: int | None = opt(ptr=True)
+        "wireguardListeningPortV6", ptr=True, check=_WG_PORT)
+    wireguard_routing_rule_priority: int | None = opt(ptr=True, check=v.int_range(1, 32765))
     wireguard_interface_name: str | None = opt(check=v.interface_name)
     wireguard_interface_name_v6: str | None = opt("wireguardInterfaceNameV6",
                                                   check=v.interface_name)
@@ -269,12 +273,12 @@ class FelixConfigurationSpec:
     aws_src_dst_check: AWSSrcDstCheck | None = opt("awsSrcDstCheck", ptr=True)
     service_loop_prevention: ServiceLoopPrevention | None = opt()
     workload_source_spoofing: WorkloadSourceSpoofing | None = opt()
-    mtu_iface_pattern: str | None = opt("mtuIfacePattern")
+    mtu_iface_pattern: str | None = opt("mtuIfacePattern", check=v.regexp)
     floating_ips: EnabledDisabled | None = opt("floatingIPs", ptr=True)
     windows_manage_firewall_rules: EnabledDisabled | None = opt(ptr=True)
-    go_gc_threshold: int | None = opt("goGCThreshold", ptr=True)
-    go_memory_limit_mb: int | None = opt("goMemoryLimitMB", ptr=True)
-    go_max_procs: int | None = opt(ptr=True)
+    go_gc_threshold: int | None = opt("goGCThreshold", ptr=True, check=_GE_MINUS_1)
+    go_memory_limit_mb: int | None = opt("goMemoryLimitMB", ptr=True, check=_GE_MINUS_1)
+    go_max_procs: int | None = opt(ptr=True, check=_GE_MINUS_1)
     ip_forwarding: EnabledDisabled | None = opt("ipForwarding")
     program_cluster_routes: ProgramClusterRoutes | None = opt(ptr=True)
     nftables_mode: NFTablesMode | None = opt("nftablesMode", ptr=True)

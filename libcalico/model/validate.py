@@ -222,6 +222,46 @@ def single_addresses(values: Iterable[Any], path: str) -> list[FieldError]:
     return errs
 
 
+_KEY_VALUE = re.compile(r"^\s*(\w+)=(.*)$")
+_PROMETHEUS_HOST = re.compile(r"^[a-zA-Z0-9:._+-]{1,64}$")
+
+
+def key_value_list(value: str, path: str) -> list[FieldError]:
+    """Calico's `keyValueList`: comma-separated `key=value` items (empty items allowed)."""
+    if all(not item or _KEY_VALUE.match(item) for item in value.split(",")):
+        return []
+    return _err(path, f"invalid list {value!r}: expected comma-separated key=value items")
+
+
+def regexp(value: str, path: str) -> list[FieldError]:
+    """Calico's `regexp`: a regular expression that compiles (Python's re stands in for Go's
+    RE2)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return _err(path, f"invalid regular expression {value!r}: {exc}")
+    return []
+
+
+def prometheus_host(value: str, path: str) -> list[FieldError]:
+    """Calico's `prometheusHost`: an address or host name, 1-64 of [a-zA-Z0-9:._+-]."""
+    if not _PROMETHEUS_HOST.match(value):
+        return _err(path, f"invalid host {value!r}: 1-64 letters, digits, ':', '.', '_', '+'"
+                    " or '-'")
+    return []
+
+
+def cidrs(values: Iterable[str], path: str) -> list[FieldError]:
+    """Calico's `cidrs`: each a CIDR or an address (host bits allowed)."""
+    errs: list[FieldError] = []
+    for i, text in enumerate(values):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            errs.append(FieldError(f"{path}[{i}]", f"invalid CIDR {text!r}"))
+    return errs
+
+
 def community_value(value: str, path: str) -> list[FieldError]:
     """Standard "aa:nn" (16-bit halves) or large "aa:nn:mm" (32-bit parts) community."""
     if m := _COMMUNITY_STD.match(value):
