@@ -96,6 +96,10 @@ class WatchLoop:
         """When edited templates are to be loaded (None: no edit pending)."""
         self.template_error = ""
         """Why the last template load failed ("" when it succeeded)."""
+        self._unverified: tuple[tuple[Sequence[TemplateResource], RenderFn],
+                                Sequence[TemplateResource]] | None = None
+        """(the templates to go back to, the new resources) while templates loaded out of
+        sync wait for their first pass."""
         self._was_in_sync = False
 
     def stop(self) -> None:
@@ -132,7 +136,9 @@ class WatchLoop:
             if self.templates_at is not None and now >= self.templates_at:
                 self._reload_templates(now)
             elif self.coalescer.due(now):
-                self._pass(now)
+                result = self._pass(now)
+                if self._unverified is not None:
+                    self._verify_templates(result, now)
 
     def _handle(self, event: object) -> None:
         if isinstance(event, TemplatesChanged):
@@ -169,6 +175,9 @@ class WatchLoop:
         checks, else go on with the running ones and say why (log, metrics)."""
         assert self.load_templates is not None
         self.templates_at = None
+        if self._unverified is not None:  # an edit on top of unverified ones: from the last good
+            self.engine.swap(*self._unverified[0])
+            self._unverified = None
         try:
             resources, render = self.load_templates()
         except CalicoError as exc:
@@ -176,7 +185,9 @@ class WatchLoop:
             return
         old = self.engine.swap(resources, render)
         if not self.coalescer.in_sync or not self.snapshot:
-            self._templates_loaded(resources, "the first pass renders them")
+            # Nothing to render them from yet: the next pass checks them (_verify_templates).
+            log.info("templates loaded; the next pass renders and checks them")
+            self._unverified = (old, resources)
             return
         try:
             self.engine.trial(self.snapshot)
@@ -191,6 +202,20 @@ class WatchLoop:
         self.engine.swap(*old)
         self._templates_failed("; ".join(why for _, why in sorted(result.failed.items())))
         self._pass(now, edit=True)  # what the new templates changed, the old render again
+
+    def _verify_templates(self, result: PassResult, now: float) -> None:
+        """The first pass with templates loaded while out of sync: keep them if it worked."""
+        assert self._unverified is not None
+        old, resources = self._unverified
+        if result.blocked:
+            return  # not rendered yet: still to be verified
+        self._unverified = None
+        if result.ok:
+            self._templates_loaded(resources, "rendered")
+            return
+        self.engine.swap(*old)
+        self._templates_failed("; ".join(why for _, why in sorted(result.failed.items())))
+        self._pass(now, edit=True)
 
     def _templates_loaded(self, resources: Sequence[TemplateResource], how: str) -> None:
         self.template_error = ""

@@ -162,15 +162,36 @@ def test_a_template_whose_output_fails_its_check_leaves_dest_and_old_templates(
         h.close()
 
 
-def test_edits_before_the_datastore_is_in_sync_are_loaded_for_the_first_pass(
+def send_edit(h: Harness, next_load: object) -> None:
+    h.next = next_load
+    h.loop.queue.put(TemplatesChanged("templates/bird.t"))
+
+
+def test_edits_before_the_datastore_is_in_sync_are_checked_by_the_first_pass(
         tmp_path: Path) -> None:
     h = Harness(tmp_path)
     try:
-        assert h.edit((toml(tmp_path), Render("v2"))) == ""
-        assert not h.dest.exists()
+        send_edit(h, (toml(tmp_path), Render("v2")))
         h.loop.queue.put(Updates((Update(NODE_KEY, "{}", "5"),)))
         h.loop.queue.put(StatusChanged(SyncStatus.IN_SYNC))
-        assert h.passes.get(timeout=10).ok
+        assert h.loads.get(timeout=10) == ""
         assert h.dest.read_text() == "bird.t rev=0 v2\n"
+        assert h.metric("confd_template_load_success") == 1
+    finally:
+        h.close()
+
+
+def test_edits_before_in_sync_that_fail_their_first_pass_are_dropped(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    try:
+        h.shell.fail.add("check-v2")
+        send_edit(h, (toml(tmp_path, check="check-v2 {{.src}}"), Render("v2")))
+        h.loop.queue.put(Updates((Update(NODE_KEY, "{}", "5"),)))
+        h.loop.queue.put(StatusChanged(SyncStatus.IN_SYNC))
+        why = h.loads.get(timeout=10)
+        assert "boom" in why
+        assert h.metric("confd_template_load_success") == 0
+        while not h.dest.exists() or h.dest.read_text() != "bird.t rev=0 v1\n":
+            h.passes.get(timeout=10)  # rendered by the templates it started with
     finally:
         h.close()
