@@ -39,7 +39,10 @@ the delete.
 The v3 IPAMConfiguration is the same `ipamconfigs/default` object (kind IPAMConfig), in the
 v3 form with its metadata annotation.
 
-Not yet here (issue 10): Secrets; they raise DatastoreError.
+Secrets: `/calico/secrets/<secret>/<data key>` (confd's BGP passwords) are the decoded
+data of Secrets in calico-node's namespace ($NAMESPACE, default kube-system), read-only; a
+watch first reads the Secrets exactly at its start revision, so that a data key that goes
+away is reported deleted.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from libcalico.datastore import kubernetes_ipam as kipam
 from libcalico.datastore import kubernetes_node as nodes
 from libcalico.datastore import kubernetes_pod as pods
 from libcalico.datastore import kubernetes_profile as profiles
+from libcalico.datastore import kubernetes_secret as secrets
 from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.datastore.kubernetes_client import (
     KubeAccess,
@@ -134,6 +138,7 @@ _BY_PLURAL = {i.plural: _Kind(i.kind, i.plural, i.namespaced, _CORE.get(i.kind, 
               for i in keys.KINDS.values() if i.kind not in NOT_YET}
 _INTERFACE_PREFIX = os.environ.get("FELIX_INTERFACEPREFIX") or "cali"
 _IPAM = {p: _Kind(k, p, False, ipam=True) for p, k in kipam.KINDS.items()}
+_SECRETS = _Kind("Secret", "secrets", True, "secrets")
 _PROFILE_NS = _Kind("Profile", "profiles", False, "namespaces")
 _PROFILE_SA = _Kind("Profile", "profiles", False, "serviceaccounts")
 
@@ -302,14 +307,18 @@ def access(cfg: DatastoreConfig, env: Mapping[str, str] | None = None) -> KubeAc
 
 
 def connect(cfg: DatastoreConfig) -> KubernetesBackend:
-    return KubernetesBackend(KubeClient(access(cfg), timeout=cfg.timeout))
+    return KubernetesBackend(KubeClient(access(cfg), timeout=cfg.timeout),
+                             os.environ.get("NAMESPACE") or secrets.DEFAULT_NAMESPACE)
 
 
 class KubernetesBackend:
-    """A Backend over one Kubernetes API server (`KubeClient`)."""
+    """A Backend over one Kubernetes API server (`KubeClient`). Secrets are read in
+    `secrets_namespace` (calico-node's namespace, $NAMESPACE)."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient,
+                 secrets_namespace: str = secrets.DEFAULT_NAMESPACE) -> None:
         self.client = client
+        self.secrets_namespace = secrets_namespace
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -323,6 +332,8 @@ class KubernetesBackend:
         return info, f"{info.collection(namespace)}/{name_path(name)}"
 
     def get(self, key: str) -> KVPair:
+        if key.startswith(secrets.PREFIX):
+            return self._secret_get(key)
         if key.startswith(keys.IPAM_ROOT):
             return self._ipam_get(key)
         if _is_profile(key):
@@ -334,6 +345,8 @@ class KubernetesBackend:
         return pair
 
     def list(self, prefix: str) -> Listing:
+        if prefix.startswith(secrets.PREFIX):
+            return self._secret_list(prefix)
         if prefix.startswith(keys.IPAM_ROOT):
             return self._ipam_list(prefix)
         if _is_profile(prefix):
@@ -470,6 +483,8 @@ class KubernetesBackend:
     # -- watch ------------------------------------------------------------------------------
 
     def watch(self, prefix: str, after: Revision) -> KubernetesWatchStream | ProfileWatchStream:
+        if prefix.startswith(secrets.PREFIX):
+            return SecretWatchStream(self.client, self.secrets_namespace, prefix, after)
         if prefix.startswith(keys.IPAM_ROOT):
             plural = kipam.scope(prefix)
             if plural is None:
@@ -479,6 +494,31 @@ class KubernetesBackend:
             return ProfileWatchStream(self.client, prefix, after)
         info, namespace = _scope(prefix)
         return KubernetesWatchStream(self.client, info, namespace, prefix, after)
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def _secret_get(self, key: str) -> KVPair:
+        ids = secrets.parse_key(key)
+        if ids is None or ids[1] is None:
+            raise NotFound(key)
+        obj = self.client.request(
+            "GET", f"{_SECRETS.collection(self.secrets_namespace)}/{name_path(ids[0])}",
+            what=key)
+        value = secrets.values(obj).get(key)
+        if value is None:
+            raise NotFound(key)
+        return KVPair(key, value, str((obj.get("metadata") or {}).get("resourceVersion")))
+
+    def _secret_list(self, prefix: str) -> Listing:
+        path = _SECRETS.collection(self.secrets_namespace)
+        try:
+            items, revision = self._pages(path, prefix)
+        except Compacted:
+            items, revision = self._page(path, {}, prefix)[:2]
+        kvs = [KVPair(k, v, str((o.get("metadata") or {}).get("resourceVersion")))
+               for o in items for k, v in secrets.values(o).items() if k.startswith(prefix)]
+        kvs.sort(key=lambda p: p.key)
+        return Listing(tuple(kvs), revision)
 
     # -- IPAM -------------------------------------------------------------------------------
 
@@ -631,12 +671,14 @@ class KubernetesWatchStream:
                 self._open()
                 continue
             for event in conn:
-                out = self._event(event)
-                if out is not None:
-                    yield out
+                yield from self._events(event)
             with self._lock:
                 self._conn = None
             # The server ended the request (its timeout): resume after the last event.
+
+    def _events(self, event: dict[str, Any]) -> builtins.list[WatchEvent]:
+        out = self._event(event)
+        return [] if out is None else [out]
 
     def _event(self, event: dict[str, Any]) -> WatchEvent | None:
         kind = event.get("type")
@@ -739,3 +781,44 @@ class ProfileWatchStream:
     def close(self) -> None:
         for s in self._streams:
             s.close()
+
+
+class SecretWatchStream(KubernetesWatchStream):
+    """Secret changes as per-data-key events: the Secrets as they were at `after` (an exact
+    list, 410 -> Compacted) give each Secret's keys, so that a MODIFIED Secret yields PUTs for
+    its keys and DELETEs for those it no longer has, a DELETED one DELETEs for all."""
+
+    def __init__(self, client: KubeClient, namespace: str, prefix: str, after: Revision
+                 ) -> None:
+        path = _SECRETS.collection(namespace)
+        self._known: dict[str, set[str]] = {}
+        if after not in ("", "0"):
+            try:
+                reply = client.request("GET", path, query={
+                    "resourceVersion": after, "resourceVersionMatch": "Exact"}, what=prefix)
+            except Compacted:
+                raise Compacted(after) from None
+            for o in reply.get("items") or []:
+                self._known[str(o["metadata"]["name"])] = {
+                    k for k in secrets.values(o) if k.startswith(prefix)}
+        super().__init__(client, _SECRETS, namespace, prefix, after)
+
+    def _events(self, event: dict[str, Any]) -> builtins.list[WatchEvent]:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            super()._event(event)  # ERROR raises; BOOKMARK moves the revision
+            return []
+        md = obj.get("metadata") or {}
+        rv = str(md.get("resourceVersion") or "")
+        if rv:
+            self._after = rv
+        name = str(md.get("name") or "")
+        now = {} if kind == "DELETED" else {
+            k: v for k, v in secrets.values(obj).items() if k.startswith(self._prefix)}
+        before = self._known.pop(name, set())
+        if now:
+            self._known[name] = set(now)
+        out = [WatchEvent(EventType.DELETE, k, None, rv) for k in sorted(before - set(now))]
+        out += [WatchEvent(EventType.PUT, k, v, rv) for k, v in sorted(now.items())]
+        return out

@@ -56,3 +56,16 @@ def test_felix_prefixes_in_sync_and_following(kube_apiserver: ControlPlane,
         syncer.stop()
         cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0")
         cp.request("DELETE", f"/api/v1/nodes/{node}")
+
+
+def test_confd_prefixes_in_sync(kube_apiserver: ControlPlane,
+                                kube_backend: KubernetesBackend) -> None:
+    from confd.processor import prefixes
+
+    rec = Recorder()
+    syncer = Syncer(kube_backend, list(prefixes("confd-node")), rec)
+    try:
+        syncer.start()
+        rec.wait_status(SyncStatus.IN_SYNC)
+    finally:
+        syncer.stop()

@@ -340,3 +340,15 @@ def test_ipam_values_round_trip() -> None:
     assert ipam_from_cr("ipamconfigs", cfg) == (k.IPAM_CONFIG_KEY, "{}")
     assert ipam_target(k.ipam_host_key("n1")) is None
     assert ipam_target(k.handle_key("A.B")) == ("ipamhandles", "a.b")
+
+
+def test_secret_keys_and_values() -> None:
+    from libcalico.datastore.kubernetes_secret import parse_key, values
+
+    assert parse_key("/calico/secrets/bgp/peer-a") == ("bgp", "peer-a")
+    assert parse_key("/calico/secrets/bgp/") == ("bgp", None)
+    assert parse_key("/calico/secrets/") is None
+    secret = {"metadata": {"name": "bgp"},
+              "data": {"a": base64.b64encode(b"pw").decode(),
+                       "bin": base64.b64encode(b"\xff\xfe").decode(), "bad": "%%%"}}
+    assert values(secret) == {"/calico/secrets/bgp/a": "pw"}
