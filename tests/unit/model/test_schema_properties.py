@@ -46,6 +46,8 @@ def _str(check: Any) -> st.SearchStrategy[Any]:
         return st.sampled_from(["ee:ee:ee:ee:ee:ee", "02:42:ac:11:00:02"])
     if check is v.community_value:
         return st.sampled_from(["65000:100", "1:2:3"])
+    if check is v.key_value_list:
+        return st.sampled_from(["A=true", "X=1,Y=b,"])
     choices = getattr(check, "choices", None)
     if choices:
         return st.sampled_from(list(choices))
