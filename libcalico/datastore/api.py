@@ -134,5 +134,7 @@ class BatchBackend(Protocol):
         ...
 
     def commit(self, ops: Sequence[Op]) -> Revision:
-        """All or nothing; Conflict naming the first key when any condition fails."""
+        """All or nothing; Conflict naming the first key when any condition fails. Returns
+        the revision every key the commit created or updated now has (its KVPair revision for
+        a later CAS; etcd: the transaction's revision)."""
         ...
