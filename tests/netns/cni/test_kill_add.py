@@ -10,6 +10,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,11 +26,16 @@ from tests.netns.cni import cnirun
 
 pytestmark = pytest.mark.netns
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 def test_kill_during_calico_add(etcd: EtcdServer, netns_factory: NetnsFactory,
                                 tmp_path: Path) -> None:
     be = GatewayBackend([etcd.endpoint])
-    seed.cluster(be, ["kill-node"], {"p": {"cidr": "10.194.0.0/24", "blockSize": 29}})
+    # per-run container IDs and pool: host veths and routes are in the root namespace
+    run = f"{os.getpid() % 1000:03d}"
+    seed.cluster(be, ["kill-node"], {"p": {"cidr": f"10.194.{os.getpid() % 256}.0/24",
+                                            "blockSize": 29}})
     conf = {"cniVersion": "1.0.0", "name": "killnet", "type": "calico",
             "etcd_endpoints": etcd.endpoint, "nodename": "kill-node",
             "ipam_lock_file": str(tmp_path / "lock"), "ipam": {"type": "calico-ipam"}}
@@ -38,7 +44,7 @@ def test_kill_during_calico_add(etcd: EtcdServer, netns_factory: NetnsFactory,
     try:
         for i in range(16):
             ns = netns_factory.new(f"kill{i}")
-            cid = f"killadd{i:05d}"
+            cid = f"k{run}add{i:04d}"
             runs.append((cid, f"/var/run/netns/{ns}"))
             env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid,
                    "CNI_NETNS": f"/var/run/netns/{ns}", "CNI_IFNAME": "eth0",
@@ -55,8 +61,8 @@ def test_kill_during_calico_add(etcd: EtcdServer, netns_factory: NetnsFactory,
 
         # the next ADD on the host settles whatever the killed ones left unfinished
         ns = netns_factory.new("killnext")
-        runs.append(("killaddnext", f"/var/run/netns/{ns}"))
-        rc, out = cnirun.run("ADD", conf, cid="killaddnext", netns=f"/var/run/netns/{ns}")
+        runs.append((f"k{run}next", f"/var/run/netns/{ns}"))
+        rc, out = cnirun.run("ADD", conf, cid=f"k{run}next", netns=f"/var/run/netns/{ns}")
         assert rc == 0, out
 
         report = check(be)
@@ -86,3 +92,79 @@ def test_kill_during_calico_add(etcd: EtcdServer, netns_factory: NetnsFactory,
     assert be.list(keys.HANDLE_PREFIX).kvs == ()
     assert be.list(keys.resource_prefix("WorkloadEndpoint")).kvs == ()
     be.close()
+
+
+BLOCK = 4  # addresses per block (blockSize 30)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["batch", "plain"])
+def test_calico_add_stopped_after_every_write(etcd: EtcdServer, netns_factory: NetnsFactory,
+                                              tmp_path: Path, plain: bool) -> None:
+    """The whole `calico` ADD (IPAM, wiring, endpoint) stopped after its 1st, 2nd, … write
+    while claiming the host's second block; then the DEL of an earlier container frees room
+    in the first block, one more ADD (served from it) and the DELs: the check is clean."""
+    be = GatewayBackend([etcd.endpoint])
+    conf = {"cniVersion": "1.0.0", "name": "stopnet", "type": "calico",
+            "etcd_endpoints": etcd.endpoint, "nodename": "stop-node",
+            "ipam_lock_file": str(tmp_path / "lock"), "ipam": {"type": "calico-ipam"}}
+    made: list[tuple[str, str]] = []
+    # host veths (cali + 11 characters of the container ID) and host routes live in the root
+    # namespace: a per-run token and pool keep a concurrent run of this test out of the way
+    run = f"{os.getpid() % 1000:03d}"
+    pool = f"10.195.{os.getpid() % 256}.0/24"
+
+    def add(cid: str, after: int = 0, count: Path | None = None) -> int:
+        """The ADD's exit status (137: stopped); a failure other than the stop raises."""
+        path = f"/var/run/netns/{netns_factory.new(cid[-12:])}"
+        made.append((cid, path))
+        env = {**os.environ, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": path,
+               "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni",
+               "CRASHPOINT_AFTER": str(after), "CRASHPOINT_PLAIN": "1" if plain else "0",
+               "CRASHPOINT_COUNT": str(count or "")}
+        r = subprocess.run([sys.executable, "-m", "tests.integration.ipam.crashpoint", "calico"],
+                           input=json.dumps(conf), env=env, cwd=ROOT, capture_output=True,
+                           text=True, timeout=120, check=False)
+        assert r.returncode in (0, 137), (cid, r.returncode, r.stdout, r.stderr)
+        return r.returncode
+
+    def delete(cid: str) -> None:
+        path = dict(made)[cid]
+        rc, out = cnirun.run("DEL", conf, cid=cid, netns=path)
+        assert rc == 0, out
+        subprocess.run(["ip", "link", "del", "cali" + cid[:11]], capture_output=True,
+                       check=False)
+
+    def run_case(tag: str, after: int, count: Path | None = None) -> int:
+        etcd.wipe()
+        seed.cluster(be, ["stop-node"], {"p": {"cidr": pool, "blockSize": 30}})
+        early = [f"{tag}early{i}" for i in range(BLOCK)]
+        for cid in early:
+            assert add(cid) == 0
+        rc = add(f"{tag}stopped", after, count)
+        return rc
+
+    try:
+        counter = tmp_path / "writes"
+        assert run_case(f"{run}c", 0, counter) == 0
+        total = int(counter.read_text())
+        for cid, _ in list(made):
+            delete(cid)
+        for n in range(1, total + 1):
+            tag = f"{run}n{n}"
+            assert run_case(tag, n) == 137
+            delete(f"{tag}early0")  # room in the first block again
+            assert add(f"{tag}next") == 0
+            report = check(be)
+            assert report.affinity_problems == [] and report.block_problems == [], \
+                (n, report.lines())
+            for cid in [f"{tag}early{i}" for i in range(1, BLOCK)] + [f"{tag}stopped",
+                                                                      f"{tag}next"]:
+                delete(cid)
+            final = check(be)
+            assert final.clean and final.allocations == {}, (n, final.lines())
+            assert be.list(keys.resource_prefix("WorkloadEndpoint")).kvs == ()
+    finally:
+        for cid, _ in made:
+            subprocess.run(["ip", "link", "del", "cali" + cid[:11]], capture_output=True,
+                           check=False)
+        be.close()
