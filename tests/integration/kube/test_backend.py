@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -198,3 +199,37 @@ def test_syncer_loses_nothing_across_a_restart_and_a_410(
         syncer.stop()
         follower.close()
         extra.stop()
+
+
+def test_paged_list_and_a_watch_resumed_across_server_timeouts(
+        kube_backend: KubernetesBackend, made: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lists page (3 a page here) and a watch whose requests the server ends every second
+    goes on after its last event, without a relist and without losing an event."""
+    from libcalico.datastore import kubernetes
+
+    monkeypatch.setattr(kubernetes, "PAGE", 3)
+    monkeypatch.setattr(kubernetes, "WATCH_TIMEOUT", 1)
+    tag = uuid.uuid4().hex[:6]
+    prefix = keys.resource_prefix("GlobalNetworkSet")
+    for i in range(7):
+        key = keys.resource_key("GlobalNetworkSet", f"page-{tag}-{i}")
+        made.append(key)
+        kube_backend.create(key, codec.dumps(_netset(f"page-{tag}-{i}")))
+    listing = kube_backend.list(prefix)
+    assert all(k in [kv.key for kv in listing.kvs] for k in made)
+
+    stream = kube_backend.watch(prefix, listing.revision)
+    try:
+        seen: list[str] = []
+        for i, key in enumerate(made[:3]):
+            kube_backend.delete(key)
+            for ev in stream:
+                if ev.key in made:
+                    seen.append(ev.key)
+                    break
+            if i < 2:
+                time.sleep(1.5)  # let the server end the watch request in between
+    finally:
+        stream.close()
+    assert seen == made[:3]
