@@ -252,7 +252,7 @@ class BGPPeerSpec:
     ttl_security: int | None = opt("ttlSecurity", ptr=True, check=v.int_range(0, 255))
     keepalive_time: timedelta | None = opt(ptr=True)
     reachable_by: IPAddress | None = opt()
-    filters: tuple[str, ...] = fld(default=(), check=v.each(v.dns1123_subdomain))
+    filters: tuple[str, ...] = fld(default=(), check=v.names)
     local_as_number: int | None = opt("localASNumber", codec=AS_NUMBER, ptr=True)
     reverse_peering: ReversePeering | None = opt(ptr=True)
 

@@ -303,7 +303,7 @@ class WorkloadEndpointSpec:
     ip_nats: tuple[IPNAT, ...] = fld("ipNATs", default=())
     ipv4_gateway: IPAddress | None = opt("ipv4Gateway", check=v.version(4))
     ipv6_gateway: IPAddress | None = opt("ipv6Gateway", check=v.version(6))
-    profiles: tuple[str, ...] = fld(default=(), check=v.each(v.dns1123_subdomain))
+    profiles: tuple[str, ...] = fld(default=(), check=v.names)
     interface_name: str | None = opt(check=v.interface_name)
     mac: str | None = opt(check=v.mac)
     ports: tuple[WorkloadEndpointPort, ...] = fld(default=())
@@ -398,7 +398,7 @@ class HostEndpointSpec:
     node: str | None = opt(check=v.dns1123_subdomain)
     interface_name: str | None = opt()
     expected_ips: tuple[IPAddress, ...] = fld("expectedIPs", default=())
-    profiles: tuple[str, ...] = fld(default=(), check=v.each(v.dns1123_subdomain))
+    profiles: tuple[str, ...] = fld(default=(), check=v.names)
     ports: tuple[EndpointPort, ...] = fld(default=())
 
 

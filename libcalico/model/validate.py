@@ -41,15 +41,19 @@ def _err(path: str, reason: str) -> list[FieldError]:
 
 
 def dns1123_subdomain(value: str, path: str) -> list[FieldError]:
+    reason = _subdomain_problem(value)
+    return [FieldError(path, reason)] if reason else []
+
+
+@functools.lru_cache(maxsize=16384)
+def _subdomain_problem(value: str) -> str:
+    """Cached by name: the objects of a cluster repeat node, namespace and profile names."""
     if len(value) > 253:
-        return _err(path, f"name {value!r} is longer than 253 characters")
+        return f"name {value!r} is longer than 253 characters"
     if not _DNS1123_SUBDOMAIN.match(value):
-        return _err(
-            path,
-            f"invalid name {value!r}: must consist of lower case alphanumeric characters, '-'"
-            " or '.', and must start and end with an alphanumeric character",
-        )
-    return []
+        return (f"invalid name {value!r}: must consist of lower case alphanumeric characters,"
+                " '-' or '.', and must start and end with an alphanumeric character")
+    return ""
 
 
 def dns1123_label(value: str, path: str) -> list[FieldError]:
@@ -320,6 +324,16 @@ def version(v: int) -> Check:
 
     check.ip_version = v  # type: ignore[attr-defined]  # for schema-driven generators
     return check
+
+
+def names(values: Iterable[str], path: str) -> list[FieldError]:
+    """Each a DNS-1123 subdomain (Calico's `dive,name`)."""
+    errs: list[FieldError] = []
+    for i, value in enumerate(values):
+        reason = _subdomain_problem(value)
+        if reason:
+            errs.append(FieldError(f"{path}[{i}]", reason))
+    return errs
 
 
 def each(check: Check) -> Check:
