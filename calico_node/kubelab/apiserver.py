@@ -118,6 +118,35 @@ class ControlPlane:
         extra.start()
         return extra
 
+    def apply(self, docs: list[dict[str, Any]]) -> None:
+        """Create each object, or replace it when it exists (the kinds in `_PATHS`)."""
+        for doc in docs:
+            ns = doc["metadata"].get("namespace", "default")
+            try:
+                coll = _PATHS[doc["kind"]].format(ns=ns)
+            except KeyError:
+                raise KubeLabError(f"cannot apply kind {doc['kind']!r}") from None
+            status, reply = self.request("POST", coll, doc)
+            if status == 409:
+                path = f"{coll}/{doc['metadata']['name']}"
+                _, cur = self.request("GET", path)
+                doc = {**doc, "metadata": {**doc["metadata"], "resourceVersion":
+                                           cur["metadata"]["resourceVersion"]}}
+                status, reply = self.request("PUT", path, doc)
+            if status not in (200, 201):
+                raise KubeLabError(f"{doc['kind']} {doc['metadata']['name']}: {status} {reply}")
+
+    def service_account_token(self, namespace: str, service_account: str,
+                              seconds: int = 3600) -> str:
+        """A real token of the ServiceAccount (TokenRequest), as a pod would have."""
+        status, reply = self.request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+             "spec": {"expirationSeconds": seconds}})
+        if status != 201:
+            raise KubeLabError(f"token for {namespace}/{service_account}: {status} {reply}")
+        return str(reply["status"]["token"])
+
     def restart_apiserver(self) -> ControlPlane:
         """Stop kube-apiserver and start it again on the same port and etcd (its watch cache
         starts afresh, so older resourceVersions answer 410). Returns the new state."""
@@ -129,6 +158,20 @@ class ControlPlane:
         _write_state(new)
         _wait_ready(new, pid)
         return new
+
+
+_RBAC = "/apis/rbac.authorization.k8s.io/v1"
+_PATHS = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "ClusterRole": f"{_RBAC}/clusterroles",
+    "ClusterRoleBinding": f"{_RBAC}/clusterrolebindings",
+    "Role": _RBAC + "/namespaces/{ns}/roles",
+    "RoleBinding": _RBAC + "/namespaces/{ns}/rolebindings",
+    "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+}
+"""Collections `ControlPlane.apply` knows."""
 
 
 def _request(server: str, token: str, ctx: ssl.SSLContext, method: str, path: str,
