@@ -239,22 +239,34 @@ def _is_node(key: str) -> bool:
     return key.startswith(keys.resource_prefix(NODE))
 
 
+class OperationNotSupported(DatastoreError):
+    """What KDD cannot do (Calico's ErrorOperationNotSupported), with Calico's message:
+    `operation Create is not supported on Node(node-1)`."""
+
+    def __init__(self, op: str, key: str) -> None:
+        parsed = keys.parse_resource_key(key)
+        if parsed is None:
+            ident = key
+        else:
+            kind, namespace, name = parsed
+            ident = f"{kind}({namespace}/{name})" if namespace else f"{kind}({name})"
+        self.operation = op
+        self.key = key
+        super().__init__(f"operation {op} is not supported on {ident}")
+
+
 def _refuse_node(key: str, op: str) -> None:
+    """Node: Create and Delete are refused (a Calico Node is its Kubernetes Node)."""
     if _is_node(key):
-        raise DatastoreError(f"operation {op} is not supported on Node type: {key} (in the "
-                             "Kubernetes datastore a Calico Node is its Kubernetes Node)")
+        raise OperationNotSupported(op, key)
     _refuse_wep(key, op)
 
 
 def _refuse_wep(key: str, op: str) -> None:
-    if _is_profile(key):
-        raise DatastoreError(f"operation {op} is not supported on Profile type: {key} (in the "
-                             "Kubernetes datastore profiles are derived from Namespaces and "
-                             "ServiceAccounts)")
-    if key.startswith(keys.resource_prefix(WEP)):
-        raise DatastoreError(f"operation {op} is not supported on WorkloadEndpoint type: {key} "
-                             "(in the Kubernetes datastore a WorkloadEndpoint is derived from "
-                             "its Pod)")
+    """Profile and WorkloadEndpoint writes are refused (they are derived from Namespaces,
+    ServiceAccounts and Pods)."""
+    if _is_profile(key) or key.startswith(keys.resource_prefix(WEP)):
+        raise OperationNotSupported(op, key)
 
 
 def access(cfg: DatastoreConfig, env: Mapping[str, str] | None = None) -> KubeAccess:

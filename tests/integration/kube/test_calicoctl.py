@@ -82,3 +82,22 @@ def test_calicoctl_crud_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> 
     finally:
         kube_apiserver.request("DELETE", f"{CRD}/bgppeers/{peer}")
         kube_apiserver.request("DELETE", f"{CRD}/globalnetworksets/{gns}")
+
+
+def test_calicoctl_refuses_what_kdd_cannot_write(kube_apiserver: ControlPlane,
+                                                 tmp_path: Path) -> None:
+    cfg = tmp_path / "calicoctl.cfg"
+    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
+                   "spec:\n  datastoreType: kubernetes\n"
+                   f"  kubeconfig: {kube_apiserver.kubeconfig}\n")
+    node = yaml.safe_dump({"apiVersion": "projectcalico.org/v3", "kind": "Node",
+                           "metadata": {"name": "not-a-k8s-node"}, "spec": {}})
+    r = _ctl(cfg, "create", "-f", "-", input=node)
+    assert r.returncode != 0
+    assert "Failed to create 'Node' resource: [operation Create is not supported on " \
+        "Node(not-a-k8s-node)]" in r.stderr
+    profile = yaml.safe_dump({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+                              "metadata": {"name": "kns.default"}, "spec": {}})
+    r = _ctl(cfg, "delete", "-f", "-", input=profile)
+    assert r.returncode != 0
+    assert "operation Delete is not supported on Profile(kns.default)" in r.stderr
