@@ -104,11 +104,11 @@ def rule_check(rule: Rule, path: str) -> list[FieldError]:
     for side, ent in (("source", rule.source), ("destination", rule.destination)):
         for name, ports in (("ports", ent.ports), ("notPorts", ent.not_ports)):
             if rule.protocol is None and any(not p.name for p in ports):
-                errs.append(FieldError(f"{path}.{side}.{name}", "rules with numeric ports or"
-                                       " port ranges must set protocol to TCP, UDP or SCTP"))
+                errs.append(FieldError(f"{path}.{side}.{name}", "rules with numeric port or"
+                                       " port range must set protocol to TCP or UDP or SCTP"))
             elif rule.protocol is not None and ports and rule.protocol not in _PORT_PROTOCOLS:
                 errs.append(FieldError(f"{path}.{side}.{name}", "rules that specify ports must"
-                                       " set protocol to TCP, UDP or SCTP"))
+                                       " set protocol to TCP or UDP or SCTP"))
         errs += _entity_check(ent, f"{path}.{side}")
     if rule.destination.services is not None and (rule.destination.ports
                                                   or rule.destination.not_ports):

@@ -247,7 +247,7 @@ RULES: list[Row] = [
      ("spec.ports[0].name", "required")),
     # validateRule, validateEntityRule, validateICMPFields, validateHTTPRule, numorstring.Port
     ("rule: ports need a port protocol", profile_rule(destination={"ports": [80]}),
-     ("spec.ingress[0].destination.ports", "numeric ports or port ranges must set protocol")),
+     ("spec.ingress[0].destination.ports", "numeric port or port range must set protocol")),
     ("rule: named ports need no protocol", profile_rule(destination={"ports": ["http"]}), OK),
     ("rule: named ports need a port protocol when one is set",
      profile_rule(protocol="ICMP", destination={"ports": ["http"]}),

@@ -176,7 +176,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("hep-no-interface", doc("HostEndpoint", {"node": "n1"}), "spec.interfaceName",
      "interfaceName or expectedIPs"),
     ("profile-rule-ports", doc("Profile", {"ingress": [{"action": "Allow", "destination": {
-        "ports": [80]}}]}), "spec.ingress[0].destination.ports", "TCP, UDP or SCTP"),
+        "ports": [80]}}]}), "spec.ingress[0].destination.ports", "TCP or UDP or SCTP"),
     ("profile-rule-action", doc("Profile", {"egress": [{"action": "Accept"}]}),
      "spec.egress[0].action", "must be one of Allow, Deny, Log, Pass"),
     ("port-range", doc("Profile", {"ingress": [{"action": "Allow", "protocol": "TCP",

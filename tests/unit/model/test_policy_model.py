@@ -263,7 +263,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("action", _np({"ingress": [{"action": "Accept"}]}), "spec.ingress[0].action",
      "must be one of"),
     ("ports-no-protocol", _np({"ingress": [_rule(destination={"ports": [80]})]}),
-     "spec.ingress[0].destination.ports", "numeric ports or port ranges must set protocol"),
+     "spec.ingress[0].destination.ports", "numeric port or port range must set protocol"),
     ("ports-icmp", _np({"egress": [_rule(protocol="ICMP", source={"ports": ["http"]})]}),
      "spec.egress[0].source.ports", "rules that specify ports must set protocol"),
     ("ports-range-order", _np({"ingress": [_rule(protocol="TCP", destination={
