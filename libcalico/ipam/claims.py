@@ -85,7 +85,8 @@ class BlockClaims(AffinityOps):
                 if mine:
                     log.info("confirming the unfinished claim of block %s by %s", cidr, host)
                     return self.backend.update(aff.key, CONFIRMED, aff.revision)
-                if bkv is None and any(p.usable() and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
+                if bkv is None and any(p.usable() and p.cidr.version == cidr.version
+                                       and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
                                        for p in pools):
                     log.info("finishing the unfinished claim of block %s by %s", cidr, host)
                     claimed = self._claim(host, cidr, aff)

@@ -291,3 +291,14 @@ def test_release_by_handle_with_a_batching_backend_is_one_transaction() -> None:
     assert [str(ip) for ip, _ in b.in_use()] == [str(v4.ips[1].ip + 1)]
     with pytest.raises(NotFound):
         c.release_by_handle("h")
+
+
+def test_unfinished_claim_settled_with_pools_of_both_families(be: MemoryBackend) -> None:
+    be.create(keys.resource_key("IPPool", "a6"), json.dumps(  # listed before the IPv4 pool
+        {"kind": "IPPool", "metadata": {"name": "a6"}, "spec": {"cidr": "fd00::/120"}}))
+    put_block(be, B1, "n1")
+    put_aff(be, B1, "confirmed")
+    put_aff(be, B2, "pending")  # stopped before the block write
+    v4, v6 = IPAMClient(be).auto_assign(AutoAssignArgs("n1", handle_id="h", num6=1))
+    assert v4.ips[0].network == B1 and len(v6.ips) == 1
+    assert aff_state(be, B2) == "confirmed"
