@@ -13,8 +13,9 @@ from calico_node.demo import lab as labmod
 from calico_node.demo import plan
 from calico_node.demo.members import BIN, ClusterError, Node, Options, Pod
 from libcalico import proc
+from libcalico.client import Client
 from libcalico.datastore.api import Backend
-from libcalico.model import keys
+from libcalico.model.resources import WorkloadEndpoint
 
 
 class Workloads:
@@ -70,12 +71,10 @@ class Workloads:
     def endpoints(self) -> list[tuple[str, str, str, str]]:
         """(node, name, networks, interface) for every WorkloadEndpoint in etcd."""
         out = []
-        for kv in self.backend.list(keys.resource_prefix("WorkloadEndpoint")).kvs:
-            doc = json.loads(kv.value)
-            spec = doc.get("spec") or {}
-            out.append((str(spec.get("node", "")), str(doc["metadata"]["name"]),
-                        ",".join(spec.get("ipNetworks") or []),
-                        str(spec.get("interfaceName", ""))))
+        for wep in Client(self.backend).list(WorkloadEndpoint):
+            spec = wep.spec
+            out.append((spec.node or "", wep.metadata.name,
+                        ",".join(str(n) for n in spec.ip_networks), spec.interface_name or ""))
         return sorted(out)
 
     def ping(self, src: Pod | str, dst: ipaddress.IPv4Address, wait: float = 1.0) -> bool:
