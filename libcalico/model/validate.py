@@ -357,6 +357,20 @@ def one_of(*choices: str) -> Check:
     return check
 
 
+def one_of_ci(*choices: str) -> Check:
+    """One of `choices` in any letter case (a CRD `(?i)` pattern), or empty."""
+    folded = frozenset(c.lower() for c in choices)
+
+    def check(value: str, path: str) -> list[FieldError]:
+        if value.lower() not in folded:
+            return _err(path, f"invalid value {value!r}: must be one of {', '.join(choices)}"
+                        " (any case)")
+        return []
+
+    check.choices = choices  # type: ignore[attr-defined]  # for schema-driven generators
+    return check
+
+
 def all_of(*checks: Check) -> Check:
     def run(value: Any, path: str) -> list[FieldError]:
         errs: list[FieldError] = []

@@ -352,6 +352,11 @@ RULES: list[Row] = [
     ("felix: goMaxProcs below -1", felix(goMaxProcs=-2), ("spec.goMaxProcs", "out of range")),
     ("felix: mtuIfacePattern compiles", felix(mtuIfacePattern="^(eth|en"),
      ("spec.mtuIfacePattern", "invalid regular expression")),
+    ("felix: chainInsertMode in any case (CRD (?i) pattern)", felix(chainInsertMode="append"),
+     OK),
+    ("felix: chainInsertMode", felix(chainInsertMode="Sideways"),
+     ("spec.chainInsertMode", "must be one of Insert, Append")),
+    ("felix: routeSource in any case", felix(routeSource="calicoipam"), OK),
     ("felix: health timeout override name", felix(healthTimeoutOverrides=[
         {"name": "a/b", "timeout": "10s"}]),
      ("spec.healthTimeoutOverrides[0].name", "letters, digits")),
