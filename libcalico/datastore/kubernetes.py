@@ -22,9 +22,10 @@ Node is the Kubernetes Node (`kubernetes_node`): get/list/watch convert it; upda
 merge the v3 Node into the annotations of a fresh copy and PUT `nodes/<name>/status`; create
 and delete are refused, as Calico refuses them.
 
-WorkloadEndpoint is derived from its Pod (`kubernetes_pod`): get/list/watch only (the CNI's
-annotation-patch writes are not here yet); pods without an endpoint (hostNetwork, unscheduled)
-and pods Calico cannot convert (logged) are left out.
+WorkloadEndpoint is derived from its Pod (`kubernetes_pod`): get/list/watch; pods without an
+endpoint (hostNetwork, unscheduled) and pods Calico cannot convert (logged) are left out. With
+`cni_patch_mode` (the CNI plugin's), a write is Calico's PATCH of the pod's status annotations
+and a delete blanks its IPs; without it WorkloadEndpoint writes are refused.
 
 Profiles are derived from Namespaces (`kns.<ns>`) and ServiceAccounts (`ksa.<ns>.<sa>`)
 (`kubernetes_profile`), read-only, with composite revisions `<ns rv>/<sa rv>`; a watch runs
@@ -92,6 +93,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 PAGE = 500
 WATCH_TIMEOUT = 300
 """Seconds the server keeps one watch request open (then it is resumed, not relisted)."""
@@ -235,6 +237,10 @@ def _is_profile(key: str) -> bool:
     return key.startswith(keys.resource_prefix("Profile")[:-1])
 
 
+def _is_wep(key: str) -> bool:
+    return key.startswith(keys.resource_prefix(WEP))
+
+
 def _is_node(key: str) -> bool:
     return key.startswith(keys.resource_prefix(NODE))
 
@@ -331,6 +337,10 @@ class KubernetesBackend:
                  secrets_namespace: str = secrets.DEFAULT_NAMESPACE) -> None:
         self.client = client
         self.secrets_namespace = secrets_namespace
+        self.cni_patch_mode = False
+        """Calico's PatchModeCNI: the CNI plugin sets it, and then a WorkloadEndpoint write is
+        the PATCH of its pod's status annotations (podIP, podIPs, containerID) and its delete
+        the PATCH that blanks the IPs. Without it such writes are refused."""
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -408,6 +418,8 @@ class KubernetesBackend:
             info, _ = self._ipam_path(key)
             return self._ipam_reply(info, key, self.client.request(
                 "POST", info.collection(None), body=kipam.to_cr(key, value), what=key))
+        if self.cni_patch_mode and _is_wep(key):
+            return self._patch_pod(key, value)
         _refuse_node(key, "Create")
         info, coll, cr = self._cr(key, value, None)
         cr["metadata"].pop("uid", None)  # the API server assigns it
@@ -421,6 +433,8 @@ class KubernetesBackend:
                     "PUT", path, body=kipam.to_cr(key, value, revision), what=key))
             except Conflict:
                 raise Conflict(key, revision) from None
+        if self.cni_patch_mode and _is_wep(key):
+            return self._patch_pod(key, value)
         _refuse_wep(key, "Update")
         if _is_node(key):
             return self._update_node(key, value)
@@ -448,6 +462,8 @@ class KubernetesBackend:
         raise Conflict(key)
 
     def apply(self, key: str, value: str) -> KVPair:
+        if self.cni_patch_mode and _is_wep(key):
+            return self._patch_pod(key, value)
         _refuse_wep(key, "Apply")
         if _is_node(key):
             return self._update_node(key, value)
@@ -473,6 +489,8 @@ class KubernetesBackend:
     def delete(self, key: str, revision: Revision | None = None) -> KVPair:
         if key.startswith(keys.IPAM_ROOT):
             return self._ipam_delete(key, revision)
+        if self.cni_patch_mode and _is_wep(key):
+            return self._blank_pod(key, revision)
         _refuse_node(key, "Delete")
         info, path = self._path(key)
         current = self.client.request("GET", path, what=key)
@@ -506,6 +524,39 @@ class KubernetesBackend:
             return ProfileWatchStream(self.client, prefix, after)
         info, namespace = _scope(prefix)
         return KubernetesWatchStream(self.client, info, namespace, prefix, after)
+
+    # -- the CNI's workload endpoint writes --------------------------------------------------
+
+    def _patch_pod(self, key: str, value: str) -> KVPair:
+        """As Calico's CNI: a strategic-merge PATCH of `pods/<pod>/status` setting the
+        podIP (first network), podIPs and containerID annotations; no resourceVersion or UID
+        (deliberately, as Calico). Returns the endpoint of the patched pod."""
+        info, path = self._path(key)
+        spec = json.loads(value).get("spec") or {}
+        nets = [str(n) for n in spec.get("ipNetworks") or []]
+        ann = {pods.ANN_POD_IP: nets[0] if nets else "", pods.ANN_POD_IPS: ",".join(nets),
+               pods.ANN_CONTAINER_ID: str(spec.get("containerID") or "")}
+        reply = self.client.request("PATCH", f"{path}/status",
+                                    body={"metadata": {"annotations": ann}},
+                                    content_type=STRATEGIC_MERGE, what=key)
+        return _pair(info, reply)
+
+    def _blank_pod(self, key: str, revision: Revision | None) -> KVPair:
+        """The CNI's delete: podIP and podIPs blanked (containerID kept), conditional on the
+        pod's UID and, when given, its resourceVersion (a recreated pod is NotFound)."""
+        info, path = self._path(key)
+        current = self.client.request("GET", path, what=key)
+        gone = _pair(info, current)
+        md: dict[str, Any] = {"uid": (current.get("metadata") or {}).get("uid"),
+                              "annotations": {pods.ANN_POD_IP: "", pods.ANN_POD_IPS: ""}}
+        if revision is not None:
+            md["resourceVersion"] = revision
+        try:
+            self.client.request("PATCH", f"{path}/status", body={"metadata": md},
+                                content_type=STRATEGIC_MERGE, what=key)
+        except Conflict:
+            raise Conflict(key, revision) from None
+        return gone
 
     # -- secrets ----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ named, labelled and profiled as Calico does; writes refused; watches follow pod 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from calico_node.kubelab.apiserver import ControlPlane
 from libcalico.client import Client
 from libcalico.datastore.api import EventType
 from libcalico.datastore.kubernetes import KubernetesBackend
-from libcalico.errors import DatastoreError, NotFound
+from libcalico.errors import Conflict, DatastoreError, NotFound
 from libcalico.model import keys
 from libcalico.model.resources import WorkloadEndpoint
 
@@ -101,3 +102,33 @@ def test_watch_follows_pod_ips(kube_apiserver: ControlPlane, kube_backend: Kuber
         assert '"ipNetworks"' not in seen[0]  # created before the IP was known
     finally:
         stream.close()
+
+
+def test_cni_patch_mode_writes_pod_annotations(kube_apiserver: ControlPlane,
+                                               kube_backend: KubernetesBackend,
+                                               namespace: str) -> None:
+    cp, ns = kube_apiserver, namespace
+    _pod(cp, ns, "cni", nodeName="node-a")
+    key = keys.resource_key("WorkloadEndpoint", "node--a-k8s-cni-eth0", ns)
+    cni = KubernetesBackend(kube_backend.client)
+    cni.cni_patch_mode = True
+    doc = json.loads(cni.get(key).value)
+    doc["spec"]["ipNetworks"] = ["10.244.3.3/32", "fd00:244::3/128"]
+    doc["spec"]["containerID"] = "c0ffee"
+    written = cni.update(key, json.dumps(doc), "ignored")
+    assert json.loads(written.value)["spec"]["ipNetworks"] == ["10.244.3.3/32",
+                                                              "fd00:244::3/128"]
+    _, pod = cp.request("GET", f"/api/v1/namespaces/{ns}/pods/cni")
+    ann = pod["metadata"]["annotations"]
+    assert ann["cni.projectcalico.org/podIP"] == "10.244.3.3/32"
+    assert ann["cni.projectcalico.org/podIPs"] == "10.244.3.3/32,fd00:244::3/128"
+    assert ann["cni.projectcalico.org/containerID"] == "c0ffee"
+
+    with pytest.raises(Conflict):  # the delete is conditional on the pod's revision
+        cni.delete(key, "1")
+    cni.delete(key, written.revision)
+    _, pod = cp.request("GET", f"/api/v1/namespaces/{ns}/pods/cni")
+    ann = pod["metadata"]["annotations"]
+    assert ann["cni.projectcalico.org/podIP"] == "" and ann["cni.projectcalico.org/podIPs"] == ""
+    assert ann["cni.projectcalico.org/containerID"] == "c0ffee"
+    assert "ipNetworks" not in json.loads(cni.get(key).value)["spec"]
