@@ -393,10 +393,13 @@ class KubernetesBackend:
         return (list(reply.get("items") or []), str(md.get("resourceVersion") or ""),
                 str(md.get("continue") or ""))
 
-    def _pages(self, path: str, what: str) -> tuple[builtins.list[dict[str, Any]], str]:
-        items, revision, token = self._page(path, {"limit": str(PAGE)}, what)
+    def _pages(self, path: str, what: str, selector: str | None = None
+               ) -> tuple[builtins.list[dict[str, Any]], str]:
+        base = {"labelSelector": selector} if selector else {}
+        items, revision, token = self._page(path, {**base, "limit": str(PAGE)}, what)
         while token:
-            more, _, token = self._page(path, {"limit": str(PAGE), "continue": token}, what)
+            more, _, token = self._page(path, {**base, "limit": str(PAGE), "continue": token},
+                                        what)
             items.extend(more)
         return items, revision
 
@@ -625,10 +628,13 @@ class KubernetesBackend:
             raise _unsupported(prefix)
         info = _IPAM[plural]
         path = info.collection(None)
+        # One host's affinities are label-selected, as Calico lists them (calico#5664).
+        selector = kipam.affinity_selector(prefix) if plural == kipam.AFFINITIES else None
         try:
-            items, revision = self._pages(path, prefix)
+            items, revision = self._pages(path, prefix, selector)
         except Compacted:
-            items, revision = self._page(path, {}, prefix)[:2]
+            items, revision = self._page(
+                path, {"labelSelector": selector} if selector else {}, prefix)[:2]
         except NotFound:
             return Listing((), "")
         kvs = [p for p in (_ipam_pair(info, o) for o in items

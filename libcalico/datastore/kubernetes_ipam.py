@@ -97,6 +97,24 @@ def scope(prefix: str) -> str | None:
     return None
 
 
+def affinity_selector(prefix: str) -> str | None:
+    """The label selector Calico lists one host's affinities with (`hostname-hash`, and the
+    type and IP version when the prefix names them), for a prefix within one host; None for a
+    prefix over all hosts (or a partial host name)."""
+    for t in ("host", "virtual"):
+        root = f"{keys.IPAM_ROOT}{t}/"
+        if not prefix.startswith(root):
+            continue
+        parts = prefix[len(root):].split("/")
+        if len(parts) < 2 or not parts[0]:
+            return None  # no complete host name: every host's
+        sel = [f"{LABEL_HOST_HASH}={hostname_hash(parts[0])}", f"{LABEL_AFFINITY_TYPE}={t}"]
+        if len(parts) >= 3 and parts[1] in ("ipv4", "ipv6"):
+            sel.append(f"{LABEL_IP_VERSION}={parts[1][-1]}")
+        return ",".join(sel)
+    return None
+
+
 def _meta_annotation(labels: Mapping[str, str] | None = None) -> str:
     doc: dict[str, Any] = {"creationTimestamp": None}
     if labels:

@@ -352,3 +352,17 @@ def test_secret_keys_and_values() -> None:
               "data": {"a": base64.b64encode(b"pw").decode(),
                        "bin": base64.b64encode(b"\xff\xfe").decode(), "bad": "%%%"}}
     assert values(secret) == {"/calico/secrets/bgp/a": "pw"}
+
+
+def test_affinity_selectors() -> None:
+    from libcalico.datastore.kubernetes_ipam import affinity_selector
+    from libcalico.model import keys as k
+
+    h = hostname_hash("n1")
+    assert affinity_selector(k.affinity_prefix("n1")) == \
+        f"projectcalico.org/hostname-hash={h},projectcalico.org/affinity-type=host"
+    assert affinity_selector(k.affinity_prefix("n1", 6)) == \
+        f"projectcalico.org/hostname-hash={h},projectcalico.org/affinity-type=host," \
+        "projectcalico.org/ip-version=6"
+    assert affinity_selector(k.affinity_prefix()) is None
+    assert affinity_selector(k.IPAM_ROOT + "host/n") is None
