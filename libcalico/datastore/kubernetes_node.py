@@ -45,7 +45,8 @@ LABELS = A + "labels"
 ANNOTATIONS = A + "annotations"
 KUBE_LABELS = A + "kube-labels"
 
-_MAC = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+_IFACE = re.compile(r"[A-Za-z0-9_.@:-]{1,15}")
+_MAC = re.compile(r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}")
 
 
 def _cidr(version: int) -> Callable[[str], bool]:
@@ -67,7 +68,7 @@ def _net(version: int) -> Callable[[str], bool]:
 
 
 def _mac(value: str) -> bool:
-    return bool(_MAC.match(value))
+    return bool(_MAC.fullmatch(value))  # not match(): `$` would accept a trailing newline
 
 
 def parse_as_number(text: str) -> int | None:
@@ -106,9 +107,14 @@ def _interfaces(annotations: Mapping[str, str]) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = []
     for item in value if isinstance(value, list) else []:
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            addrs = [a for a in item.get("addresses") or [] if isinstance(a, str)]
-            out.append({"name": item["name"], **({"addresses": addrs} if addrs else {})})
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                or not _IFACE.fullmatch(item["name"]):
+            return []  # an invalid annotation is dropped whole
+        addrs = item.get("addresses") or []
+        if not isinstance(addrs, list) or not all(
+                isinstance(a, str) and (_cidr(4)(a) or _cidr(6)(a)) for a in addrs):
+            return []
+        out.append({"name": item["name"], **({"addresses": addrs} if addrs else {})})
     return out
 
 

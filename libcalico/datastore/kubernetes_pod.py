@@ -87,7 +87,7 @@ def veth_name(namespace: str, pod: str, prefix: str = "cali") -> str:
 
 def _net(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     try:
-        return ipaddress.ip_interface(text.strip())
+        return ipaddress.ip_interface(text)
     except ValueError:
         raise PodError(f"pod IP {text!r} is not an IP address or CIDR") from None
 
@@ -98,9 +98,9 @@ def pod_ips(pod: Mapping[str, Any]) -> list[ipaddress.IPv4Interface | ipaddress.
     sources: list[list[str]] = [
         [str(p.get("ip")) for p in status.get("podIPs") or [] if p.get("ip")],
         [status["podIP"]] if status.get("podIP") else [],
-        [s for s in (ann.get(ANN_POD_IPS) or "").split(",") if s.strip()],
+        [s for s in (ann.get(ANN_POD_IPS) or "").split(",") if s],
         [ann[ANN_POD_IP]] if ann.get(ANN_POD_IP) else [],
-        [s for s in (ann.get(ANN_AWS_IPS) or "").split(",") if s.strip()],
+        [s for s in (ann.get(ANN_AWS_IPS) or "").split(",") if s],
     ]
     for found in sources:
         if found:

@@ -366,3 +366,35 @@ def test_affinity_selectors() -> None:
         "projectcalico.org/ip-version=6"
     assert affinity_selector(k.affinity_prefix()) is None
     assert affinity_selector(k.IPAM_ROOT + "host/n") is None
+
+
+@pytest.mark.parametrize(("annotation", "value"), [
+    ("projectcalico.org/IPv4Address", "192.0.2.1/24\n  protocol bgp evil {"),
+    ("projectcalico.org/IPv4Address", "192.0.2.1/24; }"),
+    ("projectcalico.org/IPv6Address", "fd00::1/64 }"),
+    ("projectcalico.org/ASNumber", "64512; import all"),
+    ("projectcalico.org/RouteReflectorClusterID", "1.2.3.4\n}"),
+    ("projectcalico.org/IPv4IPIPTunnelAddr", "10.0.0.1 extra"),
+    ("projectcalico.org/VXLANTunnelMACAddr", "66:3e:ca:4a:2c:f1\n"),
+    ("projectcalico.org/IPv4VXLANTunnelAddr", "fd00::1"),
+])
+def test_hostile_node_annotations_are_dropped(annotation: str, value: str) -> None:
+    v3 = node_to_v3({"metadata": {"name": "n1", "annotations": {annotation: value}}})
+    text = json.dumps(v3)
+    assert value not in text and json.dumps(value)[1:-1] not in text
+    assert "bgp" not in v3["spec"] and "vxlanTunnelMACAddr" not in v3["spec"]
+
+
+def test_hostile_pod_ips_fail_the_conversion() -> None:
+    for bad in ("10.0.0.1\n", "10.0.0.1 ", "10.0.0.1;", "10.0.0.1/32}"):
+        with pytest.raises(PodError):
+            pod_ips(_podj(metadata={"annotations": {"cni.projectcalico.org/podIPs": bad}}))
+
+
+def test_hostile_interfaces_annotation_is_dropped() -> None:
+    for bad in ('[{"name":"eth0; rm","addresses":["10.0.0.1"]}]',
+                '[{"name":"eth0","addresses":["10.0.0.1\\n}"]}]',
+                '{"name":"eth0"}', "not json"):
+        v3 = node_to_v3({"metadata": {"name": "n1",
+                                      "annotations": {"projectcalico.org/Interfaces": bad}}})
+        assert "interfaces" not in v3["spec"], bad
