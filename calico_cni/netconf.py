@@ -61,6 +61,8 @@ def _list_of_str(doc: Mapping[str, Any], key: str, where: str) -> tuple[str, ...
 
 @dataclass(frozen=True, slots=True)
 class IPAMConf:
+    """The `ipam` section as calico-ipam reads it."""
+
     type: str = ""
     assign_ipv4: bool = True
     assign_ipv6: bool = False
@@ -72,6 +74,8 @@ class IPAMConf:
 
 @dataclass(frozen=True, slots=True)
 class NetConf:
+    """Calico's network configuration (stdin), checked and with its defaults."""
+
     raw: Mapping[str, Any]
     name: str
     cni_version: str

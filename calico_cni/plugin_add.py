@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from calico_cni import annotations as ann
 from calico_cni import context, endpoint, naming, netconf, spec, wiring
 from calico_cni.ipam_call import Ipam
 from calico_cni.spec import CNIError, Interface, IPConfig, Result
@@ -49,6 +48,7 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
         fixed: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         no_ipam = False
         if w.orchestrator == "k8s" and conf.policy_type == "k8s":
+            from calico_cni import annotations as ann  # k8s policy only
             from calico_cni import kube
 
             pod = kube.pod_info(conf, w.namespace, w.pod)

@@ -70,6 +70,8 @@ _REQUIRED = {
 
 @dataclass(frozen=True, slots=True)
 class Env:
+    """The CNI_* environment of one call (CNI_ARGS parsed into `args`)."""
+
     command: str
     container_id: str = ""
     netns: str = ""
@@ -161,6 +163,8 @@ def check_config(doc: Mapping[str, Any], command: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Interface:
+    """An interface of a result (`sandbox`: the namespace path of a container one)."""
+
     name: str
     mac: str = ""
     mtu: int = 0
@@ -169,6 +173,8 @@ class Interface:
 
 @dataclass(frozen=True, slots=True)
 class IPConfig:
+    """An address of a result, with the index of its interface."""
+
     address: str  # "10.0.0.5/32"
     interface: int | None = None
     gateway: str = ""
@@ -180,12 +186,16 @@ class IPConfig:
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """A route of a result."""
+
     dst: str
     gw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
+    """What ADD prints, in any spec version (`format_result`)."""
+
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()

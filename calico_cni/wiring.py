@@ -42,6 +42,8 @@ class WiringError(CalicoError):
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
+    """What to wire: the container end in `netns`, the host end, addresses, routes."""
+
     netns: str
     ifname: str
     host_veth: str

@@ -24,6 +24,8 @@ class EndpointInfo:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
+    """The container a call is about, as Calico names it (k8s pod or plain CNI)."""
+
     node: str
     orchestrator: str  # "k8s" or "cni"
     namespace: str
