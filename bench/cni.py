@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from libcalico.datastore.gateway import GatewayBackend  # noqa: E402
 from libcalico.ipam.client import AutoAssignArgs, IPAMClient  # noqa: E402
+from libcalico.ipam.hints import HintFile  # noqa: E402
 from tests.fixtures.etcd import EtcdFactory  # noqa: E402
 from tests.integration.ipam import seed  # noqa: E402
 
@@ -116,7 +117,7 @@ def main() -> None:
         seed.cluster(be, ["bench-node"], {"bench": {"cidr": "10.180.0.0/16"}})
         if not args.ipam_only:
             add_part(args, tmp, etcd.endpoint)
-        ipam_part(args, be)
+        ipam_part(args, be, tmp)
         be.close()
     finally:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
@@ -213,7 +214,7 @@ def debian_plugin(tmp: Path) -> str:
     return str(tmp / "debian-bin" / "calico")
 
 
-def ipam_part(args: argparse.Namespace, be: GatewayBackend) -> None:
+def ipam_part(args: argparse.Namespace, be: GatewayBackend, tmp: Path) -> None:
     """Rounds alternate between the raw CAS loop and the assignment loops, so that load from
     other processes on the machine falls on all of them alike."""
     key = "/calico/bench/cas"
@@ -229,8 +230,11 @@ def ipam_part(args: argparse.Namespace, be: GatewayBackend) -> None:
         v4, _ = client.auto_assign(AutoAssignArgs("bench-node", handle_id=f"h{i}"))
         assert v4.ips
 
+    hints = tmp / "ipam-hints.json"  # as calico-ipam keeps them beside its lock
+
     def assign_fresh(i: int) -> None:
-        v4, _ = IPAMClient(be).auto_assign(AutoAssignArgs("bench-node", handle_id=f"f{i}"))
+        v4, _ = IPAMClient(be, hints=HintFile(hints)).auto_assign(
+            AutoAssignArgs("bench-node", handle_id=f"f{i}"))
         assert v4.ips
 
     rounds = 6
@@ -247,7 +251,7 @@ def ipam_part(args: argparse.Namespace, be: GatewayBackend) -> None:
     print(f"  auto_assign, one client            {t_assign * 1000:7.2f} ms  "
           f"{1 / t_assign:8.0f}/s  ratio {t_assign / t_cas:5.2f}x  (2 round trips)")
     print(f"  auto_assign, fresh client each     {t_fresh * 1000:7.2f} ms  "
-          f"{1 / t_fresh:8.0f}/s  ratio {t_fresh / t_cas:5.2f}x  (3 round trips, as a CNI call)")
+          f"{1 / t_fresh:8.0f}/s  ratio {t_fresh / t_cas:5.2f}x  (hint file, as a CNI call)")
     print(f"  goal: assignment <= 3x raw CAS: "
           f"{'MET' if t_assign <= 3 * t_cas else 'NOT MET'} (one client), "
           f"{'MET' if t_fresh <= 3 * t_cas else 'NOT MET'} (fresh client)")
