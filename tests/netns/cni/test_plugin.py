@@ -272,6 +272,28 @@ def test_route_on_another_interface_fails_add(env: dict[str, Any], metric: str) 
     assert other in sh("ip", "route", "show", "exact", "10.199.0.88/32")
 
 
+def test_num_queues_and_mtu_on_both_ends(env: dict[str, Any]) -> None:
+    """`num_queues` and `mtu` reach both ends of the veth (created over netlink in one
+    request, the container end straight into its namespace)."""
+    ns, path = new_ns(env, "cni-q")
+    cid = "queues0000001"
+    veth = "cali" + cid[:11]
+    env["veths"].append(veth)
+    conf = {**env["conf"], "num_queues": 3, "mtu": 1400}
+    rc, res = cnirun.run("ADD", conf, cid=cid, netns=path)
+    assert rc == 0, res
+    host = json.loads(sh("ip", "-j", "-d", "link", "show", veth))[0]
+    inside = json.loads(ns_exec(ns, "ip", "-j", "-d", "link", "show", "eth0").stdout)[0]
+    for link in (host, inside):
+        assert (link["num_tx_queues"], link["num_rx_queues"], link["mtu"]) == (3, 3, 1400)
+    assert host["address"] == "ee:ee:ee:ee:ee:ee" and "UP" in host["flags"]
+    assert inside["address"] == res["interfaces"][1]["mac"] and "UP" in inside["flags"]
+    rc, _ = cnirun.run("DEL", conf, cid=cid, netns=path)
+    assert rc == 0
+    assert subprocess.run(["ip", "link", "show", veth], capture_output=True,
+                          check=False).returncode != 0
+
+
 def test_container_settings_and_ipam_routes(env: dict[str, Any]) -> None:
     ns, path = new_ns(env, "cni-i")
     cid = "fwd000000001"
