@@ -1,0 +1,1 @@
+"""calico-kube-controllers: Calico's Kubernetes controllers (docs/kube-controllers.md)."""
