@@ -194,18 +194,24 @@ class Netlink:
         seq = self._send(RTM_GETROUTE, NLM_F_DUMP, body)
         out: list[RouteEntry] = []
         for kind, msg in self._replies(seq, f"route show (IPv{version})"):
-            if kind != RTM_NEWROUTE or len(msg) < _RTMSG.size:
-                continue
-            fam, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg)
-            attrs = _attrs(msg, _RTMSG.size)
-            if RTA_TABLE in attrs:
-                table = struct.unpack("=I", attrs[RTA_TABLE])[0]
-            if table != RT_TABLE_MAIN or fam != family:
-                continue
-            raw = attrs.get(RTA_DST, b"\0" * (4 if version == 4 else 16))
-            addr = ipaddress.ip_address(raw)
-            oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
-            metric = struct.unpack("=I", attrs[RTA_PRIORITY])[0] \
-                if RTA_PRIORITY in attrs else 0
-            out.append((ipaddress.ip_network(f"{addr}/{dst_len}"), oif, metric))
+            entry = parse_route(msg, family) if kind == RTM_NEWROUTE else None
+            if entry is not None:
+                out.append(entry)
         return out
+
+
+def parse_route(msg: bytes, family: int) -> RouteEntry | None:
+    """An RTM_NEWROUTE payload (rtmsg + attributes) as a RouteEntry; None for a route of
+    another family or table than main."""
+    if len(msg) < _RTMSG.size:
+        return None
+    fam, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(msg)
+    attrs = _attrs(msg, _RTMSG.size)
+    if RTA_TABLE in attrs:
+        table = struct.unpack("=I", attrs[RTA_TABLE])[0]
+    if table != RT_TABLE_MAIN or fam != family:
+        return None
+    raw = attrs.get(RTA_DST, b"\0" * (4 if family == socket.AF_INET else 16))
+    oif = struct.unpack("=I", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
+    metric = struct.unpack("=I", attrs[RTA_PRIORITY])[0] if RTA_PRIORITY in attrs else 0
+    return (ipaddress.ip_network(f"{ipaddress.ip_address(raw)}/{dst_len}"), oif, metric)
