@@ -43,7 +43,16 @@ SPECS: dict[str, dict[str, Any]] = {
                       "egress": [{"action": "Deny"}]},
     "NetworkSet": {"nets": ["198.51.100.0/28"]},
     "Tier": {"order": 100, "defaultAction": "Deny"},
+    "StagedGlobalNetworkPolicy": {"tier": "default", "stagedAction": "Set",
+                                  "selector": "all()", "types": ["Ingress"]},
+    "StagedKubernetesNetworkPolicy": {"stagedAction": "Set", "podSelector": {},
+                                      "policyTypes": ["Ingress"]},
+    "StagedNetworkPolicy": {"tier": "default", "stagedAction": "Set", "selector": "all()"},
 }
+DERIVED = {"Node", "Profile", "WorkloadEndpoint"}
+"""Kinds KDD keeps in core objects (Nodes, Namespaces/ServiceAccounts, Pods)."""
+V1_KIND = {"IPAMConfiguration": "IPAMConfig"}
+IPAM_KINDS = {"IPAMBlock", "BlockAffinity", "IPAMHandle"}
 
 
 def _collection(doc: dict[str, Any], namespace: str | None) -> str:
@@ -91,6 +100,21 @@ def test_ipam_schema_requires_calicos_fields(kube_apiserver: ControlPlane, kind:
     status, reply = kube_apiserver.request("POST", _collection(doc, None), obj)
     assert status == 422, reply
     assert missing in reply["message"]
+
+
+def test_every_kind_the_project_stores_has_a_crd() -> None:
+    from libcalico.model import keys
+
+    want = {V1_KIND.get(k, k) for k in keys.KINDS if k not in DERIVED} | IPAM_KINDS
+    have = {d["spec"]["names"]["kind"]: d for d in crd_documents()}
+    assert set(have) == want
+    for kind, info in keys.KINDS.items():
+        if kind in DERIVED:
+            continue
+        names = have[V1_KIND.get(kind, kind)]["spec"]
+        assert names["scope"] == ("Namespaced" if info.namespaced else "Cluster"), kind
+        if kind not in V1_KIND:
+            assert names["names"]["plural"] == info.plural, kind
 
 
 def test_kube_version_matches_the_wrapper_module() -> None:

@@ -1,9 +1,11 @@
-"""calico-node's ServiceAccount with the ClusterRole of manifests/rbac/calico-node.yaml (a
-real TokenRequest token, RBAC on): it can follow what Felix follows, update its Node and use
-IPAM, and nothing more (no policy writes, no Secrets, no Node creation)."""
+"""calico-node's and the CNI plugin's ServiceAccounts with the ClusterRoles of
+manifests/rbac/ (real TokenRequest tokens, RBAC on): calico-node can follow what Felix
+follows, update its Node and use IPAM, and nothing more (no policy writes, no Secrets, no Node
+creation); the CNI plugin can GET its endpoint, patch its pod, use IPAM, and list no pods."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -18,7 +20,7 @@ from libcalico.datastore.kubernetes import KubernetesBackend
 from libcalico.datastore.kubernetes_client import Unauthorized
 from libcalico.ipam.assignment import AutoAssignArgs
 from libcalico.ipam.client import IPAMClient
-from libcalico.model import codec
+from libcalico.model import codec, keys
 from libcalico.model.resources import IPPool, Node
 
 MANIFEST = ROOT / "manifests" / "rbac" / "calico-node.yaml"
@@ -75,4 +77,53 @@ def test_calico_node_role_allows_what_it_needs_and_no_more(
     finally:
         backend.close()
         admin.delete(IPPool, pool)
+        cp.request("DELETE", f"/api/v1/nodes/{node}")
+
+
+def test_cni_plugin_role_reads_its_pod_patches_it_and_uses_ipam(
+        kube_apiserver: ControlPlane, kube_backend: KubernetesBackend) -> None:
+    cp = kube_apiserver
+    cp.apply([d for d in yaml.safe_load_all(
+        (ROOT / "manifests" / "rbac" / "calico-cni-plugin.yaml").read_text()) if d])
+    backend = connect(DatastoreConfig.from_env({
+        "DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(cp.kubeconfig),
+        "K8S_API_TOKEN": cp.service_account_token("kube-system", "calico-cni-plugin")}))
+    assert isinstance(backend, KubernetesBackend)
+    backend.cni_patch_mode = True
+    tag = uuid.uuid4().hex[:6]
+    ns, node, pool = f"cni-{tag}", f"cni-node-{tag}", f"cni-pool-{tag}"
+    cp.ensure_namespace(ns)
+    assert cp.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                                                "metadata": {"name": node}})[0] == 201
+    assert cp.request("POST", f"/api/v1/namespaces/{ns}/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}})[0] == 201
+    admin = Client(kube_backend)
+    admin.create(codec.decode({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                               "metadata": {"name": pool},
+                               "spec": {"cidr": f"10.{150 + int(tag[:2], 16) % 50}.0.0/24",
+                                        "blockSize": 28}}))
+    try:
+        # ADD: the endpoint by GET, IPAM, then the one pod-status PATCH.
+        key = keys.resource_key("WorkloadEndpoint", f"{node.replace('-', '--')}-k8s-web-eth0",
+                                ns)
+        wep = backend.get(key)
+        ipam = IPAMClient(backend)
+        v4, _ = ipam.auto_assign(AutoAssignArgs(hostname=node, num4=1,
+                                                handle_id=f"k8s-pod-network.{tag}"))
+        doc = json.loads(wep.value)
+        doc["spec"]["ipNetworks"] = [f"{v4.ips[0].ip}/32"]
+        backend.update(key, json.dumps(doc), wep.revision)
+        # DEL: blank the pod's IPs, release.
+        backend.delete(key, backend.get(key).revision)
+        assert ipam.release_by_handle(f"k8s-pod-network.{tag}") == 1
+        with pytest.raises(Unauthorized):  # the role has no list on pods
+            backend.list(keys.resource_prefix("WorkloadEndpoint", ns))
+        with pytest.raises(Unauthorized):
+            backend.get(keys.resource_key("BGPPeer", "any"))
+    finally:
+        backend.close()
+        IPAMClient(kube_backend).release_host_affinities(node)
+        admin.delete(IPPool, pool)
+        cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods/web?gracePeriodSeconds=0")
         cp.request("DELETE", f"/api/v1/nodes/{node}")
