@@ -44,6 +44,9 @@ PREFIXES = (
     keys.resource_prefix("FelixConfiguration"),
     keys.resource_prefix("BGPConfiguration"),
     keys.resource_prefix("Profile"),
+    *(keys.resource_prefix(k) for k in (
+        "NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy",
+        "StagedGlobalNetworkPolicy", "Tier", "NetworkSet", "GlobalNetworkSet")),
     keys.block_prefix(),
 )
 

@@ -1,16 +1,15 @@
-"""The iptables rules Felix wants: Calico's cali-* skeleton, dispatch chains, endpoint and
-profile chains, NAT outgoing. Pure; results are cached because the same inputs recur on
-every apply."""
+"""The iptables rules Felix wants: Calico's cali-* skeleton, dispatch chains, NAT outgoing.
+The workload, policy and profile chains the dispatch chains lead to come from the policy
+calculation (felix/calc/policy_*.py, one Calico rule renderer). Pure; results are cached
+because the same inputs recur on every apply."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
 
-from felix.calc import rules as calico_rules
 from felix.calc.rules import ACCEPT_MARK, J_SET_ACCEPT, M_ACCEPT, set_name
 from felix.drivers.iptables.rules import Rule, length_limited
-from libcalico.model.resources import DEFAULT_ALLOW_PROFILE, Profile
 
 PURE = True
 
@@ -57,13 +56,6 @@ class RuleOptions:
     failsafe_out: tuple[tuple[str, int], ...]
 
 
-def selectors_of(profile: Profile | None) -> set[str]:
-    """Canonical selectors a profile's rules match on."""
-    if profile is None:
-        return set()
-    return calico_rules.selectors_of(profile.spec.ingress + profile.spec.egress)
-
-
 @functools.lru_cache(maxsize=16384)
 def tw_chain(iface: str) -> str:
     return length_limited("cali-tw-", iface)
@@ -74,30 +66,13 @@ def fw_chain(iface: str) -> str:
     return length_limited("cali-fw-", iface)
 
 
-def pri_chain(profile: str) -> str:
-    return length_limited("cali-pri-", profile)
-
-
-def pro_chain(profile: str) -> str:
-    return length_limited("cali-pro-", profile)
-
-
-def build(opts: RuleOptions, endpoints: tuple[EndpointPolicy, ...],
-          profiles: dict[str, Profile]) -> dict[str, TableDesired]:
-    """table name → desired state for one IP version."""
+def build(opts: RuleOptions, endpoints: tuple[EndpointPolicy, ...]
+          ) -> dict[str, TableDesired]:
+    """table name → desired state for one IP version (the filter table without the
+    workload, policy and profile chains, which the caller adds)."""
     filt = _filter_skeleton(opts)
     for name, rules in _dispatch(opts, tuple(sorted(e.iface for e in endpoints))).items():
         filt.chains[name] = rules
-    wanted: set[str] = set()
-    chains = filt.chains
-    for ep in endpoints:
-        chains.update(_endpoint_pair(ep.iface, ep.profiles, opts.allow_vxlan_from_workloads,
-                                     opts.allow_ipip_from_workloads, opts.vxlan_port))
-        wanted.update(ep.profiles)
-    for name in sorted(wanted):
-        ing, eg = _profile_chains(opts.ip_version, name, profiles.get(name))
-        filt.chains[pri_chain(name)] = ing
-        filt.chains[pro_chain(name)] = eg
     return {"raw": _raw(opts), "mangle": _mangle(opts), "filter": filt, "nat": _nat(opts)}
 
 
@@ -336,49 +311,3 @@ def _dispatch_rule(flag: str, iface: str) -> Rule:
 def _dispatch_child(flag: str, members: tuple[str, ...]) -> tuple[Rule, ...]:
     """One group's chain; cached so that a change in one group rebuilds only that one."""
     return (*(_dispatch_rule(flag, m) for m in members), _UNKNOWN_DROP)
-
-
-@functools.lru_cache(maxsize=65536)
-def _endpoint_pair(iface: str, profiles: tuple[str, ...], allow_vxlan: bool, allow_ipip: bool,
-                   vxlan_port: int) -> dict[str, tuple[Rule, ...]]:
-    """{cali-tw-<iface>: …, cali-fw-<iface>: …}; cached, callers only read it."""
-    tw, fw = _endpoint_cached(profiles, allow_vxlan, allow_ipip, vxlan_port)
-    return {tw_chain(iface): tw, fw_chain(iface): fw}
-
-
-@functools.lru_cache(maxsize=4096)
-def _endpoint_cached(profiles: tuple[str, ...], allow_vxlan: bool, allow_ipip: bool,
-                     vxlan_port: int) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
-    head = (Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "-j ACCEPT"),
-            Rule("-m conntrack --ctstate INVALID", "-j DROP"),
-            Rule(action="-j MARK --set-xmark 0x0/0x30000"))
-    encap: list[Rule] = []
-    if not allow_vxlan:
-        encap.append(Rule(f"-p udp -m udp --dport {vxlan_port}", "-j DROP",
-                          "DROP VXLAN encapped packets originating in workloads"))
-    if not allow_ipip:
-        encap.append(Rule("-p ipencap", "-j DROP",
-                          "DROP IPinIP encapped packets originating in workloads"))
-
-    def tail(chain_of: type[str] | object) -> list[Rule]:
-        out: list[Rule] = []
-        for p in profiles:
-            out.append(Rule(action=f"-j {chain_of(p)}"))  # type: ignore[operator]
-            out.append(Rule(M_ACCEPT, "-j RETURN", "Return if profile accepted"))
-        out.append(Rule(action="-j DROP", comment="DROP if no profiles matched"))
-        return out
-
-    tw = (*head, *tail(pri_chain))
-    fw = (*head, *encap, *tail(pro_chain))
-    return tw, fw
-
-
-def _profile_chains(version: int, name: str, prof: Profile | None
-                    ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
-    if name == DEFAULT_ALLOW_PROFILE and prof is None:
-        allow = (Rule(action=J_SET_ACCEPT), Rule(M_ACCEPT, "-j RETURN"))
-        return allow, allow
-    if prof is None:
-        return (), ()
-    return (calico_rules.render(version, prof.spec.ingress),
-            calico_rules.render(version, prof.spec.egress))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from felix.calc import chains, rules
+from felix.calc.policy_chains import EndpointOptions
 from felix.calc.snapshot import (
     DEFAULT_NORMAL_ROUTE_PRIORITY,
     EndpointView,
@@ -26,8 +27,7 @@ from felix.calc.snapshot import (
 from felix.config import FelixConfig
 from felix.drivers.iptables.rules import Rule
 from libcalico.ipam.block import Block
-from libcalico.model import selector
-from libcalico.model.resources import EncapMode, IPPool, Profile
+from libcalico.model.resources import EncapMode, IPPool
 
 PURE = True
 
@@ -103,6 +103,7 @@ class IPIPDevice:
 class IPSet:
     family: str                        # inet | inet6
     members: frozenset[str]
+    set_type: str = "hash:net"         # hash:ip,port for named-port sets
 
 
 @dataclass(frozen=True)
@@ -189,24 +190,6 @@ def _iface_sysctls(i: str, rp_filter: str, ipv6: bool) -> dict[str, str]:
     return out
 
 
-def _effective_labels(e: EndpointView, profiles: Mapping[str, Profile]
-                      ) -> tuple[tuple[str, str], ...]:
-    """Labels inherited from the endpoint's profiles (labelsToApply, in order), overridden
-    by the endpoint's own labels, as Calico computes them for selectors."""
-    merged: dict[str, str] = {}
-    for name in e.profiles:
-        p = profiles.get(name)
-        if p is not None:
-            merged.update(p.spec.labels_to_apply)
-    merged.update(e.labels)
-    return tuple(sorted(merged.items()))
-
-
-@functools.lru_cache(maxsize=65536)
-def _selects(canonical: str, labels: tuple[tuple[str, str], ...]) -> bool:
-    return selector.parse(canonical).evaluate(dict(labels))
-
-
 def _mode(p: IPPool, attr: str) -> EncapMode:
     m = getattr(p.spec, attr)
     return EncapMode.NEVER if m is None else EncapMode(m)
@@ -272,7 +255,6 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     pools = snap.of(IPPool)
     nodes = snap.nodes()
     blocks = snap.of(Block)
-    profiles = {p.metadata.name: p for p in snap.of(Profile)}
     local = sorted(snap.endpoints_on(me), key=lambda e: e.key)
     # Two endpoints claiming one interface: the first by key wins (deterministic).
     by_iface: dict[str, EndpointView] = {}
@@ -361,22 +343,10 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     # IP sets.
     versions = [4] + ([6] if cfg.ipv6_support and (
         any(p.spec.cidr.version == 6 for p in pools) or any(e.ipv6 for e in local)) else [])
-    selectors: set[str] = set()
-    for name in {name for e in local for name in e.profiles}:
-        selectors |= chains.selectors_of(profiles.get(name))
-    members: dict[str, tuple[set[str], set[str]]] = {s: (set(), set()) for s in selectors}
-    if selectors:
-        for any_ep in snap.endpoints():
-            labels = _effective_labels(any_ep, profiles)
-            for s in selectors:
-                if _selects(s, labels):
-                    members[s][0].update(str(n) for n in any_ep.ipv4)
-                    members[s][1].update(str(n) for n in any_ep.ipv6)
-    for s, (m4, m6) in members.items():
-        st.ipsets[rules.set_name(4, rules.selector_set_id(s))] = IPSet("inet", frozenset(m4))
-        if 6 in versions:
-            st.ipsets[rules.set_name(6, rules.selector_set_id(s))] = IPSet(
-                "inet6", frozenset(m6))
+    # Policies and profiles: chains and IP sets kept incrementally (felix/calc/policy_*.py).
+    policy = snap.policy_states(me, versions, EndpointOptions(
+        cfg.vxlan_port, cfg.allow_vxlan_packets_from_workloads,
+        cfg.allow_ipip_packets_from_workloads))
     for v in versions:
         fam = "inet" if v == 4 else "inet6"
         vp = [p.spec for p in pools if p.spec.cidr.version == v]
@@ -413,9 +383,19 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             failsafe_out=tuple((p.protocol, p.port) for p in cfg.failsafe_outbound_host_ports),
         )
         eps = tuple(chains.endpoint_policy(e.iface, e.profiles) for e in local)
-        for table, td in chains.build(opts, eps, profiles).items():
+        for table, td in chains.build(opts, eps).items():
             st.tables[(v, table)] = td
+        filt = st.tables[(v, "filter")].chains
+        for name in [n for n in filt if n.startswith(_POLICY_CHAINS)]:
+            del filt[name]
+        filt.update(policy[v].chains)
+        for name, ps in policy[v].ipsets.items():
+            st.ipsets[name] = IPSet(fam, ps.members, ps.set_type)
     return st
+
+
+_POLICY_CHAINS = ("cali-tw-", "cali-fw-", "cali-pi-", "cali-po-", "cali-pri-", "cali-pro-",
+                  "cali-gi-", "cali-go-")
 
 
 def _replace_vxlan(st: HostState, dev: VXLANDevice, mtu: int) -> HostState:

@@ -328,6 +328,11 @@ class PolicyIndex:
         spec = self._set_specs.get(uid)
         return None if spec is None else (spec, frozenset(self._set_members[uid]))
 
+    def everything(self) -> Dirty:
+        """Every endpoint, policy, profile and IP set, as dirty (for a new PolicyState)."""
+        return Dirty(frozenset(self._local), frozenset(self._policies),
+                     frozenset(self._active_profiles), frozenset(self._set_specs))
+
     def take_dirty(self) -> Dirty:
         out = Dirty(frozenset(self._dirty_eps), frozenset(self._dirty_policies),
                     frozenset(self._dirty_profiles), frozenset(self._dirty_sets))

@@ -8,8 +8,24 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from felix.calc.kernelsafe import kernel_mac
+from felix.calc.policy_chains import EndpointOptions
+from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc.policy_state import PolicyState
 from libcalico.model import codec
-from libcalico.model.resources import BGPConfiguration, FelixConfiguration, Node, WorkloadEndpoint
+from libcalico.model.resources import (
+    BGPConfiguration,
+    FelixConfiguration,
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    NetworkPolicy,
+    NetworkSet,
+    Node,
+    Profile,
+    StagedGlobalNetworkPolicy,
+    StagedNetworkPolicy,
+    Tier,
+    WorkloadEndpoint,
+)
 
 PURE = True
 
@@ -83,9 +99,14 @@ class Snapshot:
         self._endpoints: dict[str, EndpointView] = {}
         self._nodes: dict[str, NodeView] = {}
         self._felix_specs: dict[str, dict[str, object]] = {}
+        self._policy: PolicyIndex | None = None
+        self._policy_states: dict[int, PolicyState] = {}
 
     def apply(self, key: str, obj: object | None) -> None:
-        old = self.objects.pop(key, None)
+        old = self.objects.get(key)
+        if self._policy is not None:
+            _feed_policy(self._policy, old, obj)
+        self.objects.pop(key, None)
         if old is not None:
             self._by_type[type(old)].pop(key, None)
             view = self._endpoints.pop(key, None)
@@ -105,6 +126,29 @@ class Snapshot:
         elif isinstance(obj, FelixConfiguration):
             spec = codec.encode(obj).get("spec")
             self._felix_specs[obj.metadata.name] = dict(spec) if isinstance(spec, dict) else {}
+
+    def policy_states(self, hostname: str, versions: list[int], opts: EndpointOptions
+                      ) -> dict[int, PolicyState]:
+        """The policy chains and IP sets of each IP version (felix/calc/policy_*.py), kept
+        incrementally: the index is fed by `apply`, each state updated by what changed."""
+        if self._policy is None or self._policy.hostname != hostname:
+            self._policy = PolicyIndex(hostname)
+            self._policy_states = {}
+            for obj in self.objects.values():
+                _feed_policy(self._policy, None, obj)
+        index = self._policy
+        dirty = index.take_dirty()
+        states: dict[int, PolicyState] = {}
+        for v in versions:
+            state = self._policy_states.get(v)
+            if state is None or state.opts != opts:
+                state = PolicyState(v, opts)
+                state.update(index, index.everything())
+            else:
+                state.update(index, dirty)
+            states[v] = state
+        self._policy_states = states
+        return states
 
     def of(self, cls: type[T]) -> list[T]:
         return list(self._by_type.get(cls, {}).values())  # type: ignore[arg-type]
@@ -135,3 +179,23 @@ class Snapshot:
                 v4 = o.spec.ipv4_normal_route_priority or v4
                 v6 = o.spec.ipv6_normal_route_priority or v6
         return v4, v6
+
+
+_POLICY_KINDS = (NetworkPolicy, GlobalNetworkPolicy, StagedNetworkPolicy,
+                 StagedGlobalNetworkPolicy)
+
+
+def _feed_policy(index: PolicyIndex, old: object | None, new: object | None) -> None:
+    """One datastore change, to the policy index (`new` None: deleted)."""
+    res = new if new is not None else old
+    if isinstance(res, WorkloadEndpoint):
+        index.update_endpoint(key_of(res), new if isinstance(new, WorkloadEndpoint) else None)
+    elif isinstance(res, _POLICY_KINDS):
+        index.update_policy(key_of(res), new if isinstance(new, _POLICY_KINDS) else None)
+    elif isinstance(res, Tier):
+        index.update_tier(res.metadata.name, new if isinstance(new, Tier) else None)
+    elif isinstance(res, Profile):
+        index.update_profile(res.metadata.name, new if isinstance(new, Profile) else None)
+    elif isinstance(res, NetworkSet | GlobalNetworkSet):
+        index.update_networkset(key_of(res), new if isinstance(new, NetworkSet | GlobalNetworkSet)
+                                else None)

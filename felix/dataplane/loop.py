@@ -316,7 +316,8 @@ class Dataplane:
                 self._ifaces_of = self.links
             self.state = calc.compute(self.snapshot, self.cfg, self._ifaces, self.rp_filter)
             self.inputs_dirty = False
-            self.selectors_in_use = any("0s:" in name for name in self.state.ipsets)
+            self.selectors_in_use = any(("0s:" in name or "0n:" in name)
+                                        for name in self.state.ipsets)
         stats.phases["calc"] = time.perf_counter() - t0
         st = self.state
 

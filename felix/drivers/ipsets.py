@@ -15,15 +15,15 @@ MAXELEM = 1048576
 
 
 def parse_save(text: str) -> dict[str, IPSet]:
-    sets: dict[str, tuple[str, set[str]]] = {}
+    sets: dict[str, tuple[str, set[str], str]] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "create" and parts[1].startswith(("cali4", "cali6")):
             fam = "inet6" if "inet6" in parts else "inet"
-            sets[parts[1]] = (fam, set())
+            sets[parts[1]] = (fam, set(), parts[2])
         elif len(parts) >= 3 and parts[0] == "add" and parts[1] in sets:
             sets[parts[1]][1].add(parts[2])
-    return {k: IPSet(f, frozenset(m)) for k, (f, m) in sets.items()}
+    return {k: IPSet(f, frozenset(m), t) for k, (f, m, t) in sets.items()}
 
 
 def _norm(member: str) -> str:
@@ -37,8 +37,8 @@ class IPSetDriver:
         self.tracker: DeltaTracker[str, IPSet] = DeltaTracker()
 
     def set_desired(self, sets: dict[str, IPSet]) -> None:
-        self.tracker.set_desired({k: IPSet(v.family, frozenset(_norm(m) for m in v.members))
-                                  for k, v in sets.items()})
+        self.tracker.set_desired({k: IPSet(v.family, frozenset(_norm(m) for m in v.members),
+                                           v.set_type) for k, v in sets.items()})
 
     def resync(self) -> None:
         out = self.run(["ipset", "save"], timeout=TIMEOUT).stdout
@@ -56,10 +56,11 @@ class IPSetDriver:
         lines = []
         for name, s in sorted(todo.items()):
             old = self.tracker.dataplane().get(name)
-            if old is not None and old.family != s.family:
+            if old is not None and (old.family, old.set_type) != (s.family, s.set_type):
                 lines.append(f"destroy {name}")
                 old = None
-            lines.append(f"create {name} hash:net family {s.family} maxelem {MAXELEM} -exist")
+            lines.append(f"create {name} {s.set_type} family {s.family} maxelem {MAXELEM}"
+                         " -exist")
             have = old.members if old else frozenset()
             lines += [f"add {name} {m} -exist" for m in sorted(s.members - have)]
             lines += [f"del {name} {m} -exist" for m in sorted(have - s.members)]

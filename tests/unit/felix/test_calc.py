@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from felix import config
 from felix.calc import desired as calc
 from felix.calc import rules
+from felix.calc.policy_rules import selector_uid
 from tests.unit.felix import data
 
 ME = "node1"
@@ -188,7 +189,7 @@ def test_profile_selector_rules_use_ipsets_of_matching_endpoints() -> None:
            data.wep("r1", "node2", "cali0000000009", ["10.65.1.5/32"], profiles=("net1",)),
            data.wep("r2", "node2", "cali0000000008", ["10.65.1.6/32"])]
     s = state(kvs)
-    set_name = rules.set_name(4, rules.selector_set_id("has(net1)"))
+    set_name = rules.set_name(4, selector_uid("has(net1)"))  # Calico's s:<hash> id
     assert set_name.startswith("cali40s:") and len(set_name) == 31
     assert s.ipsets[set_name].members == {"10.65.0.10/32", "10.65.1.5/32"}
     pri = s.tables[(4, "filter")].chains["cali-pri-net1"]

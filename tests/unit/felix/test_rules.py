@@ -5,6 +5,9 @@ import hashlib
 import pytest
 
 from felix.calc import chains
+from felix.calc.policy_chains import EndpointPlan, endpoint_chains, profile_chain_name
+from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc.policy_state import render
 from felix.drivers.iptables.rules import Rule, length_limited, render_rule, rule_hashes
 from tests.unit.felix import data
 
@@ -42,7 +45,7 @@ def test_unsafe_comment_rejected() -> None:
 
 def test_chain_names_are_length_limited_like_calico() -> None:
     assert chains.tw_chain("cali12345678901") == "cali-tw-cali12345678901"
-    long = chains.pri_chain("kns.a-very-long-namespace-name")
+    long = profile_chain_name(True, "kns.a-very-long-namespace-name")
     assert len(long) == 28 and long.startswith("cali-pri-_")
     assert length_limited("cali-pri-", "x" * 19) == "cali-pri-" + "x" * 19   # exactly 28
     assert length_limited("cali-pri-", "_" + "x" * 18) != "cali-pri-_" + "x" * 18
@@ -61,7 +64,7 @@ def _opts(**kw: object) -> chains.RuleOptions:
 def test_dispatch_chains_group_and_drop_unknown_interfaces() -> None:
     eps = tuple(chains.EndpointPolicy(i, ("p",)) for i in
                 ("cali1aaaaaaaaaa", "cali1bbbbbbbbbb", "cali2cccccccccc"))
-    filt = chains.build(_opts(), eps, {})["filter"]
+    filt = chains.build(_opts(), eps)["filter"]
     root = filt.chains["cali-from-wl-dispatch"]
     assert root[-1] == Rule(action="-j DROP", comment="Unknown interface")
     assert Rule("-i cali1+", "-g cali-from-wl-dispatch-1") in root
@@ -73,40 +76,47 @@ def test_dispatch_chains_group_and_drop_unknown_interfaces() -> None:
 
 
 def test_endpoint_chains_profiles_and_default_drop() -> None:
-    eps = (chains.EndpointPolicy("cali1aaaaaaaaaa", ("kns.default", "missing")),)
+    """Workload and profile chains come from the policy calculation (one Calico renderer)."""
     k, v = data.profile("kns.default", [{"action": "Allow", "protocol": "TCP",
                                          "destination": {"ports": [80, "1000:2000"]}}],
                         [{"action": "Deny", "destination": {"nets": ["10.0.0.0/8"]}}])
-    prof = data.resource(k, v)
-    filt = chains.build(_opts(), eps, {"kns.default": prof})["filter"]  # type: ignore[dict-item]
-    fw = filt.chains["cali-fw-cali1aaaaaaaaaa"]
-    assert fw[-1] == Rule(action="-j DROP", comment="DROP if no profiles matched")
-    assert Rule(action="-j cali-pro-kns.default") in fw
-    assert any("4789" in r.match and r.action == "-j DROP" for r in fw)   # no VXLAN from pods
-    tw = filt.chains["cali-tw-cali1aaaaaaaaaa"]
-    assert Rule(action="-j cali-pri-missing") in tw
-    assert filt.chains["cali-pri-missing"] == ()        # missing profile: allows nothing
-    pri = filt.chains["cali-pri-kns.default"]
-    assert pri[0].match == "-p tcp -m multiport --dports 80,1000:2000"
-    assert filt.chains["cali-pro-kns.default"][0] == Rule("-d 10.0.0.0/8", "-j DROP")
+    idx = PolicyIndex("node1")
+    idx.update_profile("kns.default", data.resource(k, v))  # type: ignore[arg-type]
+    wk, wv = data.wep("w", "node1", "cali1aaaaaaaaaa", ["10.65.0.10/32"],
+                      profiles=("kns.default", "missing"))
+    wep = data.resource(wk, wv)
+    idx.update_endpoint(key_of(wep), wep)  # type: ignore[arg-type]
+    filt = render(idx, 4).chains
+    fw = filt["cali-fw-cali1aaaaaaaaaa"]
+    assert fw[-1] == Rule(action="--jump DROP", comment="Drop if no profiles matched")
+    assert Rule(action="--jump cali-pro-kns.default") in fw
+    assert any("4789" in r.match and r.action == "--jump DROP" for r in fw)  # no VXLAN out
+    tw = filt["cali-tw-cali1aaaaaaaaaa"]
+    assert Rule(action="--jump cali-pri-missing") in tw
+    assert [r.action for r in filt["cali-pri-missing"]] == ["--jump DROP"]  # missing: drops
+    pri = filt["cali-pri-kns.default"]
+    assert pri[0].match == "-p tcp -m multiport --destination-ports 80,1000:2000"
+    assert filt["cali-pro-kns.default"][0].match == "--destination 10.0.0.0/8"
+    assert endpoint_chains(EndpointPlan("cali1aaaaaaaaaa"))["cali-tw-cali1aaaaaaaaaa"][-1] \
+        .comment == "Drop if no profiles matched"
 
 
 def test_kernel_hooks_insert_or_append_and_nat_outgoing() -> None:
-    t = chains.build(_opts(), (), {})
+    t = chains.build(_opts(), ())
     assert t["filter"].inserts["INPUT"] == (Rule(action="-j cali-INPUT"),)
     assert t["nat"].appends["POSTROUTING"] == (Rule(action="-j cali-POSTROUTING"),)
     assert "POSTROUTING" not in t["nat"].inserts
     masq = t["nat"].chains["cali-nat-outgoing"][0]
     assert "cali40masq-ipam-pools src" in masq.match and "MASQUERADE" in masq.action
-    a = chains.build(_opts(insert_mode="append"), (), {})
+    a = chains.build(_opts(insert_mode="append"), ())
     assert a["filter"].appends["INPUT"] == (Rule(action="-j cali-INPUT"),)
     assert "INPUT" not in a["filter"].inserts
-    assert chains.build(_opts(nat_outgoing=False), (), {})["nat"].chains[
+    assert chains.build(_opts(nat_outgoing=False), ())["nat"].chains[
         "cali-nat-outgoing"] == ()
 
 
 def test_anti_spoofing_and_vxlan_from_known_hosts_only() -> None:
-    t = chains.build(_opts(), (), {})
+    t = chains.build(_opts(), ())
     pre = t["raw"].chains["cali-PREROUTING"]
     assert any("rpfilter --validmark --invert" in r.match and r.action == "-j DROP"
                for r in pre)
@@ -122,7 +132,7 @@ def test_large_dispatch_groups_split_again_and_every_iface_is_reachable() -> Non
     import hashlib
     ifaces = sorted("cali" + hashlib.sha1(str(i).encode()).hexdigest()[:11] for i in range(600))
     eps = tuple(chains.EndpointPolicy(i, ()) for i in ifaces)
-    filt = chains.build(_opts(), eps, {})["filter"]
+    filt = chains.build(_opts(), eps)["filter"]
     dispatch = {k: v for k, v in filt.chains.items() if k.startswith("cali-from-wl-dispatch")}
     assert all(v[-1].comment == "Unknown interface" for v in dispatch.values())
     assert max(len(v) for v in dispatch.values()) <= 18
@@ -140,15 +150,3 @@ def test_large_dispatch_groups_split_again_and_every_iface_is_reachable() -> Non
     for i in ifaces:
         assert walk("cali-from-wl-dispatch", i) == chains.fw_chain(i)
     assert walk("cali-from-wl-dispatch", "cali0000000zzzz") == "DROP"
-
-
-def test_inexpressible_rules_fail_closed() -> None:
-    k, v = data.profile("p", [
-        {"action": "Deny", "source": {"namespaceSelector": "team == 'x'"}},
-        {"action": "Allow", "source": {"serviceAccounts": {"names": ["a"]}}},
-        {"action": "Allow"}], [])
-    prof = data.resource(k, v)
-    ing, _ = chains._profile_chains(4, "p", prof)  # type: ignore[arg-type]
-    # The unsupported Deny drops everything; the unsupported Allow is left out.
-    assert ing[0] == Rule("", "-j DROP")
-    assert ing[1:] == (Rule("", chains.J_SET_ACCEPT), Rule(chains.M_ACCEPT, "-j RETURN"))
