@@ -479,12 +479,15 @@ class KubernetesBackend:
                 current = self.get(key)
             except NotFound:
                 continue
-            doc = json.loads(value)
-            # An unconditional put keeps the object's identity (its UID).
-            doc.setdefault("metadata", {})["uid"] = \
-                json.loads(current.value)["metadata"].get("uid")
+            new = value
+            if not key.startswith(keys.IPAM_ROOT):
+                # An unconditional put keeps the object's identity (its UID).
+                doc = json.loads(value)
+                doc.setdefault("metadata", {})["uid"] = \
+                    (json.loads(current.value).get("metadata") or {}).get("uid")
+                new = json.dumps(doc)
             try:
-                return self.update(key, json.dumps(doc), current.revision)
+                return self.update(key, new, current.revision)
             except (Conflict, NotFound):
                 continue
         raise Conflict(key)

@@ -100,6 +100,8 @@ def test_ipam_config_and_two_phase_delete(kube_apiserver: ControlPlane,
         assert cfg["spec"] == {"strictAffinity": True, "autoAllocateBlocks": True,
                                "maxBlocksPerHost": 4}
         assert ipam.get_config() == IPAMConfig(True, True, 4)
+        ipam.set_config(IPAMConfig(strict_affinity=False, auto_allocate_blocks=True))
+        assert ipam.get_config() == IPAMConfig(False, True, 0)  # apply over the existing
     finally:
         kube_backend.delete(keys.IPAM_CONFIG_KEY)
 
