@@ -98,9 +98,15 @@ class Informer:
                 log.info("watch %s: resourceVersion too old, listing again", self.path)
                 rv = None
             except (Unavailable, DatastoreError) as exc:
+                if self._stop.is_set():
+                    return
                 log.warning("watch %s: %s; retrying", self.path, exc)
                 if self._wait(RETRY_S):
                     return
+            except Exception:
+                if self._stop.is_set():
+                    return  # http.client can fail oddly when closed from another thread
+                raise
 
     # -- the work ---------------------------------------------------------------------------
 
