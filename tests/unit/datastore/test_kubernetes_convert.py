@@ -398,3 +398,34 @@ def test_hostile_interfaces_annotation_is_dropped() -> None:
         v3 = node_to_v3({"metadata": {"name": "n1",
                                       "annotations": {"projectcalico.org/Interfaces": bad}}})
         assert "interfaces" not in v3["spec"], bad
+
+
+def test_access_resolution_as_calico(tmp_path: Path) -> None:
+    from libcalico.datastore.config import DatastoreConfig
+    from libcalico.datastore.kubernetes import access
+
+    (tmp_path / "ca.pem").write_bytes(b"CA")
+    kc = _kubeconfig(tmp_path, "kc")
+    (tmp_path / "other-ca.pem").write_bytes(b"OTHER")
+    cfg = DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(kc),
+                                    "K8S_API_ENDPOINT": "https://10.9.9.9:6443/",
+                                    "K8S_CA_FILE": str(tmp_path / "other-ca.pem"),
+                                    "K8S_API_TOKEN": "override"})
+    acc = access(cfg, {})
+    assert (acc.server, acc.ca_pem, acc.token) == ("https://10.9.9.9:6443", b"OTHER",
+                                                   "override")
+    # No kubeconfig and no endpoint: $HOME/.kube/config, then the in-cluster account.
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    bare = DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes"})
+    with pytest.raises(ConfigError, match="needs KUBECONFIG"):
+        access(bare, {"HOME": str(home)})
+    kc.rename(home / ".kube" / "config")
+    (home / ".kube" / "ca.pem").write_bytes(b"CA")
+    assert access(bare, {"HOME": str(home)}).server == "https://10.0.0.1:6443"
+    # CalicoAPIConfig spelling.
+    text = ("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\nspec:\n"
+            "  datastoreType: kubernetes\n  k8sAPIEndpoint: https://h:1\n"
+            "  k8sInsecureSkipTLSVerify: true\n")
+    acc = access(DatastoreConfig.from_yaml(text), {})
+    assert acc.server == "https://h:1" and acc.insecure
