@@ -101,3 +101,47 @@ def test_calicoctl_refuses_what_kdd_cannot_write(kube_apiserver: ControlPlane,
     r = _ctl(cfg, "delete", "-f", "-", input=profile)
     assert r.returncode != 0
     assert "operation Delete is not supported on Profile(kns.default)" in r.stderr
+
+
+def test_calicoctl_ipam_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    from libcalico.client import Client
+    from libcalico.datastore import connect
+    from libcalico.datastore.config import DatastoreConfig
+    from libcalico.ipam.assignment import AutoAssignArgs
+    from libcalico.ipam.client import IPAMClient
+    from libcalico.model import codec
+    from libcalico.model.resources import IPPool
+
+    cp = kube_apiserver
+    cfg = tmp_path / "calicoctl.cfg"
+    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
+                   "spec:\n  datastoreType: kubernetes\n"
+                   f"  kubeconfig: {cp.kubeconfig}\n")
+    tag = uuid.uuid4().hex[:6]
+    node, pool = f"ctl-ipam-{tag}", f"ctl-pool-{tag}"
+    backend = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
+                                                "KUBECONFIG": str(cp.kubeconfig)}))
+    assert cp.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                                                "metadata": {"name": node}})[0] == 201
+    client = Client(backend)
+    client.create(codec.decode({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                                "metadata": {"name": pool},
+                                "spec": {"cidr": f"10.{60 + int(tag[:2], 16) % 30}.0.0/24",
+                                         "blockSize": 28}}))
+    ipam = IPAMClient(backend)
+    try:
+        v4, _ = ipam.auto_assign(AutoAssignArgs(hostname=node, num4=2, handle_id=f"h-{tag}"))
+        block = str(v4.ips[0].network)
+        r = _ctl(cfg, "ipam", "show", "--show-blocks")
+        assert r.returncode == 0, r.stderr
+        assert f"Block ({node})" in r.stdout and block in r.stdout
+        r = _ctl(cfg, "ipam", "release", f"--ip={v4.ips[0].ip}")
+        assert r.returncode == 0, r.stderr
+        assert f"Successfully released IP address {v4.ips[0].ip}" in r.stdout
+        assert [str(i) for i in ipam.ips_by_handle(f"h-{tag}")] == [str(v4.ips[1].ip)]
+    finally:
+        ipam.release_by_handle(f"h-{tag}")
+        ipam.release_host_affinities(node)
+        client.delete(IPPool, pool)
+        backend.close()
+        cp.request("DELETE", f"/api/v1/nodes/{node}")
