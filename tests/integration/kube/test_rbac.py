@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -127,3 +128,26 @@ def test_cni_plugin_role_reads_its_pod_patches_it_and_uses_ipam(
         admin.delete(IPPool, pool)
         cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods/web?gracePeriodSeconds=0")
         cp.request("DELETE", f"/api/v1/nodes/{node}")
+
+
+def test_in_cluster_service_account(kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    """What a pod has: KUBERNETES_SERVICE_HOST/PORT and the projected token and CA files."""
+    from libcalico.datastore.kubernetes_client import KubeClient, access_in_cluster
+
+    cp = kube_apiserver
+    cp.apply([d for d in yaml.safe_load_all(MANIFEST.read_text()) if d])
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text(cp.service_account_token("kube-system", "calico-node"))
+    (sa / "ca.crt").write_bytes(cp.ca_file.read_bytes())
+    host, port = cp.server.removeprefix("https://").rsplit(":", 1)
+    acc = access_in_cluster({"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port},
+                            sa)
+    assert acc is not None
+    backend = KubernetesBackend(KubeClient(acc))
+    try:
+        assert backend.list(keys.resource_prefix("IPPool")).revision
+        with pytest.raises(Unauthorized):
+            backend.list("/calico/secrets/")
+    finally:
+        backend.close()
