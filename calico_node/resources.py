@@ -1,40 +1,42 @@
-"""Calico resource documents as calico-node writes them (Calico's JSON shape), pure.
+"""The typed Calico resources calico-node writes (libcalico.model), pure.
 
-Startup works on the stored JSON so that fields it does not manage (labels, other spec
-fields written by users or other tools) are kept untouched on update.
+Startup reads the Node through `libcalico.client.Client`, changes only the fields it manages
+with `dataclasses.replace` and writes it back with a compare-and-swap, so labels and every
+other field written by users or other tools are kept.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
 
 from calico_node.settings import PoolSettings
-from libcalico.model.keys import API_VERSION
+from libcalico.model.resources import (
+    AllowedUse,
+    AssignmentMode,
+    EncapMode,
+    IPPool,
+    IPPoolSpec,
+    Metadata,
+    Node,
+    NodeAddress,
+    NodeAddressType,
+    NodeBGPSpec,
+)
+from libcalico.model.types import IPAddress
 
 PURE = True
 
-Doc = dict[str, Any]
 
-
-def new_doc(kind: str, name: str, spec: Mapping[str, Any], uid: str, created: str) -> Doc:
-    return {"kind": kind, "apiVersion": API_VERSION,
-            "metadata": {"name": name, "uid": uid, "creationTimestamp": created},
-            "spec": dict(spec)}
-
-
-def pool_spec(p: PoolSettings) -> dict[str, Any]:
-    spec: dict[str, Any] = {"cidr": str(p.cidr), "vxlanMode": p.vxlan_mode,
-                            "ipipMode": p.ipip_mode, "natOutgoing": p.nat_outgoing,
-                            "blockSize": p.block_size, "nodeSelector": p.node_selector}
-    if p.disable_bgp_export:
-        spec["disableBGPExport"] = True
-    spec["allowedUses"] = ["Workload", "Tunnel"]
-    spec["assignmentMode"] = "Automatic"
-    return spec
+def pool_resource(p: PoolSettings) -> IPPool:
+    """The default pool calico-node creates from the CALICO_IPVxPOOL_* settings."""
+    return IPPool(metadata=Metadata(name=p.name), spec=IPPoolSpec(
+        cidr=p.cidr, vxlan_mode=EncapMode(p.vxlan_mode), ipip_mode=EncapMode(p.ipip_mode),
+        nat_outgoing=p.nat_outgoing, disable_bgp_export=p.disable_bgp_export,
+        block_size=p.block_size, node_selector=p.node_selector,
+        allowed_uses=(AllowedUse.WORKLOAD, AllowedUse.TUNNEL),
+        assignment_mode=AssignmentMode.AUTOMATIC))
 
 
 def vxlan_mac(node: str) -> str:
@@ -43,87 +45,65 @@ def vxlan_mac(node: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
 
 
-def node_address(doc: Mapping[str, Any], version: int) -> str | None:
-    """The Node's BGP address as stored (with its prefix length), if valid."""
-    text = ((doc.get("spec") or {}).get("bgp") or {}).get(f"ipv{version}Address")
-    if not isinstance(text, str) or not text:
+def node_address(node: Node, version: int) -> str | None:
+    """The Node's BGP address as stored (with its prefix length when it has one)."""
+    bgp = node.spec.bgp
+    if bgp is None:
         return None
-    try:
-        ip = ipaddress.ip_interface(text).ip
-    except ValueError:
-        return None
-    return text if ip.version == version else None
+    a = bgp.ipv4_address if version == 4 else bgp.ipv6_address
+    return None if a is None else str(a)
 
 
-def node_ipv4(doc: Mapping[str, Any]) -> ipaddress.IPv4Address | None:
-    text = node_address(doc, 4)
-    return ipaddress.IPv4Interface(text).ip if text else None
+def node_ip(node: Node, version: int) -> IPAddress | None:
+    """The Node's BGP address without its prefix length."""
+    text = node_address(node, version)
+    return None if text is None else ipaddress.ip_interface(text).ip
 
 
-def node_ipv6(doc: Mapping[str, Any]) -> ipaddress.IPv6Address | None:
-    text = node_address(doc, 6)
-    return ipaddress.IPv6Interface(text).ip if text else None
+def _bgp(node: Node, bgp: NodeBGPSpec) -> Node:
+    """`node` with `bgp` (None when nothing is left: Calico refuses an empty BGP spec)."""
+    return replace(node, spec=replace(node.spec, bgp=None if bgp == NodeBGPSpec() else bgp))
 
 
 def update_node(
-    doc: Doc, *, ipv4: str | None, ipv6: str | None, as_number: int | None,
+    node: Node, *, ipv4: str | None, ipv6: str | None, as_number: int | None,
     keep_v4: bool, keep_v6: bool,
-) -> Doc:
-    """A copy of `doc` with the addresses and AS calico-node manages set."""
-    out = copy.deepcopy(doc)
-    spec = out.setdefault("spec", {})
-    bgp = dict(spec.get("bgp") or {})
+) -> Node:
+    """`node` with the addresses (`spec.bgp`, `spec.addresses` CalicoNodeIP) and AS
+    calico-node manages set; every other field as it was."""
+    bgp = node.spec.bgp or NodeBGPSpec()
     if not keep_v4:
-        if ipv4:
-            bgp["ipv4Address"] = ipv4
-        else:
-            bgp.pop("ipv4Address", None)
+        bgp = replace(bgp, ipv4_address=ipaddress.ip_interface(ipv4) if ipv4 else None)
     if not keep_v6:
-        if ipv6:
-            bgp["ipv6Address"] = ipv6
-        else:
-            bgp.pop("ipv6Address", None)
+        bgp = replace(bgp, ipv6_address=ipaddress.ip_interface(ipv6) if ipv6 else None)
     if as_number is not None:
-        bgp["asNumber"] = as_number
-    if bgp:
-        spec["bgp"] = bgp
-    else:
-        spec.pop("bgp", None)
-    addrs = [a for a in (bgp.get("ipv4Address"), bgp.get("ipv6Address")) if a]
-    others = [a for a in spec.get("addresses") or [] if a.get("type") != "CalicoNodeIP"]
-    spec["addresses"] = [{"address": a, "type": "CalicoNodeIP"} for a in addrs] + others
-    if not spec["addresses"]:
-        spec.pop("addresses")
-    return out
+        bgp = replace(bgp, as_number=as_number)
+    mine = tuple(NodeAddress(address=a, type=NodeAddressType.CALICO_NODE_IP)
+                 for a in (bgp.ipv4_address, bgp.ipv6_address) if a is not None)
+    others = tuple(a for a in node.spec.addresses
+                   if a.type != NodeAddressType.CALICO_NODE_IP)
+    out = _bgp(node, bgp)
+    return replace(out, spec=replace(out.spec, addresses=mine + others))
 
 
-def set_tunnel(doc: Doc, kind: str, addr: str | None, mac: str | None = None) -> Doc:
+def set_tunnel(node: Node, kind: str, addr: str | None, mac: str | None = None) -> Node:
     """Set or clear a tunnel address: kind is "ipip" or "vxlan"."""
-    out = copy.deepcopy(doc)
-    spec = out.setdefault("spec", {})
+    ip = ipaddress.IPv4Address(addr) if addr else None
     if kind == "ipip":
-        bgp = dict(spec.get("bgp") or {})
-        if addr:
-            bgp["ipv4IPIPTunnelAddr"] = addr
-        else:
-            bgp.pop("ipv4IPIPTunnelAddr", None)
-        if bgp:
-            spec["bgp"] = bgp
-        return out
-    if addr:
-        spec["ipv4VXLANTunnelAddr"] = addr
-        if mac:
-            spec["vxlanTunnelMACAddr"] = mac
-    else:
-        spec.pop("ipv4VXLANTunnelAddr", None)
-        spec.pop("vxlanTunnelMACAddr", None)
-    return out
+        if node.spec.bgp is None and ip is None:
+            return node
+        return _bgp(node, replace(node.spec.bgp or NodeBGPSpec(), ipv4_ipip_tunnel_addr=ip))
+    if ip is None:
+        return replace(node, spec=replace(node.spec, ipv4_vxlan_tunnel_addr=None,
+                                          vxlan_tunnel_mac_addr=None))
+    return replace(node, spec=replace(
+        node.spec, ipv4_vxlan_tunnel_addr=ip,
+        vxlan_tunnel_mac_addr=mac if mac else node.spec.vxlan_tunnel_mac_addr))
 
 
-def tunnel_addr(doc: Mapping[str, Any], kind: str) -> str | None:
-    spec = doc.get("spec") or {}
+def tunnel_addr(node: Node, kind: str) -> str | None:
     if kind == "ipip":
-        v = (spec.get("bgp") or {}).get("ipv4IPIPTunnelAddr")
+        a = node.spec.bgp.ipv4_ipip_tunnel_addr if node.spec.bgp else None
     else:
-        v = spec.get("ipv4VXLANTunnelAddr")
-    return v if isinstance(v, str) and v else None
+        a = node.spec.ipv4_vxlan_tunnel_addr
+    return None if a is None else str(a)

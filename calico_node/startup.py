@@ -10,30 +10,43 @@ tunnel addresses from IPAM (handles `ipip-tunnel-addr-<node>`, `vxlan-tunnel-add
 from __future__ import annotations
 
 import contextlib
-import json
+import ipaddress
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from calico_node import autodetect, nodename, resources, settings
+from calico_node import autodetect, kubenode, nodename, resources, settings
 from calico_node.autodetect import Interface, RouteLookup
-from libcalico.datastore.api import Backend, Revision
-from libcalico.errors import (
-    AlreadyExists,
-    ConfigError,
-    Conflict,
-    NotFound,
-    Unavailable,
-    ValidationError,
-)
+from libcalico.client import Client
+from libcalico.datastore.api import Backend
+from libcalico.errors import AlreadyExists, ConfigError, Conflict, NotFound, Unavailable
 from libcalico.ipam.client import AutoAssignArgs, IPAMClient
-from libcalico.model import keys
+from libcalico.model import keys, selector
+from libcalico.model.resources import (
+    AllowedUse,
+    ClusterInformation,
+    ClusterInformationSpec,
+    EncapMode,
+    EndpointToHostAction,
+    FelixConfiguration,
+    FelixConfigurationSpec,
+    IPPool,
+    LogLevel,
+    Metadata,
+    Node,
+    Resource,
+)
+
+if TYPE_CHECKING:
+    from libcalico.datastore.kubernetes_client import KubeClient
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
 
 VERSION = "v3.30.0-py"
 RETRIES = 10
@@ -64,42 +77,53 @@ class Startup:
     sleep: Callable[[float], None] = time.sleep
     wait_timeout: float | None = None
 
+    kube: KubeClient | None = None
+    """On the Kubernetes datastore: the API client that sets the Node's NetworkUnavailable
+    condition (Calico's plain clientset beside the Calico client)."""
+    client: Client = field(init=False)
+    kdd: bool = field(init=False, default=False)
+
     def run(self) -> Result:
         cfg = settings.parse(self.env)
         name = nodename.determine(self.env, nodename.read(self.env), self.hostname)
+        self.client = Client(self.backend, clock=lambda: self.now().replace(microsecond=0),
+                             new_uid=self.new_uid)
+        self.kdd = datastore_type(self.env) == "kubernetes"
         if cfg.backend != "none" or _bool_env(self.env, "WAIT_FOR_DATASTORE", True):
             self._wait_for_datastore()
-        node = self._get(keys.resource_key("Node", name))
-        doc: resources.Doc = node[0] if node else resources.new_doc(
-            "Node", name, {}, self.new_uid(), self._stamp())
-        v4 = self._address(cfg.ip, 4, cfg.ip_method, doc)
-        v6 = self._address(cfg.ip6, 6, cfg.ip6_method, doc) if cfg.ip6 else None
+        node = self._get(Node, name)
+        if node is None and self.kdd:
+            raise StartupError(_NO_K8S_NODE.format(name=name))
+        base = node or Node(metadata=Metadata(name=name))
+        v4 = self._address(cfg.ip, 4, cfg.ip_method)
+        v6 = self._address(cfg.ip6, 6, cfg.ip6_method) if cfg.ip6 else None
         if cfg.ip == "none" and cfg.ip6 in ("", "none") and cfg.backend == "bird" \
-                and resources.node_ipv4(doc) is None and resources.node_ipv6(doc) is None:
+                and resources.node_ip(base, 4) is None and resources.node_ip(base, 6) is None:
             raise StartupError("IP=none and the Node has no address: BGP needs one "
                                "(set IP, IP6 or an autodetection method)")
         if not cfg.disable_node_ip_check:
             self._check_conflicts(name, v4, v6)
-        doc = resources.update_node(doc, ipv4=v4, ipv6=v6,
-                                    as_number=cfg.as_number if cfg.backend != "none" else None,
-                                    keep_v4=cfg.ip == "none", keep_v6=cfg.ip6 == "none")
-        doc = self._write(keys.resource_key("Node", name), doc, node)
+        as_number = cfg.as_number if cfg.backend != "none" else None
+        written = self._modify_node(name, node, lambda n: resources.update_node(
+            n, ipv4=v4, ipv6=v6, as_number=as_number,
+            keep_v4=cfg.ip == "none", keep_v6=cfg.ip6 == "none"))
         self._ensure_pools(cfg)
         self._ensure_defaults(name, cfg)
         ipam = IPAMClient(self.backend)
         for kind in ("ipip", "vxlan"):
-            doc = self._tunnel(ipam, name, doc, kind)
+            written = self._tunnel(ipam, name, written, kind)
         nodename.write(self.env, name)
-        result = Result(name, resources.node_address(doc, 4), resources.node_address(doc, 6),
-                        resources.tunnel_addr(doc, "ipip"), resources.tunnel_addr(doc, "vxlan"))
+        if self.kdd and self.kube is not None and cfg.backend != "none":
+            kubenode.mark_network_available(self.kube, name, self.now())
+        result = Result(name, resources.node_address(written, 4),
+                        resources.node_address(written, 6),
+                        resources.tunnel_addr(written, "ipip"),
+                        resources.tunnel_addr(written, "vxlan"))
         log.info("startup done node=%s ipv4=%s ipv6=%s ipip_tunnel=%s vxlan_tunnel=%s",
                  result.node, result.ipv4, result.ipv6, result.ipip_tunnel, result.vxlan_tunnel)
         return result
 
     # ---- datastore helpers ---------------------------------------------------------------
-    def _stamp(self) -> str:
-        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-
     def _wait_for_datastore(self) -> None:
         start = time.monotonic()
         delay = 0.5
@@ -114,43 +138,39 @@ class Startup:
                 self.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _get(self, key: str) -> tuple[resources.Doc, Revision] | None:
+    def _get(self, kind: type[R], name: str) -> R | None:
         try:
-            kv = self.backend.get(key)
+            return self.client.get(kind, name)
         except NotFound:
             return None
-        try:
-            doc = json.loads(kv.value)
-        except ValueError as exc:
-            raise ValidationError(f"stored value is not JSON: {exc}", key) from exc
-        if not isinstance(doc, dict):
-            raise ValidationError("stored value is not an object", key)
-        return doc, kv.revision
 
-    def _write(self, key: str, doc: resources.Doc,
-               old: tuple[resources.Doc, Revision] | None) -> resources.Doc:
-        text = _dumps(doc)
-        if old is None:
-            self.backend.create(key, text)
-        elif old[0] != doc:
-            self.backend.update(key, text, old[1])
-        return doc
-
-    def _list(self, kind: str) -> list[resources.Doc]:
-        out = []
-        for kv in self.backend.list(keys.resource_prefix(kind)).kvs:
+    def _modify_node(self, name: str, first: Node | None,
+                     change: Callable[[Node], Node]) -> Node:
+        """Read-modify-write of this host's Node: `change` applied to the stored Node (to a
+        new one when there is none), written only if it changed, as a compare-and-swap on
+        its resourceVersion, re-read and retried on Conflict."""
+        cur = first
+        for attempt in range(RETRIES):
+            if attempt:
+                cur = self._get(Node, name)
+            if cur is None:
+                if self.kdd:
+                    raise StartupError(_NO_K8S_NODE.format(name=name))
+                try:
+                    return self.client.create(change(Node(metadata=Metadata(name=name))))
+                except AlreadyExists:
+                    continue
+            new = change(cur)
+            if new == cur:
+                return cur
             try:
-                doc = json.loads(kv.value)
-            except ValueError:
-                log.warning("skipping unreadable %s at %s", kind, kv.key)
+                return self.client.update(new)
+            except (Conflict, NotFound):
                 continue
-            if isinstance(doc, dict):
-                out.append(doc)
-        return out
+        raise StartupError(f"could not update Node {name}: too many conflicts")
 
     # ---- addresses -----------------------------------------------------------------------
-    def _address(self, value: str, version: int, method: autodetect.Method,
-                 doc: resources.Doc) -> str | None:
+    def _address(self, value: str, version: int, method: autodetect.Method) -> str | None:
         var = "IP" if version == 4 else "IP6"
         if value == "none":
             return None
@@ -167,14 +187,14 @@ class Startup:
         return str(found)
 
     def _check_conflicts(self, name: str, v4: str | None, v6: str | None) -> None:
-        mine4 = resources.node_ipv4({"spec": {"bgp": {"ipv4Address": v4}}}) if v4 else None
-        mine6 = resources.node_ipv6({"spec": {"bgp": {"ipv6Address": v6}}}) if v6 else None
-        for other in self._list("Node"):
-            oname = (other.get("metadata") or {}).get("name")
+        mine4 = ipaddress.ip_interface(v4).ip if v4 else None
+        mine6 = ipaddress.ip_interface(v6).ip if v6 else None
+        for other in self.client.list(Node):
+            oname = other.metadata.name
             if oname == name:
                 continue
-            for mine, theirs in ((mine4, resources.node_ipv4(other)),
-                                 (mine6, resources.node_ipv6(other))):
+            for mine, theirs in ((mine4, resources.node_ip(other, 4)),
+                                 (mine6, resources.node_ip(other, 6))):
                 if mine is not None and mine == theirs:
                     raise StartupError(
                         f"address {mine} is already in use by node {oname!r}: if that node is "
@@ -185,95 +205,84 @@ class Startup:
     def _ensure_pools(self, cfg: settings.Settings) -> None:
         if cfg.no_default_pools:
             return
-        existing = self._list("IPPool")
-        versions = set()
-        for p in existing:
-            try:
-                import ipaddress
-                versions.add(ipaddress.ip_network((p.get("spec") or {}).get("cidr", "")).version)
-            except ValueError:
-                continue
+        versions = {p.spec.cidr.version for p in self.client.list(IPPool)}
         for pool in cfg.pools:
             if pool.cidr.version in versions:
                 continue
-            doc = resources.new_doc("IPPool", pool.name, resources.pool_spec(pool),
-                                    self.new_uid(), self._stamp())
             try:
-                self.backend.create(keys.resource_key("IPPool", pool.name), _dumps(doc))
+                self.client.create(resources.pool_resource(pool))
                 log.info("created default pool name=%s cidr=%s ipip=%s vxlan=%s", pool.name,
                          pool.cidr, pool.ipip_mode, pool.vxlan_mode)
             except AlreadyExists:
                 pass
 
+    def _cluster_type(self, cfg: settings.Settings) -> str | None:
+        """CLUSTER_TYPE; on the Kubernetes datastore with `kdd` last, as Calico's
+        EnsureInitialized appends it."""
+        if not self.kdd:
+            return cfg.cluster_type or None
+        types = [t for t in (cfg.cluster_type or "bgp").split(",") if t and t != "kdd"]
+        return ",".join([*types, "kdd"])
+
     def _ensure_defaults(self, name: str, cfg: settings.Settings) -> None:
-        key = keys.resource_key("ClusterInformation", "default")
+        cluster_type = self._cluster_type(cfg)
         for _ in range(RETRIES):
-            cur = self._get(key)
+            cur = self._get(ClusterInformation, "default")
             if cur is None:
-                spec: dict[str, Any] = {"clusterGUID": uuid.uuid4().hex,
-                                        "clusterType": cfg.cluster_type or "bgp",
-                                        "calicoVersion": VERSION, "datastoreReady": True}
                 try:
-                    self.backend.create(key, _dumps(resources.new_doc(
-                        "ClusterInformation", "default", spec, self.new_uid(), self._stamp())))
+                    self.client.create(ClusterInformation(
+                        metadata=Metadata(name="default"), spec=ClusterInformationSpec(
+                            cluster_guid=uuid.uuid4().hex, cluster_type=cluster_type or "bgp",
+                            calico_version=VERSION, datastore_ready=True)))
                     break
                 except AlreadyExists:
                     continue
-            doc, rev = cur
-            spec = dict(doc.get("spec") or {})
-            new = dict(spec)
-            new.setdefault("clusterGUID", uuid.uuid4().hex)
-            new["calicoVersion"] = VERSION
-            if cfg.cluster_type:
-                new["clusterType"] = cfg.cluster_type
-            if "datastoreReady" not in new:
-                new["datastoreReady"] = True
-            elif new["datastoreReady"] is not True:
+            spec = cur.spec
+            if spec.datastore_ready is False:
                 log.warning("ClusterInformation datastoreReady is false: left as it is")
+            new = replace(
+                spec, cluster_guid=spec.cluster_guid or uuid.uuid4().hex,
+                calico_version=VERSION, cluster_type=cluster_type or spec.cluster_type,
+                datastore_ready=True if spec.datastore_ready is None else spec.datastore_ready)
             if new == spec:
                 break
             try:
-                self.backend.update(key, _dumps({**doc, "spec": new}), rev)
+                self.client.update(replace(cur, spec=new))
                 break
-            except Conflict:
+            except (Conflict, NotFound):
                 continue
-        for fname, fspec in (("default", {"reportingInterval": "0s",
-                                          "logSeverityScreen": "Info"}),
-                             (f"node.{name}", {"defaultEndpointToHostAction": "Return"})):
+        felix = [FelixConfiguration(metadata=Metadata(name="default"),
+                                    spec=FelixConfigurationSpec(
+                                        reporting_interval=timedelta(0),
+                                        log_severity_screen=LogLevel.INFO))]
+        if not self.kdd:  # Calico makes no per-node FelixConfiguration on KDD
+            felix.append(FelixConfiguration(
+                metadata=Metadata(name=f"node.{name}"),
+                spec=FelixConfigurationSpec(
+                    default_endpoint_to_host_action=EndpointToHostAction.RETURN)))
+        for fc in felix:
             with contextlib.suppress(AlreadyExists):
-                self.backend.create(keys.resource_key("FelixConfiguration", fname), _dumps(
-                    resources.new_doc("FelixConfiguration", fname, fspec, self.new_uid(),
-                                      self._stamp())))
+                self.client.create(fc)
 
     # ---- tunnel addresses ----------------------------------------------------------------
-    def _tunnel(self, ipam: IPAMClient, name: str, doc: resources.Doc,
-                kind: str) -> resources.Doc:
-        import ipaddress
-
-        from libcalico.model import selector
-
-        mode_field = "ipipMode" if kind == "ipip" else "vxlanMode"
-        labels = (doc.get("metadata") or {}).get("labels") or {}
+    def _tunnel(self, ipam: IPAMClient, name: str, node: Node, kind: str) -> Node:
+        labels = node.metadata.labels
         wanted = []
-        for p in self._list("IPPool"):
-            spec = p.get("spec") or {}
-            try:
-                cidr = ipaddress.ip_network(spec.get("cidr", ""))
-            except ValueError:
-                continue
-            sel = str(spec.get("nodeSelector") or "all()")
-            if (cidr.version == 4 and spec.get(mode_field, "Never") not in ("Never", "")
-                    and not spec.get("disabled")
-                    and "Tunnel" in (spec.get("allowedUses") or ["Workload", "Tunnel"])
+        for p in self.client.list(IPPool):
+            spec = p.spec
+            mode = spec.ipip_mode if kind == "ipip" else spec.vxlan_mode
+            sel = spec.node_selector or "all()"
+            if (spec.cidr.version == 4 and mode not in (None, EncapMode.NEVER)
+                    and not spec.disabled
+                    and AllowedUse.TUNNEL in (spec.allowed_uses or _DEFAULT_USES)
                     and (sel.strip() == "all()" or selector.parse(sel).evaluate(labels))):
-                wanted.append(cidr)
+                wanted.append(spec.cidr)
         handle = f"{kind}-tunnel-addr-{name}"
-        current = resources.tunnel_addr(doc, kind)
+        current = resources.tunnel_addr(node, kind)
         held = [str(ip) for ip in _quiet(lambda: ipam.ips_by_handle(handle), [])]
-        key = keys.resource_key("Node", name)
         if wanted and current in held and any(
                 ipaddress.ip_address(current) in c for c in wanted):
-            return doc
+            return node
         if held:
             _quiet(lambda: ipam.release_by_handle(handle), 0)
         addr: str | None = None
@@ -287,18 +296,22 @@ class Startup:
                                    f"{v4.shortfall_message('IPv4')}")
             addr = str(v4.ips[0].ip)
         if addr is None and current is None:
-            return doc
-        for _ in range(RETRIES):
-            cur = self._get(key)
-            if cur is None:
-                raise StartupError(f"Node {name} vanished during startup")
-            new = resources.set_tunnel(cur[0], kind, addr,
-                                       resources.vxlan_mac(name) if kind == "vxlan" else None)
-            try:
-                return self._write(key, new, cur)
-            except Conflict:
-                continue
-        raise StartupError(f"could not update Node {name}: too many conflicts")
+            return node
+        mac = resources.vxlan_mac(name) if kind == "vxlan" else None
+        return self._modify_node(name, node,
+                                 lambda n: resources.set_tunnel(n, kind, addr, mac))
+
+
+_NO_K8S_NODE = (
+    "Node {name!r} not found in the Kubernetes datastore: there calico-node's Node is the "
+    "Kubernetes Node (registered by kubelet), and calico-node cannot create it; check that "
+    "NODENAME is the Kubernetes node name")
+_DEFAULT_USES = (AllowedUse.WORKLOAD, AllowedUse.TUNNEL)
+
+
+def datastore_type(env: Mapping[str, str]) -> str:
+    """DATASTORE_TYPE as libcalico reads it (CALICO_DATASTORE_TYPE wins), lowercased."""
+    return (env.get("CALICO_DATASTORE_TYPE") or env.get("DATASTORE_TYPE") or "etcdv3").lower()
 
 
 def _quiet(fn: Callable[[], Any], default: Any) -> Any:
@@ -311,7 +324,3 @@ def _quiet(fn: Callable[[], Any], default: Any) -> Any:
 def _bool_env(env: Mapping[str, str], var: str, default: bool) -> bool:
     raw = env.get(var, "").strip().lower()
     return default if not raw else raw in ("true", "1", "yes")
-
-
-def _dumps(doc: resources.Doc) -> str:
-    return json.dumps(doc, separators=(",", ":"))

@@ -1,19 +1,22 @@
-"""The demo cluster's Calico resources, written straight into etcd as Calico's JSON: the
+"""The demo cluster's Calico resources, written into etcd through the typed Client: the
 profile, BGP peers and configuration an operator sets, node edits, and the mesh or
 route-reflector topology."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import time
 from collections.abc import Callable
+from dataclasses import replace
+from ipaddress import IPv4Address
 
 from calico_node.demo import plan
 from calico_node.demo.members import ClusterError, Node, Options
+from libcalico.client import Client
 from libcalico.datastore.api import Backend
-from libcalico.errors import CalicoError, NotFound
-from libcalico.model import keys
+from libcalico.errors import Conflict, NotFound
+from libcalico.model import codec, keys
+from libcalico.model.resources import Node as CalicoNode
+from libcalico.model.resources import NodeBGPSpec
 
 
 class Records:
@@ -25,39 +28,27 @@ class Records:
 
     def put(self, kind: str, name: str, spec: dict[str, object],
             labels: dict[str, str] | None = None) -> None:
-        """Create or replace a resource (Calico's JSON) directly in etcd."""
-        key = keys.resource_key(kind, name)
+        """Create or replace a resource (its spec in Calico's JSON), keeping the stored uid
+        and creationTimestamp."""
         meta: dict[str, object] = {"name": name}
         if labels:
             meta["labels"] = labels
-        try:
-            kv = self.backend.get(key)
-            old = json.loads(kv.value)
-            old_meta = old.get("metadata") or {}
-            for k in ("uid", "creationTimestamp"):
-                if k in old_meta:
-                    meta[k] = old_meta[k]
-            self.backend.update(key, _dumps({"kind": kind, "apiVersion": keys.API_VERSION,
-                                             "metadata": meta, "spec": spec}), kv.revision)
-        except NotFound:
-            meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self.backend.create(key, _dumps({"kind": kind, "apiVersion": keys.API_VERSION,
-                                             "metadata": meta, "spec": spec}))
+        Client(self.backend).apply(codec.decode(
+            {"kind": kind, "apiVersion": keys.API_VERSION, "metadata": meta, "spec": spec}))
 
     def delete(self, kind: str, name: str) -> None:
         with contextlib.suppress(NotFound):
             self.backend.delete(keys.resource_key(kind, name))
 
-    def edit_node(self, name: str, fn: Callable[[dict[str, object]], None]) -> None:
-        key = keys.resource_key("Node", name)
+    def edit_node(self, name: str, fn: Callable[[CalicoNode], CalicoNode]) -> None:
+        """Read-modify-write of a Calico Node (CAS on its resourceVersion, retried)."""
+        client = Client(self.backend)
         for _ in range(10):
-            kv = self.backend.get(key)
-            doc = json.loads(kv.value)
-            fn(doc)
+            node = client.get(CalicoNode, name)
             try:
-                self.backend.update(key, _dumps(doc), kv.revision)
+                client.update(fn(node))
                 return
-            except CalicoError:
+            except (Conflict, NotFound):
                 continue
         raise ClusterError(f"could not update Node {name}")
 
@@ -77,20 +68,17 @@ class Records:
         """mesh: full node-to-node mesh. rr: the first node reflects routes for the others."""
         rr = next(iter(self.nodes))
 
-        def label(doc: dict[str, object]) -> None:
-            meta = doc.setdefault("metadata", {})
-            spec = doc.setdefault("spec", {})
-            assert isinstance(meta, dict) and isinstance(spec, dict)
-            labels = dict(meta.get("labels") or {})
-            bgp = dict(spec.get("bgp") or {})
+        def label(node: CalicoNode) -> CalicoNode:
+            labels = dict(node.metadata.labels)
+            bgp = node.spec.bgp or NodeBGPSpec()
             if topology == "rr":
                 labels["route-reflector"] = "true"
-                bgp["routeReflectorClusterID"] = "224.0.0.1"
+                bgp = replace(bgp, route_reflector_cluster_id=IPv4Address("224.0.0.1"))
             else:
                 labels.pop("route-reflector", None)
-                bgp.pop("routeReflectorClusterID", None)
-            meta["labels"] = labels
-            spec["bgp"] = bgp
+                bgp = replace(bgp, route_reflector_cluster_id=None)
+            return replace(node, metadata=replace(node.metadata, labels=labels),
+                           spec=replace(node.spec, bgp=None if bgp == NodeBGPSpec() else bgp))
 
         if topology == "rr":
             self.edit_node(rr, label)
@@ -107,7 +95,3 @@ class Records:
             self.edit_node(rr, label)
         self.opts = Options(self.opts.nodes, self.opts.pods, self.opts.encap, topology,
                             self.opts.edge)
-
-
-def _dumps(doc: object) -> str:
-    return json.dumps(doc, separators=(",", ":"))

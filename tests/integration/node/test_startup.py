@@ -130,3 +130,23 @@ def test_bad_environment_is_named(backend: Backend, tmp_path: Path) -> None:
 def test_no_default_pools(backend: Backend, tmp_path: Path) -> None:
     run(backend, tmp_path, NODENAME="node-1", NO_DEFAULT_POOLS="true")
     assert backend.list(keys.resource_prefix("IPPool")).kvs == ()
+
+
+def test_second_start_writes_nothing(backend: Backend, tmp_path: Path) -> None:
+    env = {"NODENAME": "node-1", "AS": "65001", "CALICO_IPV4POOL_CIDR": "10.244.0.0/16",
+           "CALICO_IPV4POOL_IPIP": "Always"}
+    first = run(backend, tmp_path, **env)
+    before = backend.list("/calico/").kvs
+    assert run(backend, tmp_path, **env) == first
+    assert backend.list("/calico/").kvs == before  # same keys, values and revisions
+
+
+def test_node_is_written_as_calicos_json(backend: Backend, tmp_path: Path) -> None:
+    run(backend, tmp_path, NODENAME="node-1", AS="65001")
+    text = backend.get(keys.resource_key("Node", "node-1")).value
+    node = json.loads(text)
+    assert text.startswith('{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":')
+    assert text.endswith(',"spec":{"bgp":{"asNumber":65001,"ipv4Address":"172.30.0.11/24"},'
+                         '"addresses":[{"address":"172.30.0.11/24","type":"CalicoNodeIP"}]},'
+                         '"status":{}}')
+    assert set(node["metadata"]) == {"name", "uid", "creationTimestamp"}
