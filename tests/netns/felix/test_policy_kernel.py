@@ -203,3 +203,56 @@ def test_a_deny_in_an_earlier_tier_wins_and_pass_goes_on(lab: Lab) -> None:
 def test_egress_policy_with_cidr_blocks(lab: Lab) -> None:
     _load(lab, _index(lab, EGRESS_81_ONLY))
     assert _reach(lab) == {80: False, 81: True, 8081: False}
+
+
+KITCHEN_SINK = [
+    {"action": "Log", "protocol": "ICMP", "icmp": {"type": 8, "code": 0}},
+    {"action": "Deny", "notProtocol": "UDP", "source": {"notSelector": "has(x)"}},
+    {"action": "Pass", "protocol": "SCTP", "destination": {"notPorts": ["1:1024", "alt"]}},
+    {"action": "Allow", "protocol": 17, "source": {"ports": list(range(1, 20)), "nets": [
+        "10.0.0.0/8", "192.168.0.0/16"]}, "destination": {"notNets": ["10.1.0.0/16",
+                                                                      "10.2.0.0/16"]}},
+    {"action": "Allow", "protocol": "ICMPv6", "icmp": {"type": 128}},
+    {"action": "Deny", "protocol": "TCP", "source": {"nets": ["fd00::/8"]},
+     "destination": {"ports": ["alt", 443]}},
+    {"action": "Allow", "source": {"serviceAccounts": {"names": ["sa"]},
+                                   "namespaceSelector": "all()"}},
+]
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_every_rule_shape_loads_and_reads_back(lab: Lab, version: int) -> None:
+    """What iptables / ip6tables and ipset accept is the final word on the spelling."""
+    pol = _res("GlobalNetworkPolicy", "sink", {"selector": "all()", "ingress": KITCHEN_SINK,
+                                               "egress": KITCHEN_SINK})
+    state = render(_index(lab, pol), version)
+    family = "inet" if version == 4 else "inet6"
+    sets = [f"create {s.name} {s.set_type} family {family} maxelem 1048576 -exist"
+            for s in state.ipsets.values()]
+    subprocess.run(["ip", "netns", "exec", lab.host, "ipset", "restore"],
+                   input="\n".join(sets) + "\n", text=True, check=True, timeout=30)
+    lines = ["*filter", *(f":{name} - [0:0]" for name in state.chains)]
+    for name, rules in state.chains.items():
+        lines += [render_rule("-A", name, h, rule)
+                  for h, rule in zip(rule_hashes(name, rules), rules, strict=True)]
+    lines.append("COMMIT")
+    restore = "iptables-restore" if version == 4 else "ip6tables-restore"
+    r_ = subprocess.run(["ip", "netns", "exec", lab.host, restore], input="\n".join(lines) + "\n",
+                        text=True, capture_output=True, timeout=30, check=False)
+    assert r_.returncode == 0, r_.stderr
+    save = "iptables-save" if version == 4 else "ip6tables-save"
+    saved = ns_exec(lab.host, save, "-t", "filter").stdout
+    count = 0
+    for name, rules in state.chains.items():
+        for h in rule_hashes(name, rules):
+            assert f"cali:{h}" in saved
+            count += 1
+    assert count > 30
+    body = " ".join(x.body() for x in state.chains["cali-pi-gnp/sink"])
+    if version == 4:   # ICMP rules exist only in the IPv4 table, ICMPv6 ones only in IPv6
+        assert "--log-prefix" in body and "-m icmp --icmp-type 8/0" in body
+    else:
+        assert "-m icmp6 --icmpv6-type 128" in body and "--log-prefix" not in body
+    # Leave the host's tables as the other tests expect them.
+    subprocess.run(["ip", "netns", "exec", lab.host, restore], input="*filter\nCOMMIT\n",
+                   text=True, check=True, timeout=30)
