@@ -66,10 +66,10 @@ def _from_file(docs: list[documents.Document], namespace: str | None) -> list[Ta
                             "[error with field metadata.name (missing)]")
         else:
             ns = (doc.namespace or namespace or "default") if info.namespaced else None
-            why = kinds.refusal("delete", info.kind, doc.name, ns)
-            if why:
+            refused = kinds.refusal("delete", info.kind, doc.name, ns)
+            if refused:
                 problems.append(f"Failed to delete '{doc.kind}' resource: {doc.describe()}: "
-                                f"[{why}]")
+                                f"[{refused}]")
                 continue
             out.append((info.kind, doc.name, ns))
     if problems:
