@@ -73,7 +73,7 @@ def resource(key: str, value: str) -> object:
     from libcalico.datastore.resourcecache import ResourceCache
     from libcalico.datastore.snapshot import Update
 
-    (ch,) = ResourceCache().apply((Update(key, value, 1),))
+    (ch,) = ResourceCache().apply((Update(key, value, "1"),))
     if ch.dropped or ch.resource is None:
         raise Refused(ch.dropped)
     bad = kernelsafe.check(key, ch.resource)
