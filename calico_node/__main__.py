@@ -122,10 +122,15 @@ def _startup() -> Result:
     from calico_node import hostinfo, startup
 
     backend = _backend()
+    kube = None
+    if startup.datastore_type(os.environ) == "kubernetes":
+        from libcalico.datastore.kubernetes import KubernetesBackend
+
+        kube = backend.client if isinstance(backend, KubernetesBackend) else None
     try:
         return startup.Startup(
             backend=backend, env=os.environ, interfaces=hostinfo.interfaces,
-            route_lookup=hostinfo.route_source, hostname=os.uname().nodename,
+            route_lookup=hostinfo.route_source, hostname=os.uname().nodename, kube=kube,
         ).run()
     finally:
         backend.close()
