@@ -6,9 +6,8 @@ from calico_node.kubelab.apiserver import ControlPlane
 from libcalico.datastore import connect
 from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.kubernetes import KubernetesBackend
-from tests.fixtures.kube import kube_apiserver
 
-__all__ = ["kube_apiserver", "kube_backend"]
+__all__ = ["kube_backend"]
 
 
 @pytest.fixture

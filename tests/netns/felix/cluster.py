@@ -10,12 +10,16 @@ Topology (all namespaces made through netns_factory, removed at teardown):
 
 Felix runs as a real subprocess inside each host namespace, so every kernel object it writes
 (routes, neighbours, FDB, sysctls, iptables, ipsets, vxlan.calico) is in that namespace only.
+
+The datastore is etcd (`Cluster(netns, etcd_factory)`) or the session's Kubernetes API server
+(`Cluster(netns, kube=control_plane)`, see `stores.py`): the same calls make Nodes, blocks and
+endpoints on either, so one live test runs on both. On Kubernetes each host namespace reaches
+the API server at its kubeconfig's address through a `KubeRelay`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
@@ -27,8 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from libcalico.datastore.kubernetes_pod import veth_name, wep_name
 from libcalico.model import keys
 from tests.fixtures.netns import NetnsFactory, ns_exec
+from tests.netns.felix.kuberelay import KubeRelay
+from tests.netns.felix.stores import EtcdStore, KubeStore, Store
 
 REPO = Path(__file__).resolve().parents[3]
 FELIX = [sys.executable, "-m", "felix"]
@@ -65,10 +72,12 @@ class Pod:
     ip: ipaddress.IPv4Address
     iface: str
     mac: str
+    ips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
 
 
 class Cluster:
-    def __init__(self, netns: NetnsFactory, etcd_factory: object) -> None:
+    def __init__(self, netns: NetnsFactory, etcd_factory: object = None, *,
+                 kube: object = None) -> None:
         self.netns = netns
         n = (os.getpid() % 200) + 20
         self.net = ipaddress.IPv4Network(f"198.19.{n}.0/24")
@@ -79,6 +88,8 @@ class Cluster:
         self.tmp = Path(tempfile.mkdtemp(prefix="felix-netns-"))
         self.hosts: list[Host] = []
         self.pods: list[Pod] = []
+        self.relays: list[KubeRelay] = []
+        self.store: Store | None = None
         self._ip("link", "add", self.rootdev, "type", "veth", "peer", "name", "up0",
                  "netns", self.under)
         try:
@@ -87,7 +98,12 @@ class Cluster:
             ns_exec(self.under, "ip", "link", "add", "br0", "type", "bridge")
             ns_exec(self.under, "ip", "link", "set", "br0", "up")
             ns_exec(self.under, "ip", "link", "set", "up0", "master", "br0", "up")
-            self.etcd = etcd_factory.new("felix", host=str(self.gw))  # type: ignore[attr-defined]
+            if kube is not None:
+                self.kube = kube
+                self.store = KubeStore(kube)  # type: ignore[arg-type]
+            else:
+                self.etcd = etcd_factory.new("felix", host=str(self.gw))  # type: ignore[attr-defined]
+                self.store = EtcdStore(self.etcd)
             self.outside = netns.new("fx-out")
             self._attach(self.outside, "o0", ipaddress.IPv4Interface(f"{self.outside_ip}/24"))
         except Exception:
@@ -107,11 +123,18 @@ class Cluster:
 
     # -- datastore ------------------------------------------------------------------------
 
+    @property
+    def datastore(self) -> str:
+        assert self.store is not None
+        return self.store.name
+
     def put(self, key: str, value: dict[str, object]) -> None:
-        self.etcd.ctl("put", key, json.dumps(value, separators=(",", ":")))
+        assert self.store is not None
+        self.store.put(key, value)
 
     def delete(self, key: str) -> None:
-        self.etcd.ctl("del", key)
+        assert self.store is not None
+        self.store.delete(key)
 
     def pool(self, name: str, cidr: str, vxlan: str = "Always", ipip: str = "Never",
              nat: bool = False) -> None:
@@ -122,6 +145,10 @@ class Cluster:
                      "blockSize": 26, "nodeSelector": "all()"}})
 
     def allow_profile(self, name: str) -> None:
+        """An allow-all profile. On Kubernetes `kns.<namespace>` is derived from the Namespace
+        (and allows all), so only other names are written."""
+        if self.datastore == "kubernetes" and name.startswith("kns."):
+            return
         self.put(keys.resource_key("Profile", name), {
             "kind": "Profile", "apiVersion": "projectcalico.org/v3", "metadata": {"name": name},
             "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}})
@@ -137,19 +164,15 @@ class Cluster:
         block = ipaddress.IPv4Network(f"10.65.{i}.0/26")
         h = Host(name, ns, addr, block, block[1])
         self.hosts.append(h)
-        self.put(keys.resource_key("Node", name), {
-            "kind": "Node", "apiVersion": "projectcalico.org/v3", "metadata": {"name": name},
-            "spec": {"bgp": {"ipv4Address": str(addr)},
-                     "ipv4VXLANTunnelAddr": str(h.tunnel)}})
-        self.put(keys.block_key(block), {
-            "cidr": str(block), "affinity": f"host:{name}", "allocations": [None] * 64,
-            "unallocated": list(range(64)), "attributes": [], "deleted": False})
+        if self.datastore == "kubernetes":
+            self.relays.append(KubeRelay(ns, int(self.kube.server.rsplit(":", 1)[1])))
+        assert self.store is not None
+        self.store.add_node(name, addr, h.tunnel, block)
         return h
 
     def felix_env(self, host: Host, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FELIX_")}
         env.update({
-            "ETCD_ENDPOINTS": self.etcd.endpoint, "DATASTORE_TYPE": "etcdv3",
             "FELIX_FELIXHOSTNAME": host.name, "FELIX_IPV6SUPPORT": "false",
             "FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT",
             "FELIX_ROUTEREFRESHINTERVAL": "2", "FELIX_IPTABLESREFRESHINTERVAL": "2",
@@ -157,6 +180,8 @@ class Cluster:
             "GRPC_ENABLE_FORK_SUPPORT": "false", "PYTHONPATH": str(REPO),
             "FELIX_LOGSEVERITYSCREEN": "INFO",
         })
+        assert self.store is not None
+        env.update(self.store.felix_env())
         env.update(extra)
         return env
 
@@ -190,20 +215,28 @@ class Cluster:
         wait_for(ok, timeout, f"felix apply on {host.name}:\n{host.log()[-2000:]}")
 
     def add_pod(self, host: Host, index: int, profiles: tuple[str, ...] = ("kns.default",),
-                write: bool = True) -> Pod:
+                write: bool = True, v6: str | None = None) -> Pod:
+        """A pod wired as the CNI plugin wires it (veth named as Calico names it, /32, the
+        169.254.1.1 gateway) and, with `write`, its endpoint in the datastore (`v6`: a second,
+        IPv6 address). On Kubernetes the profiles are the namespace's and service account's."""
         ip = host.block[10 + index]
         name = f"{host.name}-p{index}"
         ns = self.netns.new(f"fx-{name}")
-        iface = "cali" + hashlib.sha1(name.encode()).hexdigest()[:11]
+        iface = veth_name("default", name)
         ns_exec(host.ns, "ip", "link", "add", iface, "type", "veth", "peer", "name", "eth0",
                 "netns", ns)
         ns_exec(ns, "ip", "addr", "add", f"{ip}/32", "dev", "eth0")
+        if v6:
+            ns_exec(ns, "ip", "-6", "addr", "add", f"{v6}/128", "dev", "eth0", "nodad")
         ns_exec(ns, "ip", "link", "set", "eth0", "up")
         ns_exec(ns, "ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
         ns_exec(ns, "ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
         ns_exec(host.ns, "ip", "link", "set", iface, "up")
         mac = json.loads(ns_exec(ns, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
-        pod = Pod(name, ns, host, ip, iface, mac)
+        ips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = (
+            ipaddress.IPv4Interface(f"{ip}/32"),
+            *((ipaddress.IPv6Interface(f"{v6}/128"),) if v6 else ()))
+        pod = Pod(name, ns, host, ip, iface, mac, ips)
         self.pods.append(pod)
         if write:
             self.write_wep(pod, profiles)
@@ -212,24 +245,32 @@ class Cluster:
     @staticmethod
     def wep_name(pod: Pod) -> str:
         """Calico's name for the endpoint (each '-' of a part doubled)."""
-        return f"{pod.host.name}-k8s-{pod.name.replace('-', '--')}-eth0"
+        return wep_name(pod.host.name, pod.name)
 
     def wep_key(self, pod: Pod) -> str:
         return keys.resource_key("WorkloadEndpoint", self.wep_name(pod), "default")
 
     def write_wep(self, pod: Pod, profiles: tuple[str, ...] = ("kns.default",)) -> None:
-        self.put(self.wep_key(pod), {
-            "kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
-            "metadata": {"name": self.wep_name(pod), "namespace": "default"},
-            "spec": {"orchestrator": "k8s", "node": pod.host.name, "pod": pod.name,
-                     "endpoint": "eth0", "ipNetworks": [f"{pod.ip}/32"],
-                     "profiles": list(profiles), "interfaceName": pod.iface,
-                     "mac": pod.mac}})
+        assert self.store is not None
+        self.store.add_endpoint(pod.host.name, pod.name,
+                                pod.ips or (ipaddress.IPv4Interface(f"{pod.ip}/32"),),
+                                pod.iface, pod.mac, profiles)
+
+    def remove_wep(self, pod: Pod) -> None:
+        """The endpoint goes (etcd: the CNI deletes it; Kubernetes: the Pod is deleted)."""
+        assert self.store is not None
+        self.store.remove_endpoint(pod.host.name, pod.name)
 
     def cleanup(self) -> None:
         for h in self.hosts:
             with contextlib.suppress(Exception):
                 self.stop_felix(h)
+        for r in self.relays:
+            with contextlib.suppress(Exception):
+                r.close()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                self.store.close()
         subprocess.run(["ip", "link", "del", self.rootdev], capture_output=True, check=False,
                        timeout=30)
         import shutil

@@ -1,0 +1,188 @@
+"""The two datastores Felix's live tests run on, behind one small interface the cluster helper
+uses: `etcd` (values written as Calico's etcdv3 backend stores them, WorkloadEndpoints written
+as the CNI plugin writes them) and `kubernetes` (the session's real API server: Nodes,
+Namespaces, ServiceAccounts and Pods made as a cluster makes them, the Pod's IPs patched into
+`pods/status` as a kubelet does, IPAM through the IPAM library on the Kubernetes backend;
+Calico's other kinds through the backend at the same keys as on etcd).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import uuid
+from typing import Any, Protocol
+
+from calico_node.kubelab.apiserver import ControlPlane
+from libcalico.datastore import connect
+from libcalico.datastore.config import DatastoreConfig
+from libcalico.datastore.kubernetes_pod import wep_name
+from libcalico.errors import AlreadyExists, NotFound
+from libcalico.ipam.client import IPAMClient
+from libcalico.model import keys
+
+IP = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+class Store(Protocol):
+    name: str
+    endpoint_macs: bool
+    """True when the endpoint's MAC reaches Felix (etcd: the CNI writes it into the
+    WorkloadEndpoint; KDD: a Pod carries none, so Felix programs no permanent neighbour)."""
+
+    def felix_env(self) -> dict[str, str]: ...
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def add_node(self, name: str, addr: ipaddress.IPv4Interface,
+                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None: ...
+    def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
+                     profiles: tuple[str, ...]) -> None: ...
+    def remove_endpoint(self, node: str, pod: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class EtcdStore:
+    name = "etcd"
+    endpoint_macs = True
+
+    def __init__(self, etcd: Any) -> None:
+        self.etcd = etcd
+
+    def felix_env(self) -> dict[str, str]:
+        return {"ETCD_ENDPOINTS": self.etcd.endpoint, "DATASTORE_TYPE": "etcdv3"}
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self.etcd.ctl("put", key, json.dumps(value, separators=(",", ":")))
+
+    def delete(self, key: str) -> None:
+        self.etcd.ctl("del", key)
+
+    def add_node(self, name: str, addr: ipaddress.IPv4Interface,
+                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None:
+        self.put(keys.resource_key("Node", name), {
+            "kind": "Node", "apiVersion": "projectcalico.org/v3", "metadata": {"name": name},
+            "spec": {"bgp": {"ipv4Address": str(addr)}, "ipv4VXLANTunnelAddr": str(tunnel)}})
+        n = block.num_addresses
+        self.put(keys.block_key(block), {
+            "cidr": str(block), "affinity": f"host:{name}", "allocations": [None] * n,
+            "unallocated": list(range(n)), "attributes": [], "deleted": False})
+
+    def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
+                     profiles: tuple[str, ...]) -> None:
+        name = wep_name(node, pod)
+        self.put(keys.resource_key("WorkloadEndpoint", name, "default"), {
+            "kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"orchestrator": "k8s", "node": node, "pod": pod, "endpoint": "eth0",
+                     "ipNetworks": [str(ip) for ip in ips], "profiles": list(profiles),
+                     "interfaceName": iface, "mac": mac}})
+
+    def remove_endpoint(self, node: str, pod: str) -> None:
+        self.delete(keys.resource_key("WorkloadEndpoint", wep_name(node, pod), "default"))
+
+    def close(self) -> None:
+        pass
+
+
+class KubeStore:
+    """Felix's datastore is the API server. Pods live in namespace `default` (profiles
+    `kns.default` and `ksa.default.default`, derived); what this store makes is removed by
+    `close()`."""
+
+    name = "kubernetes"
+    endpoint_macs = False
+    NAMESPACE = "default"
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.backend = connect(DatastoreConfig.from_env({
+            "DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(cp.kubeconfig)}))
+        self.ipam = IPAMClient(self.backend)
+        self.nodes: list[str] = []
+        self.pods: list[str] = []
+        self.keys: list[str] = []
+        self.handles: list[str] = []
+
+    def felix_env(self) -> dict[str, str]:
+        return {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(self.cp.kubeconfig)}
+
+    def _req(self, method: str, path: str, body: Any = None,
+             content_type: str = "application/json", ok: tuple[int, ...] = (200, 201)
+             ) -> Any:
+        status, reply = self.cp.request(method, path, body, content_type)
+        if status not in ok:
+            raise AssertionError(f"{method} {path}: {status} {reply}")
+        return reply
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        """Create or replace a Calico resource at its etcd-style key (the backend maps it)."""
+        text = json.dumps(value, separators=(",", ":"))
+        try:
+            self.backend.create(key, text)
+        except AlreadyExists:
+            cur = self.backend.get(key)
+            self.backend.update(key, text, cur.revision)
+        if key not in self.keys:
+            self.keys.append(key)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.backend.delete(key)
+
+    def add_node(self, name: str, addr: ipaddress.IPv4Interface,
+                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None:
+        # The Node as the kubelet registers it, with the annotations calico-node writes.
+        self._req("POST", "/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {
+                "projectcalico.org/IPv4Address": str(addr),
+                "projectcalico.org/IPv4VXLANTunnelAddr": str(tunnel)}},
+            "status": {"addresses": [{"type": "InternalIP", "address": str(addr.ip)}]}})
+        self.nodes.append(name)
+        # The tunnel address as calico-node allocates it: this claims the node's block.
+        self.handles.append(f"vxlan-tunnel-addr-{name}")
+        got = self.ipam.assign_ip(tunnel, handle_id=self.handles[-1],
+                                  attrs={"node": name, "type": "vxlanTunnelAddress"},
+                                  hostname=name)
+        assert got.network == block, (got, block)
+
+    def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
+                     profiles: tuple[str, ...]) -> None:
+        ns = self.NAMESPACE
+        self.handles.append(f"k8s-pod-network.{uuid.uuid4().hex}")
+        for ip in ips:
+            self.ipam.assign_ip(ip.ip, handle_id=self.handles[-1],
+                                attrs={"namespace": ns, "node": node, "pod": pod,
+                                       "timestamp": ""}, hostname=node)
+        self._req("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}})
+        self.pods.append(pod)
+        # As the kubelet reports the sandbox's addresses.
+        self._req("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod}/status",
+                  {"status": {"phase": "Running", "podIP": str(ips[0].ip),
+                              "podIPs": [{"ip": str(ip.ip)} for ip in ips]}},
+                  content_type="application/merge-patch+json")
+
+    def remove_endpoint(self, node: str, pod: str) -> None:
+        self._req("DELETE", f"/api/v1/namespaces/{self.NAMESPACE}/pods/{pod}"
+                  "?gracePeriodSeconds=0", ok=(200, 202, 404))
+        if pod in self.pods:
+            self.pods.remove(pod)
+
+    def close(self) -> None:
+        for pod in self.pods:
+            self.cp.request("DELETE", f"/api/v1/namespaces/{self.NAMESPACE}/pods/{pod}"
+                            "?gracePeriodSeconds=0")
+        for key in reversed(self.keys):
+            self.delete(key)
+        for handle in self.handles:
+            with contextlib.suppress(Exception):
+                self.ipam.release_by_handle(handle)
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                self.ipam.release_host_affinities(node)
+            self.cp.request("DELETE", f"/api/v1/nodes/{node}")
+        self.pods, self.keys, self.nodes, self.handles = [], [], [], []
+        self.backend.close()
