@@ -2,7 +2,8 @@
 
 Configuration: environment FELIX_* > config file (-c, default /etc/calico/felix.cfg) >
 FelixConfiguration node.<hostname> > FelixConfiguration default > Calico's defaults.
-Datastore: DATASTORE_TYPE / ETCD_ENDPOINTS / ETCD_* (as every component).
+Datastore: DATASTORE_TYPE, ETCD_ENDPOINTS / ETCD_*, KUBECONFIG / K8S_* (as every component);
+FELIX_DATASTORETYPE and FELIX_ETCDENDPOINTS (or the file's) override them, as in Calico.
 Exit codes: 0 on SIGTERM/SIGINT, 1 on an unusable configuration or datastore, 129 when the
 effective configuration changed (the supervisor restarts us, as runit does for Calico).
 """
@@ -77,7 +78,7 @@ def main(config_file: str) -> None:
         boot = felix_config.load(env, file_values)
         calico_log.configure("felix", boot.log_severity_screen)
         hostname = _hostname(env, file_values)
-        ds = DatastoreConfig.from_env(env)
+        ds = DatastoreConfig.from_env(felix_config.datastore_env(env, file_values))
         backend = connect(ds)
     except CalicoError as exc:
         print(f"calico-felix: {exc}", file=sys.stderr)

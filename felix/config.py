@@ -290,6 +290,29 @@ def resource_values(spec: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def datastore_env(env: Mapping[str, str], file_values: Mapping[str, str]) -> dict[str, str]:
+    """The variables Felix's datastore connection is read from, built as Calico's Felix builds
+    it (`Config.DatastoreConfig`): libcalico-go's own (`DATASTORE_TYPE`, `KUBECONFIG`,
+    `K8S_*`, `ETCD_*`, each also with a `CALICO_` prefix), then Felix's `DatastoreType` and
+    `EtcdEndpoints`, when the environment (`FELIX_…`) or the config file sets them, override
+    those; `EtcdEndpoints` also selects etcdv3."""
+    felix: dict[str, str] = {}
+    for source in (file_values, env_values(env)):   # the environment wins
+        for k, v in source.items():
+            if k.lower() in ("datastoretype", "etcdendpoints") and v.strip():
+                felix[k.lower()] = v.strip()
+    out = dict(env)
+    if "datastoretype" in felix:
+        out.pop("CALICO_DATASTORE_TYPE", None)
+        out["DATASTORE_TYPE"] = _oneof("etcdv3", "kubernetes")(felix["datastoretype"])
+    if "etcdendpoints" in felix:
+        for k in ("CALICO_DATASTORE_TYPE", "CALICO_ETCD_ENDPOINTS"):
+            out.pop(k, None)
+        out["DATASTORE_TYPE"] = "etcdv3"
+        out["ETCD_ENDPOINTS"] = felix["etcdendpoints"]
+    return out
+
+
 def load(
     env: Mapping[str, str] | None = None,
     file_values: Mapping[str, str] | None = None,

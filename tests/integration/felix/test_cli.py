@@ -35,3 +35,14 @@ def test_bad_config_file_exits_1_naming_it(tmp_path: Path) -> None:
 def test_help() -> None:
     r = felix("--help", env={})
     assert r.returncode == 0 and "--config-file" in r.stdout
+
+
+def test_felix_datastoretype_kubernetes_reads_kubeconfig(tmp_path: Path) -> None:
+    """FELIX_DATASTORETYPE=kubernetes overrides DATASTORE_TYPE (as Calico's Felix); the
+    kubeconfig named by KUBECONFIG is then what Felix must reach."""
+    missing = tmp_path / "no-kubeconfig"
+    r = felix("-c", str(tmp_path / "none.cfg"),
+              env={"DATASTORE_TYPE": "etcdv3", "FELIX_DATASTORETYPE": "kubernetes",
+                   "KUBECONFIG": str(missing)})
+    assert r.returncode == 1
+    assert f"kubeconfig {missing}: no such file" in r.stderr, r.stderr
