@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,6 +83,23 @@ def _kv(doc: dict[str, Any]) -> KVPair:
 def _revision(doc: dict[str, Any]) -> Revision:
     """The header revision of an answer (int64 as JSON text), as the opaque Revision."""
     return str(int((doc.get("header") or {}).get("revision", 0)))
+
+
+def _reads(keys: Sequence[str], prefixes: Sequence[str]) -> list[dict[str, Any]]:
+    ops = [{"request_range": {"key": _b64(k)}} for k in keys]
+    ops += [{"request_range": {"key": _b64(p), "range_end": _prefix_end(p)}} for p in prefixes]
+    return ops
+
+
+def _writes(ops: Sequence[Op]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The compare and the write requests of a commit's ops."""
+    compare: list[dict[str, Any]] = []
+    writes: list[dict[str, Any]] = []
+    for kind, key, value, rev in ops:
+        compare.append(_absent(key) if kind == "create" else _mod_is(key, rev))
+        writes.append({"request_delete_range": {"key": _b64(key)}} if kind == "delete"
+                      else _put(key, value or ""))
+    return compare, writes
 
 
 class _NotSent(Exception):
@@ -307,13 +324,16 @@ class GatewayBackend:
     def read_many(self, keys: Sequence[str], prefixes: Sequence[str] = ()
                   ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
         """Several gets and prefix lists in one transaction: one round trip, one revision."""
-        ops = [{"request_range": {"key": _b64(k)}} for k in keys]
-        ops += [{"request_range": {"key": _b64(p), "range_end": _prefix_end(p)}}
-                for p in prefixes]
+        ops = _reads(keys, prefixes)
         doc = self._call("/v3/kv/txn", {"success": ops}, idempotent=True)
-        resps = doc.get("responses") or []
-        if len(resps) != len(ops):
-            raise Unavailable(f"etcd {self.endpoint}: {len(resps)} answers to {len(ops)} reads")
+        return self._parse_reads(keys, prefixes, doc.get("responses") or [])
+
+    def _parse_reads(self, keys: Sequence[str], prefixes: Sequence[str],
+                     resps: Sequence[dict[str, Any]]
+                     ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
+        if len(resps) != len(keys) + len(prefixes):
+            raise Unavailable(f"etcd {self.endpoint}: {len(resps)} answers to "
+                              f"{len(keys) + len(prefixes)} reads")
         got: dict[str, KVPair] = {}
         for k, r in zip(keys, resps, strict=False):
             kvs = (r.get("response_range") or {}).get("kvs") or []
@@ -324,17 +344,38 @@ class GatewayBackend:
             lists[p] = tuple(_kv(x) for x in (r.get("response_range") or {}).get("kvs") or [])
         return got, lists
 
+    def commit_or_read(self, ops: Sequence[Op], keys: Sequence[str],
+                       prefixes: Sequence[str] = (), *,
+                       values: Mapping[str, str] | None = None,
+                       failure_keys: Sequence[str] = ()
+                       ) -> tuple[Revision | None, dict[str, KVPair],
+                                  dict[str, tuple[KVPair, ...]]]:
+        """`commit(ops)` and `read_many(keys, prefixes)` in one transaction: the reads see
+        the store right after the writes when they succeeded, as it is when they did not
+        (then `failure_keys` are read too). `values`: further conditions, each key's
+        current value exactly as given. Returns (the commit's revision, or None when a
+        condition failed, and the reads)."""
+        compare, writes = _writes(ops)
+        compare += [{"key": _b64(k), "target": "VALUE", "result": "EQUAL", "value": _b64(v)}
+                    for k, v in (values or {}).items()]
+        failure_all = [*keys, *failure_keys]
+        doc = self._call("/v3/kv/txn", {"compare": compare,
+                                        "success": writes + _reads(keys, prefixes),
+                                        "failure": _reads(failure_all, prefixes)},
+                         idempotent=False)
+        resps = doc.get("responses") or []
+        if doc.get("succeeded", False):
+            got, lists = self._parse_reads(keys, prefixes, resps[len(writes):])
+            return _revision(doc), got, lists
+        got, lists = self._parse_reads(failure_all, prefixes, resps)
+        return None, got, lists
+
     def commit(self, ops: Sequence[Op]) -> Revision:
         """All-or-nothing writes: each op is (kind, key, value, revision) with kind `create`
         (key must not exist), `update` (mod revision must equal `revision`) or `delete`
         (idem). Raises Conflict naming the first key when any condition fails. Returns the
         new store revision."""
-        compare: list[dict[str, Any]] = []
-        success: list[dict[str, Any]] = []
-        for kind, key, value, rev in ops:
-            compare.append(_absent(key) if kind == "create" else _mod_is(key, rev))
-            success.append({"request_delete_range": {"key": _b64(key)}} if kind == "delete"
-                           else _put(key, value or ""))
+        compare, success = _writes(ops)
         doc = self._call("/v3/kv/txn", {"compare": compare, "success": success},
                          idempotent=False)
         if not doc.get("succeeded", False):

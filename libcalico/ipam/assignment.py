@@ -12,6 +12,7 @@ from libcalico import logger
 from libcalico.datastore.api import KVPair, Op
 from libcalico.errors import Conflict, NotFound, ValidationError
 from libcalico.ipam import block as blk
+from libcalico.ipam.affinities import is_confirmed
 from libcalico.ipam.block import Block, IPAddress, IPNetwork
 from libcalico.ipam.claims import BlockClaims
 from libcalico.ipam.records import (
@@ -92,20 +93,44 @@ class Assignments(BlockClaims, Releases):
         # The block this host last took an address from (the client's hints) is read in
         # the same transaction: while that block has room, the blocks need no second read.
         hint = self.hints.get(host, version) if self._batch is not None else []
-        got, lists = self._read([keys.IPAM_CONFIG_KEY, node_key, *hint],
-                                [rsv_prefix, pool_prefix, aff_prefix])
-        cfg = IPAMConfig.decode(got[keys.IPAM_CONFIG_KEY].value) \
-            if keys.IPAM_CONFIG_KEY in got else IPAMConfig()
-        reservations = [c for kv in lists[rsv_prefix] for c in reserved_cidrs(kv.value, kv.key)
-                        if c.version == version]
-        labels = node_labels(got[node_key].value) if node_key in got else None
-        if labels is None and not requested:
-            self._node_labels(host)  # raises the "create the Node" error
-        all_pools = [Pool.decode(kv.value, kv.key) for kv in lists[pool_prefix]]
-        pools = self.determine_pools(version, requested, host, args.intended_use, all_pools,
-                                     labels or {})
+        state_keys = [keys.IPAM_CONFIG_KEY, node_key, *hint]
+        prefixes = [rsv_prefix, pool_prefix, aff_prefix]
+        guess = self._speculation(host, version, num, args)
+        if guess is not None and self._commit_read is not None:
+            # the block must still hold exactly the value the hint remembers, whatever its
+            # revision says (a rebuilt datastore could reuse a revision for other content);
+            # the hinted blocks are read only when the speculation fails
+            rev, got, lists = self._commit_read.commit_or_read(
+                guess[0], state_keys[:2], prefixes, values={guess[1].key: guess[3]},
+                failure_keys=hint)
+        else:
+            rev, (got, lists) = None, self._read(state_keys, prefixes)
+        try:
+            cfg = IPAMConfig.decode(got[keys.IPAM_CONFIG_KEY].value) \
+                if keys.IPAM_CONFIG_KEY in got else IPAMConfig()
+            reservations = [c for kv in lists[rsv_prefix]
+                            for c in reserved_cidrs(kv.value, kv.key) if c.version == version]
+            labels = node_labels(got[node_key].value) if node_key in got else None
+            if labels is None and not requested:
+                self._node_labels(host)  # raises the "create the Node" error
+            all_pools = [Pool.decode(kv.value, kv.key) for kv in lists[pool_prefix]]
+            pools = self.determine_pools(version, requested, host, args.intended_use,
+                                         all_pools, labels or {})
+        except BaseException:
+            if rev is not None and guess is not None:
+                self.release_ips([i.ip for i in guess[2]])
+            raise
         limit = cfg.block_limit(args.max_blocks_per_host)
         held = self._settle_claims(host, lists[aff_prefix], all_pools)
+        if rev is not None and guess is not None:
+            _, written, taken, _ = guess
+            if self._speculation_allowed(host, taken, pools, reservations, held):
+                self.hints.put_block(host, version, KVPair(written.key, written.value, rev))
+                log.debug("auto-assigned %s to %s", [str(i) for i in taken], args.handle_id)
+                return Assignment(taken, num)
+            self.release_ips([i.ip for i in taken])  # not allowed after all: as usual
+            got, lists = self._read(state_keys, prefixes)
+            held = self._settle_claims(host, lists[aff_prefix], all_pools)
         affine: list[tuple[IPNetwork, KVPair]] | None = self._affine_from(held, pools)
         wanted = {keys.block_key(c) for c, _ in affine or []}
         prefetched: dict[str, KVPair] | None = {k: got[k] for k in hint
@@ -122,9 +147,13 @@ class Assignments(BlockClaims, Releases):
             if found is None:
                 claim_failed = True
                 break
+            self._written = None
             ips += self._assign_from_block(found, num - len(ips), args.handle_id, args.attrs,
                                            host, reservations, affinity_check=True)
-            self.hints.put(host, version, [found.key])
+            if self._written is not None and self._written.key == found.key:
+                self.hints.put_block(host, version, self._written)
+            else:
+                self.hints.put(host, version, [found.key])
         else:
             if len(ips) < num:  # every round lost a race for the block it found
                 raise RetriesExhausted()
@@ -137,6 +166,51 @@ class Assignments(BlockClaims, Releases):
                     msgs.append(f"No IPs available in pools: {[str(p.cidr) for p in pools]}")
         log.debug("auto-assigned %s to %s", [str(i) for i in ips], args.handle_id)
         return Assignment(tuple(ips), num, tuple(msgs))
+
+    def _speculation(self, host: str, version: int, num: int, args: AutoAssignArgs
+                     ) -> tuple[list[Op], KVPair, tuple[ipaddress.IPv4Interface
+                                                      | ipaddress.IPv6Interface, ...],
+                                str] | None:
+        """The writes that take `num` addresses from the block as this host last wrote it
+        (block at that revision and value, a new handle), or None: (the writes, the block
+        as written, the addresses, the value it must hold now). Committed with the read
+        of the state, then checked against it (`_speculation_allowed`)."""
+        kv = self.hints.block(host, version) if self._commit_read is not None else None
+        if kv is None:
+            return None
+        try:
+            b = blk.decode(kv.value, kv.key)  # not the cache: it is keyed by revision
+        except ValidationError:
+            return None
+        if b.affinity != f"host:{host}" or b.cidr.version != version:
+            return None
+        nb, ips = b.auto_assign(num, args.handle_id, args.attrs, frozenset())
+        if len(ips) < num:
+            return None
+        value = blk.encode(nb.next_sequence())
+        ops: list[Op] = [("update", kv.key, value, kv.revision)]
+        if args.handle_id is not None:
+            ops.append(("create", keys.handle_key(args.handle_id),
+                        Handle({str(b.cidr): len(ips)}).encode(), None))
+        return ops, KVPair(kv.key, value, kv.revision), \
+            tuple(_iface(ip, b.cidr.prefixlen) for ip in ips), kv.value
+
+    @staticmethod
+    def _speculation_allowed(host: str,
+                             taken: Sequence[ipaddress.IPv4Interface | ipaddress.IPv6Interface],
+                             pools: Sequence[Pool], reservations: Sequence[IPNetwork],
+                             held: Sequence[KVPair]) -> bool:
+        """What the usual path would have checked: the block is in a pool this request may
+        use, the host holds a confirmed affinity for it, no address taken is reserved. (The
+        block's own compare-and-swap proved it unchanged, so still the host's.)"""
+        cidr = taken[0].network
+        if not any(p.cidr.version == cidr.version and cidr.subnet_of(p.cidr)  # type: ignore[arg-type]
+                   for p in pools):
+            return False
+        akey = keys.affinity_key(host, cidr)
+        if not any(kv.key == akey and is_confirmed(kv) for kv in held):
+            return False
+        return not any(i.ip in r for i in taken for r in reservations)
 
     def _assign_from_block(self, kv: KVPair, num: int, handle_id: str | None,
                            attrs: Mapping[str, str], host: str, reservations: list[IPNetwork],
@@ -188,7 +262,8 @@ class Assignments(BlockClaims, Releases):
             ops.append(("create", hkey, h.adjusted(cidr, n).encode(), None) if hkv is None
                        else ("update", hkey, h.adjusted(cidr, n).encode(), hkv.revision))
         try:
-            self._batch.commit(ops)
+            rev = self._batch.commit(ops)
+            self._written = KVPair(kv.key, ops[0][2] or "", rev)
             return None
         except Conflict:
             got, _ = self._batch.read_many([kv.key, hkey] if hkey else [kv.key])

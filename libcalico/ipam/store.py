@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
-from libcalico.datastore.api import Backend, BatchBackend, KVPair, Revision
+from libcalico.datastore.api import Backend, BatchBackend, KVPair, Op, Revision
 from libcalico.errors import CalicoError, Conflict, NotFound
 from libcalico.ipam import block as blk
 from libcalico.ipam.block import Block, IPNetwork
@@ -17,8 +18,8 @@ from libcalico.model import keys
 
 RETRIES = 100
 
-__all__ = ["RETRIES", "BatchBackend", "BlockLimitError", "IPAMError", "IPAMStore",
-           "RetriesExhausted"]
+__all__ = ["RETRIES", "BatchBackend", "BlockLimitError", "CommitReadBackend", "IPAMError",
+           "IPAMStore", "RetriesExhausted"]
 
 
 class IPAMError(CalicoError):
@@ -35,14 +36,32 @@ class RetriesExhausted(IPAMError):
         super().__init__("Max retries hit - excessive concurrent IPAM requests")
 
 
+@runtime_checkable
+class CommitReadBackend(Protocol):
+    """A further optional capability (the gateway backend has it): a commit and reads in one
+    transaction; the reads see the store after the writes when they succeeded, as it is when
+    a condition failed (the revision is then None; `failure_keys` are then read too).
+    `values` adds conditions on keys' exact current values."""
+
+    def commit_or_read(self, ops: Sequence[Op], keys: Sequence[str],
+                       prefixes: Sequence[str] = (), *,
+                       values: Mapping[str, str] | None = None,
+                       failure_keys: Sequence[str] = ()
+                       ) -> tuple[Revision | None, dict[str, KVPair],
+                                  dict[str, tuple[KVPair, ...]]]: ...
+
+
 class IPAMStore:
     def __init__(self, backend: Backend, *, clock_ns: Callable[[], int] = time.time_ns,
                  hints: BlockHints | None = None) -> None:
         self.backend = backend
         self.clock_ns = clock_ns
         self._batch = backend if isinstance(backend, BatchBackend) else None
+        self._commit_read = backend if self._batch is not None \
+            and isinstance(backend, CommitReadBackend) else None
         self._blocks: dict[tuple[str, Revision], Block] = {}
         self.hints: BlockHints = hints if hints is not None else MemoryHints()
+        self._written: KVPair | None = None  # the block as the last batched commit wrote it
 
     def _decode(self, kv: KVPair) -> Block:
         """Decode a stored block once per (key, revision): an assignment looks at the same

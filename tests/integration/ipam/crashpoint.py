@@ -5,12 +5,12 @@ PLUGIN` with the plugin's environment and stdin, plus
 - `CRASHPOINT_AFTER=N`   exit (os._exit, like a SIGKILL: no cleanup runs) after the Nth
                          write; 0 or unset: never;
 - `CRASHPOINT_COUNT=path` the number of writes done so far is kept in that file;
-- `CRASHPOINT_PLAIN=1`   hide the backend's batch capabilities (read_many/commit), so that
+- `CRASHPOINT_PLAIN=1`   hide the backend's batch capabilities (read_many/commit/…), so that
                          IPAM takes the path of a plain Backend (the gRPC one), two-phase
                          claims and all.
 
-Writes are the GatewayBackend's create, update, delete, apply and commit (a transaction is
-one write); a write that fails (a lost compare-and-swap) is not counted.
+Writes are the GatewayBackend's create, update, delete, apply, commit and commit_or_read (a
+transaction is one write); a write that fails (a lost compare-and-swap) is not counted.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 KILLED = 137
-WRITES = ("create", "update", "delete", "apply", "commit")
+WRITES = ("create", "update", "delete", "apply", "commit", "commit_or_read")
 
 
 def install(after: int, count_file: str, plain: bool) -> None:
@@ -36,6 +36,8 @@ def install(after: int, count_file: str, plain: bool) -> None:
         @functools.wraps(orig)
         def write(self: object, *args: object, **kwargs: object) -> Any:
             result = orig(self, *args, **kwargs)
+            if orig.__name__ == "commit_or_read" and result[0] is None:
+                return result  # its condition failed: it only read
             done[0] += 1
             if count_file:
                 Path(count_file).write_text(str(done[0]))
@@ -49,6 +51,7 @@ def install(after: int, count_file: str, plain: bool) -> None:
     if plain:
         del cls.read_many
         del cls.commit
+        del cls.commit_or_read
     for name in WRITES:
         if hasattr(cls, name):
             setattr(cls, name, counted(getattr(cls, name)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -51,11 +51,32 @@ class BatchMemory(MemoryBackend):
             if (kind == "create") != (current is None) or (kind != "create" and current != rev):
                 raise Conflict(key)
         self.commits.append(list(ops))
-        last = ""
-        for kind, key, value, _ in ops:
-            last = (self.delete(key) if kind == "delete"
-                    else self.apply(key, value or "")).revision
-        return last
+        revs = [(self.delete(key) if kind == "delete" else self.apply(key, value or "")).revision
+                for kind, key, value, _ in ops]
+        # etcd gives every key of a transaction one revision; here each write has its own,
+        # so answer the first op's (the block, in IPAM's commits)
+        return revs[0] if ops[0][0] != "delete" else revs[-1]
+
+
+class CommitReadMemory(BatchMemory):
+    """…with commit_or_read too (the gateway backend's one-round-trip assignment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.speculations: list[bool] = []
+
+    def commit_or_read(self, ops: Sequence[Op], keys_: Sequence[str],
+                       prefixes: Sequence[str] = (), *,
+                       values: Mapping[str, str] | None = None,
+                       failure_keys: Sequence[str] = ()
+                       ) -> tuple[str | None, dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
+        rev: str | None = None
+        if all(k in self._data and self.get(k).value == v for k, v in (values or {}).items()):
+            with contextlib.suppress(Conflict):
+                rev = self.commit(ops)
+        self.speculations.append(rev is not None)
+        got, lists = self.read_many([*keys_, *(failure_keys if rev is None else ())], prefixes)
+        return rev, got, lists
 
 
 def seed(be: MemoryBackend) -> None:
@@ -302,3 +323,58 @@ def test_unfinished_claim_settled_with_pools_of_both_families(be: MemoryBackend)
     v4, v6 = IPAMClient(be).auto_assign(AutoAssignArgs("n1", handle_id="h", num6=1))
     assert v4.ips[0].network == B1 and len(v6.ips) == 1
     assert aff_state(be, B2) == "confirmed"
+
+
+def test_speculative_assignment_is_one_transaction(tmp_path: Path) -> None:
+    be = CommitReadMemory()
+    seed(be)
+    IPAMClient(be, hints=HintFile(tmp_path / "h")).auto_assign(AutoAssignArgs("n1", handle_id="a"))
+    be.commits.clear()
+    reads: list[int] = []
+    real = be.read_many
+
+    def counted(keys_: Sequence[str], prefixes: Sequence[str] = ()
+                ) -> tuple[dict[str, KVPair], dict[str, tuple[KVPair, ...]]]:
+        reads.append(1)
+        return real(keys_, prefixes)
+
+    be.read_many = counted  # type: ignore[method-assign]
+    fresh = IPAMClient(be, hints=HintFile(tmp_path / "h"))
+    v4, _ = fresh.auto_assign(AutoAssignArgs("n1", handle_id="b"))
+    assert be.speculations == [True] and len(reads) == 1  # the read inside commit_or_read
+    assert fresh.ips_by_handle("b") == [v4.ips[0].ip]
+    assert check(be).handle_problems == []
+
+
+def test_speculation_refused_by_a_new_reservation_is_undone(tmp_path: Path) -> None:
+    be = CommitReadMemory()
+    seed(be)
+    c = IPAMClient(be, hints=HintFile(tmp_path / "h"))
+    first = c.auto_assign(AutoAssignArgs("n1", handle_id="a"))[0].ips[0]
+    nxt = first.ip + 1
+    be.create(keys.resource_key("IPReservation", "r"), json.dumps(
+        {"kind": "IPReservation", "metadata": {"name": "r"},
+         "spec": {"reservedCIDRs": [f"{nxt}/32"]}}))
+    v4, _ = IPAMClient(be, hints=HintFile(tmp_path / "h")).auto_assign(
+        AutoAssignArgs("n1", handle_id="b"))
+    assert be.speculations[-1] is True  # it went through, was checked, and undone
+    assert v4.ips[0].ip != nxt
+    b = blk.decode(be.get(keys.block_key(first.network)).value)
+    assert nxt not in [ip for ip, _ in b.in_use()]
+    assert check(be).handle_problems == []
+
+
+def test_speculation_needs_the_exact_block_value(tmp_path: Path) -> None:
+    be = CommitReadMemory()
+    seed(be)
+    hints = HintFile(tmp_path / "h")
+    IPAMClient(be, hints=hints).auto_assign(AutoAssignArgs("n1", handle_id="a"))
+    kv = hints.block("n1", 4)
+    assert kv is not None
+    # same key and revision, other content (a rebuilt datastore): never written from it
+    other = kv.value.replace('"host:n1"', '"host:n1" ')
+    hints.put_block("n1", 4, KVPair(kv.key, other, kv.revision))
+    v4, _ = IPAMClient(be, hints=HintFile(tmp_path / "h")).auto_assign(
+        AutoAssignArgs("n1", handle_id="b"))
+    assert be.speculations[-1] is False and len(v4.ips) == 1
+    assert check(be).handle_problems == [] and check(be).block_problems == []
