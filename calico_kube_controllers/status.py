@@ -31,8 +31,9 @@ class Status:
             self.readiness[key] = (ready, reason)
             doc = {"Readiness": {k: {"Ready": r, "Reason": why}
                                  for k, (r, why) in sorted(self.readiness.items())}}
-        if self.path is not None:
-            try:
+            if self.path is None:
+                return
+            try:  # under the lock: an older snapshot must not replace a newer one
                 write_atomically(self.path, json.dumps(doc, separators=(",", ":")))
             except OSError as exc:
                 log.warning("cannot write status file %s: %s", self.path, exc)
