@@ -156,8 +156,8 @@ class Client:
             uid=md.uid or self._new_uid(),
             creation_timestamp=md.creation_timestamp or self._clock(),
         ))
-        kv = self.backend.create(_res_key(res), codec.dumps(res))
-        return _with_revision(res, kv.revision)
+        text = codec.dumps(res)
+        return _stored(res, text, self.backend.create(_res_key(res), text))
 
     def update(self, res: R) -> R:
         """Compare-and-swap on `metadata.resource_version`: Conflict if the stored object has
@@ -177,8 +177,8 @@ class Client:
             current = self.backend.get(key)
             res = _keep_identity(res, current.value)
             _check_immutable(res, current.value)
-        kv = self.backend.update(key, codec.dumps(res), revision)
-        return _with_revision(res, kv.revision)
+        text = codec.dumps(res)
+        return _stored(res, text, self.backend.update(key, text, revision))
 
     def apply(self, res: R) -> R:
         """Create, or replace the current object (keeping its uid and creationTimestamp)."""
@@ -198,11 +198,12 @@ class Client:
                 continue
             merged = _keep_identity(res, current.value)
             _check_immutable(merged, current.value)
+            text = codec.dumps(merged)
             try:
-                kv = self.backend.update(key, codec.dumps(merged), current.revision)
+                kv = self.backend.update(key, text, current.revision)
             except (Conflict, NotFound):
                 continue
-            return _with_revision(merged, kv.revision)
+            return _stored(merged, text, kv)
         raise Conflict(key)
 
     @overload
@@ -354,6 +355,15 @@ def _check_immutable(res: Resource, stored: str) -> None:
 
 def _with_revision(res: R, revision: Revision) -> R:
     return replace(res, metadata=replace(res.metadata, resource_version=revision))
+
+
+def _stored(res: R, sent: str, kv: KVPair) -> R:
+    """The resource as the backend stored it. etcd stores exactly what was sent; the
+    Kubernetes datastore answers with the object it holds (the API server's UID, its
+    creationTimestamp), which must be what the caller gets back for a later update."""
+    if kv.value == sent:
+        return _with_revision(res, kv.revision)
+    return cast(R, codec.loads(kv.value, document=kv.key, resource_version=kv.revision))
 
 
 def _kind_name(kind: type | str) -> str:

@@ -5,10 +5,12 @@ loses nothing across an API-server restart and the 410 that follows it."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -81,6 +83,25 @@ def test_client_crud_stores_calicos_kdd_form(kube_apiserver: ControlPlane,
     client.delete(GlobalNetworkSet, name)
     with pytest.raises(NotFound):
         client.get(GlobalNetworkSet, name)
+
+
+def test_what_create_returns_can_be_updated(kube_apiserver: ControlPlane,
+                                            kube_backend: KubernetesBackend,
+                                            made: list[str]) -> None:
+    """On KDD the API server assigns the UID: create returns the stored object (its UID, not
+    the one the client generated), so updating what create returned succeeds."""
+    client = Client(kube_backend)
+    name = _name("gns")
+    made.append(keys.resource_key("GlobalNetworkSet", name))
+    created = client.create(_netset(name))
+    _, cr = kube_apiserver.request("GET", f"{CRD}/globalnetworksets/{name}")
+    assert created.metadata.uid == convert_uid(cr["metadata"]["uid"])
+    changed = client.update(replace(created, spec=replace(
+        created.spec, nets=(ipaddress.ip_network("203.0.113.0/24"),))))
+    assert client.get(GlobalNetworkSet, name).spec.nets == changed.spec.nets
+    again = client.apply(replace(changed, metadata=replace(changed.metadata,
+                                                           resource_version=None)))
+    assert again.metadata.uid == created.metadata.uid
 
 
 def test_namespaced_policy_keeps_its_name_in_the_annotation(
