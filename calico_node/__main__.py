@@ -5,6 +5,7 @@
     calico-node --bird-ready --bird6-ready --felix-ready --felix-live --bird-live
                                     health checks: exit 0 when all pass, 1 otherwise
     calico-node demo [...]          a multi-node Calico network on this machine (docs/demo.md)
+    calico-node install-cni         the DaemonSet's CNI install step (calico_node/cni_install.py)
 
 Exit codes: 0 ok; 1 a check failed or startup was refused (the message says why); 2 usage.
 Single-dash long flags (`-startup`, `-felix-ready`) are accepted as Calico's binary does.
@@ -66,6 +67,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         from calico_node.demo.cli import main as demo_main
 
         demo_main(args_in[1:])
+        return
+    if args_in and args_in[0] == "install-cni":
+        from calico_node import cni_install
+
+        log_setup.configure("calico-node", os.environ.get("CALICO_STARTUP_LOGLEVEL"))
+        try:
+            cni_install.main()
+        except (CalicoError, OSError) as exc:
+            print(f"calico-node install-cni: {exc}", file=sys.stderr)
+            sys.exit(1)
         return
     args = _parser().parse_args(_normalise(args_in))
     if args.version:

@@ -15,16 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from calico_node import autodetect, startup
-from calico_node.kubelab.apiserver import ControlPlane
+from calico_node.kubelab.apiserver import ROOT, ControlPlane
 from libcalico.client import Client
+from libcalico.datastore import connect
+from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.kubernetes import KubernetesBackend
 from libcalico.errors import NotFound
 from libcalico.ipam.client import IPAMClient
 from libcalico.model.resources import ClusterInformation, FelixConfiguration, IPPool
 
 CRD = "/apis/crd.projectcalico.org/v1"
+RBAC = ROOT / "manifests" / "rbac" / "calico-node.yaml"
 NOW = datetime(2026, 12, 4, 21, 0, 0, tzinfo=UTC)
 
 
@@ -162,3 +166,27 @@ def test_a_node_kubernetes_does_not_have_is_refused(
     with pytest.raises(startup.StartupError, match="not found in the Kubernetes datastore"):
         run(kube_backend, tmp_path, f"{k8s_node}-ghost")
     assert not (tmp_path / "nodename").exists()
+
+
+def test_calico_nodes_own_rbac_suffices(kube_apiserver: ControlPlane,
+                                        kube_backend: KubernetesBackend, k8s_node: str,
+                                        tmp_path: Path) -> None:
+    """Startup with a token of calico-node's ServiceAccount (manifests/rbac/calico-node.yaml):
+    the pool, ClusterInformation, FelixConfiguration, IPAM, the annotations and the condition
+    are all within its ClusterRole."""
+    cp = kube_apiserver
+    cp.apply([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
+    backend = connect(DatastoreConfig.from_env({
+        "DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(cp.kubeconfig),
+        "K8S_API_TOKEN": cp.service_account_token("kube-system", "calico-node")}))
+    assert isinstance(backend, KubernetesBackend)
+    try:
+        r = run(backend, tmp_path, k8s_node, CALICO_IPV4POOL_CIDR="10.79.0.0/16",
+                CALICO_IPV4POOL_IPIP="Always")
+    finally:
+        backend.close()
+    assert r.ipip_tunnel is not None
+    kn = _node(cp, k8s_node)
+    assert kn["metadata"]["annotations"]["projectcalico.org/IPv4IPIPTunnelAddr"] == r.ipip_tunnel
+    assert [c["reason"] for c in kn["status"]["conditions"]
+            if c["type"] == "NetworkUnavailable"] == ["CalicoIsUp"]
