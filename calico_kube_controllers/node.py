@@ -6,7 +6,7 @@ informers' start-of-day sync and a periodic timer (the leak grace period / 2) ki
 loop, which runs a full scan:
 
 1. (etcd) every Calico Node with a `k8s` orchRef whose Kubernetes Node is not in the cache,
-   confirmed gone by a GET, is deleted with its WorkloadEndpoints;
+   confirmed gone by a GET, is deleted as libcalico-go deletes a Node (`nodedelete.py`);
 2. every allocation of every IPAM block is classified (`gc.check_allocations`);
 3. confirmed leaks are checked once more (the pod read live from the API server while its
    node exists, from the cache otherwise), all-or-none per handle, and released with their
@@ -20,14 +20,13 @@ Time for the grace periods comes from the injected `clock` (seconds).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from calico_kube_controllers import gc
+from calico_kube_controllers import gc, nodedelete
 from calico_kube_controllers.informer import DELETED, SYNCED, Informer
 from libcalico.client import Client
 from libcalico.datastore.api import Backend
@@ -36,7 +35,7 @@ from libcalico.errors import Conflict, DatastoreError, NotFound, ValidationError
 from libcalico.ipam import block as blk
 from libcalico.ipam.client import IPAMClient
 from libcalico.model import keys
-from libcalico.model.resources import Node, WorkloadEndpoint
+from libcalico.model.resources import Node
 
 log = logging.getLogger(__name__)
 
@@ -184,16 +183,8 @@ class NodeController:
             if not ref or ref in k8s_nodes or self._kube_exists(f"/api/v1/nodes/{name_path(ref)}"):
                 continue
             log.info("Kubernetes node %s is gone: deleting Calico node %s", ref, n.metadata.name)
-            for wep in self.client.list(WorkloadEndpoint):
-                if wep.spec.node == n.metadata.name:
-                    with contextlib.suppress(NotFound):
-                        self.client.delete(WorkloadEndpoint, wep.metadata.name,
-                                           wep.metadata.namespace)
-            try:
-                self.client.delete(Node, n.metadata.name)
-                deleted += 1
-            except NotFound:
-                pass
+            nodedelete.delete_node(self.client, self.ipam, n.metadata.name)
+            deleted += 1
         return deleted
 
     def _kube_exists(self, path: str) -> bool:

@@ -26,7 +26,7 @@ from libcalico.errors import NotFound
 from libcalico.ipam.assignment import AutoAssignArgs
 from libcalico.ipam.client import IPAMClient
 from libcalico.model import codec, keys
-from libcalico.model.resources import IPPool, Node
+from libcalico.model.resources import FelixConfiguration, IPPool, Node, WorkloadEndpoint
 from tests.fixtures.etcd import EtcdServer
 
 GRACE = 900.0
@@ -119,6 +119,20 @@ def test_leaks_and_deleted_nodes_are_released(kube_apiserver: ControlPlane,
             hostname=node_b, num4=1, handle_id=f"ipip-tunnel-addr-{node_b}",
             attrs={"node": node_b, "type": "ipipTunnelAddress"}))
         ips["tunnel"] = tunnel.ips[0].ip
+        if not kdd:  # what calico-node and the CNI would have written for node b
+            b = client.get(Node, node_b)
+            client.update(codec.decode({**codec.encode(b), "spec": {
+                **codec.encode(b)["spec"], "bgp": {"ipv4IPIPTunnelAddr": str(ips["tunnel"])}}}))
+            client.create(codec.decode({
+                "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+                "metadata": {"name": f"{node_b.replace('-', '--')}-k8s-b1-eth0",
+                             "namespace": ns},
+                "spec": {"orchestrator": "k8s", "node": node_b, "pod": "b1",
+                         "endpoint": "eth0", "ipNetworks": [f"{ips['b1']}/32"],
+                         "interfaceName": "cali0123456789a"}}))
+            client.create(codec.decode({"apiVersion": "projectcalico.org/v3",
+                                        "kind": "FelixConfiguration",
+                                        "metadata": {"name": f"node.{node_b}"}, "spec": {}}))
         loop.start()
         ctl.start(loop.kick)
         _wait(loop, lambda: ctl.last.allocations >= 4)
@@ -150,8 +164,11 @@ def test_leaks_and_deleted_nodes_are_released(kube_apiserver: ControlPlane,
         for c in b_blocks:
             with pytest.raises(NotFound):
                 backend.get(keys.block_key(c))
-        if not kdd:
+        if not kdd:  # deleted as libcalico-go deletes a Node
             assert [n.metadata.name for n in client.list(Node)] == [node_a]
+            assert client.list(WorkloadEndpoint) == []
+            with pytest.raises(NotFound):
+                client.get(FelixConfiguration, f"node.{node_b}")
         assert backend.list(keys.affinity_prefix(node_a, 4)).kvs  # node a keeps its block
     finally:
         ctl.stop()
