@@ -62,7 +62,17 @@ def mtu(conf: NetConf) -> int:
         return 1500
 
 
+def datastore_type(conf: NetConf, environ: Mapping[str, str]) -> str:
+    """netconf `datastore_type`, else $CALICO_DATASTORE_TYPE / $DATASTORE_TYPE, else etcdv3."""
+    return (conf.datastore_type or environ.get("CALICO_DATASTORE_TYPE")
+            or environ.get("DATASTORE_TYPE") or "etcdv3")
+
+
 def connect(conf: NetConf, environ: Mapping[str, str]) -> Backend:
+    if datastore_type(conf, environ) == "kubernetes":
+        from calico_cni import kdd  # only KDD pays for the Kubernetes client
+
+        return kdd.connect(conf, environ)
     endpoints = conf.etcd_endpoints or environ.get("ETCD_ENDPOINTS", "")
     if not endpoints:
         raise CNIError(spec.INVALID_NETWORK_CONFIG, "no datastore configured",
@@ -156,7 +166,8 @@ def translate(exc: BaseException) -> CNIError:
         return exc
     if isinstance(exc, Unavailable):
         return CNIError(spec.TRY_AGAIN_LATER, f"datastore unavailable: {exc}",
-                        "check that etcd is reachable at the configured etcd_endpoints")
+                        "check that the datastore (etcd_endpoints, or the Kubernetes API "
+                        "server of kubernetes.kubeconfig) is reachable")
     if isinstance(exc, ValidationError):
         return CNIError(spec.INVALID_NETWORK_CONFIG, str(exc))
     if isinstance(exc, ConfigError):

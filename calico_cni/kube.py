@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -93,16 +94,20 @@ def _strmap(v: Any) -> dict[str, str]:
     return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else {}
 
 
-def pod_info(conf: NetConf, namespace: str, pod: str) -> PodInfo:
-    cfg = api_config(conf)
-    p = _get(cfg, f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}")
-    n = _get(cfg, f"/api/v1/namespaces/{quote(namespace)}")
+def pod_info_from(p: Mapping[str, Any], n: Mapping[str, Any]) -> PodInfo:
+    """PodInfo of a Pod and its Namespace object."""
     pm, nm = p.get("metadata") or {}, n.get("metadata") or {}
     return PodInfo(labels=_strmap(pm.get("labels")), annotations=_strmap(pm.get("annotations")),
                    service_account=str((p.get("spec") or {}).get("serviceAccountName")
                                        or "default"),
                    ns_labels=_strmap(nm.get("labels")),
                    ns_annotations=_strmap(nm.get("annotations")))
+
+
+def pod_info(conf: NetConf, namespace: str, pod: str) -> PodInfo:
+    cfg = api_config(conf)
+    return pod_info_from(_get(cfg, f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"),
+                         _get(cfg, f"/api/v1/namespaces/{quote(namespace)}"))
 
 
 def node_pod_cidrs(conf: NetConf, node: str) -> list[str]:

@@ -81,7 +81,9 @@ class NetConf:
     cni_version: str
     type: str
     ipam: IPAMConf
-    datastore_type: str = "etcdv3"
+    datastore_type: str = ""
+    """`etcdv3`, `kubernetes`, or empty: then $DATASTORE_TYPE (Calico exports the field to
+    it), else etcdv3."""
     etcd_endpoints: str = ""
     etcd_key_file: str = ""
     etcd_cert_file: str = ""
@@ -95,6 +97,9 @@ class NetConf:
     k8s_api_root: str = ""
     k8s_auth_token: str = ""
     kubeconfig: str = ""
+    kubernetes_api_root: str = ""
+    """`kubernetes.k8s_api_root`: the API server for the Kubernetes datastore (wins over
+    `policy.k8s_api_root`, which is cut at `/api/`)."""
     allow_ip_forwarding: bool = False
     ip_addrs_no_ipam: bool = False
     floating_ips: bool = False
@@ -141,13 +146,13 @@ def parse(doc: Mapping[str, Any], cni_version: str) -> NetConf:
     if device not in ("", "veth"):
         raise _bad("device_type", f"{device!r} is not supported here (use \"veth\")")
     ds = _str(doc, "datastore_type")
-    if ds not in ("", "etcdv3"):
-        raise _bad("datastore_type", f"{ds!r} is not supported: set \"etcdv3\" and "
-                   "etcd_endpoints")
+    if ds not in ("", "etcdv3", "kubernetes"):
+        raise _bad("datastore_type", f"{ds!r} is not supported: set \"etcdv3\" (with "
+                   "etcd_endpoints) or \"kubernetes\" (with kubernetes.kubeconfig)")
     prev = doc.get("prevResult")
     return NetConf(
         raw=doc, name=_str(doc, "name"), cni_version=cni_version, type=_str(doc, "type"),
-        ipam=ipam, datastore_type=ds or "etcdv3",
+        ipam=ipam, datastore_type=ds,
         etcd_endpoints=_str(doc, "etcd_endpoints"),
         etcd_key_file=_str(doc, "etcd_key_file"), etcd_cert_file=_str(doc, "etcd_cert_file"),
         etcd_ca_cert_file=_str(doc, "etcd_ca_cert_file"),
@@ -159,6 +164,7 @@ def parse(doc: Mapping[str, Any], cni_version: str) -> NetConf:
         k8s_api_root=_str(policy, "k8s_api_root") or _str(kube, "k8s_api_root"),
         k8s_auth_token=_str(policy, "k8s_auth_token"),
         kubeconfig=_str(kube, "kubeconfig"),
+        kubernetes_api_root=_str(kube, "k8s_api_root"),
         allow_ip_forwarding=bool(settings.get("allow_ip_forwarding", False)),
         ip_addrs_no_ipam=bool(features.get("ip_addrs_no_ipam", False)),
         floating_ips=bool(features.get("floating_ips", False)),

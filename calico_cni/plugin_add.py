@@ -38,9 +38,26 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
         w = workload(env, node, environ)
         wep_key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
         prof_key = keys.resource_key("Profile", conf.name)
-        first = context.read(backend, [context.CLUSTER_INFO_KEY, wep_key, prof_key])
-        context.require_ready(backend, first.get(context.CLUSTER_INFO_KEY))
         veth = w.host_veth(environ)
+        kdd = _kdd_module(backend)
+        pod_obj: dict[str, Any] = {}
+        if kdd is not None:
+            # KDD: the endpoint is derived from the Pod; no Profile of the network is kept.
+            if w.orchestrator != "k8s":
+                raise CNIError(spec.INVALID_NETWORK_CONFIG,
+                               "the Kubernetes datastore keeps endpoints of pods only",
+                               "run the plugin with K8S_POD_NAMESPACE and K8S_POD_NAME in "
+                               "CNI_ARGS (as the kubelet does), or use datastore_type etcdv3")
+            first = context.read(backend, [context.CLUSTER_INFO_KEY])
+            context.require_ready(backend, first.get(context.CLUSTER_INFO_KEY))
+            pod_obj = kdd.pod(backend, w.namespace, w.pod)
+            found = kdd.endpoint_of(pod_obj, wep_key, environ.get("FELIX_INTERFACEPREFIX")
+                                    or "cali")
+            if found is not None:
+                first[wep_key] = found
+        else:
+            first = context.read(backend, [context.CLUSTER_INFO_KEY, wep_key, prof_key])
+            context.require_ready(backend, first.get(context.CLUSTER_INFO_KEY))
         existing = first.get(wep_key)
         old_doc = json.loads(existing.value) if existing else None
         info = EndpointInfo(profiles=(conf.name,))
@@ -51,7 +68,10 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
             from calico_cni import annotations as ann  # k8s policy only
             from calico_cni import kube
 
-            pod = kube.pod_info(conf, w.namespace, w.pod)
+            if kdd is not None:
+                pod = kdd.pod_info(backend, pod_obj, w.namespace)
+            else:
+                pod = kube.pod_info(conf, w.namespace, w.pod)
             info = EndpointInfo(
                 profiles=(f"kns.{w.namespace}", f"ksa.{w.namespace}.{pod.service_account}"),
                 labels=dict(pod.labels), service_account=pod.service_account,
@@ -75,25 +95,40 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
                 raise CNIError(spec.INVALID_NETWORK_CONFIG,
                                "ipAddrs annotations need ipam.type calico-ipam")
         if conf.ipam.subnet in ("usePodCidr", "usePodCidrIPv6"):
-            ipam_doc = _use_pod_cidr(ipam_doc, conf, node)
+            ipam_doc = _use_pod_cidr(ipam_doc, conf, node, backend)
         ipam = Ipam(env, ipam_doc, conf, environ, backend, node)
         ips = _addresses(ipam, existing, old_doc, w, fixed, no_ipam)
         try:
             return _wire_and_record(conf, env, w, veth, ips, mtu, info, backend, version,
-                                    existing, prof_key in first)
+                                    existing, prof_key in first or kdd is not None)
         except BaseException:
             if not no_ipam:
                 ipam.release_quietly()
             raise
 
 
-def _use_pod_cidr(doc: dict[str, Any], conf: netconf.NetConf, node: str) -> dict[str, Any]:
+def _kdd_module(backend: Backend) -> Any:
+    """calico_cni.kdd when the backend is the Kubernetes datastore (imported only then)."""
+    if not getattr(backend, "cni_patch_mode", False):
+        return None
+    from calico_cni import kdd
+
+    return kdd
+
+
+def _use_pod_cidr(doc: dict[str, Any], conf: netconf.NetConf, node: str,
+                  backend: Backend) -> dict[str, Any]:
     """host-local's `subnet: usePodCidr` (or `usePodCidrIPv6`) becomes the Node's pod CIDR of
-    that family, read from the Kubernetes API."""
+    that family, read from the Kubernetes API (the datastore's client on KDD)."""
     from calico_cni import kube
 
+    kdd = _kdd_module(backend)
+    if kdd is not None:
+        all_cidrs = kdd.node_pod_cidrs(backend, node)
+    else:
+        all_cidrs = kube.node_pod_cidrs(conf, node)
     want6 = conf.ipam.subnet == "usePodCidrIPv6"
-    cidrs = [c for c in kube.node_pod_cidrs(conf, node) if (":" in c) == want6]
+    cidrs = [c for c in all_cidrs if (":" in c) == want6]
     if not cidrs:
         raise CNIError(spec.INVALID_NETWORK_CONFIG,
                        f"node {node} has no IPv{6 if want6 else 4} podCIDR for "

@@ -234,7 +234,12 @@ def api_error(code: int, status: Mapping[str, Any], what: str) -> DatastoreError
 
 
 def _ssl_context(access: KubeAccess) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
+    # A given CA is the only root, as client-go has it; not loading the system's roots then
+    # saves ~100 ms per process (the CNI plugin pays it on every call).
+    if access.ca_pem and not access.insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        ctx = ssl.create_default_context()
     try:
         if access.insecure:
             ctx.check_hostname = False

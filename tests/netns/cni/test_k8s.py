@@ -3,6 +3,7 @@ Pod and Namespace objects, and host-local delegation through CNI_PATH."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -16,9 +17,14 @@ from typing import Any
 
 import pytest
 
+from calico_node.kubelab.apiserver import ControlPlane
+from libcalico.datastore import connect
+from libcalico.datastore.api import Backend
+from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.gateway import GatewayBackend
 from libcalico.errors import NotFound
 from libcalico.ipam.check import check
+from libcalico.ipam.client import IPAMClient
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.netns import NetnsFactory
@@ -76,31 +82,147 @@ class FakeAPI:
             "name": name, "namespace": ns, "labels": labels, "annotations": annotations or {}},
             "spec": {"serviceAccountName": sa}}
 
+    def node_pod_cidr(self, node: str, cidr: str) -> None:
+        self.nodes[node] = {"kind": "Node", "metadata": {"name": node},
+                            "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-@pytest.fixture
-def k8s(etcd: EtcdServer, netns_factory: NetnsFactory, tmp_path: Path) -> Iterator[
-        dict[str, Any]]:
+class KubeAPI:
+    """The same calls as FakeAPI, on the real API server (the Kubernetes datastore): pods
+    bound to NODE, their namespaces and service accounts, the Node's podCIDR."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.pods: list[tuple[str, str]] = []
+
+    def _ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, reply = self.cp.request(method, path, body)
+        assert status in (200, 201), (method, path, status, reply)
+        return reply
+
+    def namespace(self, name: str, annotations: dict[str, str] | None = None) -> None:
+        self.cp.ensure_namespace(name)
+        if annotations:
+            status, _ = self.cp.request("PATCH", f"/api/v1/namespaces/{name}",
+                                        {"metadata": {"annotations": annotations}},
+                                        "application/merge-patch+json")
+            assert status == 200
+
+    def pod(self, ns: str, name: str, labels: dict[str, str],
+            annotations: dict[str, str] | None = None, sa: str = "default") -> None:
+        if sa != "default":
+            self.cp.request("POST", f"/api/v1/namespaces/{ns}/serviceaccounts",
+                            {"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": sa}})
+        self._ok("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations or {}},
+            "spec": {"nodeName": NODE, "serviceAccountName": sa,
+                     "containers": [{"name": "c", "image": "busybox"}]}})
+        self.pods.append((ns, name))
+
+    def annotations(self, ns: str, name: str) -> dict[str, str]:
+        reply = self._ok("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+        return dict(reply["metadata"].get("annotations") or {})
+
+    def delete_pod(self, ns: str, name: str) -> None:
+        self.cp.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}?gracePeriodSeconds=0")
+
+    def node_pod_cidr(self, node: str, cidr: str) -> None:
+        status, _ = self.cp.request("PATCH", f"/api/v1/nodes/{node}",
+                                    {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}},
+                                    "application/merge-patch+json")
+        assert status == 200
+
+    def close(self) -> None:
+        for ns, name in self.pods:
+            self.delete_pod(ns, name)
+
+
+POOLS: dict[str, dict[str, object]] = {
+    "a-default": {"cidr": "10.190.0.0/24", "blockSize": 28},
+    "b-ns": {"cidr": "10.191.0.0/24", "blockSize": 28, "nodeSelector": "!all()"},
+    "c-pod": {"cidr": "10.192.0.0/24", "blockSize": 28, "nodeSelector": "!all()"},
+    "d-v6": {"cidr": "fd92::/120", "blockSize": 124}}
+
+
+def _etcd_setup(etcd: EtcdServer, tmp_path: Path) -> tuple[Any, Backend, dict[str, Any]]:
     api = FakeAPI()
     be = GatewayBackend([etcd.endpoint])
-    seed.cluster(be, [NODE], {"a-default": {"cidr": "10.190.0.0/24", "blockSize": 28},
-                              "b-ns": {"cidr": "10.191.0.0/24", "blockSize": 28,
-                                       "nodeSelector": "!all()"},
-                              "c-pod": {"cidr": "10.192.0.0/24", "blockSize": 28,
-                                        "nodeSelector": "!all()"},
-                              "d-v6": {"cidr": "fd92::/120", "blockSize": 124}})
+    seed.cluster(be, [NODE], POOLS)
     conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
             "etcd_endpoints": etcd.endpoint, "nodename": NODE,
             "ipam_lock_file": str(tmp_path / "lock"), "ipam": {"type": "calico-ipam"},
             "policy": {"type": "k8s", "k8s_api_root": api.url, "k8s_auth_token": "s3cret"}}
+    return api, be, conf
+
+
+@contextlib.contextmanager
+def _kdd_setup(cp: ControlPlane, tmp_path: Path) -> Iterator[
+        tuple[KubeAPI, Backend, dict[str, Any]]]:
+    be = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
+                                           "KUBECONFIG": str(cp.kubeconfig)}))
+    status, reply = cp.request("POST", "/api/v1/nodes", {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}}})
+    assert status == 201, reply
+    api = KubeAPI(cp)
+    try:
+        seed.put(be, "ClusterInformation", "default", {"datastoreReady": True})
+        for name, spec in POOLS.items():
+            seed.put(be, "IPPool", name, spec)
+        conf = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
+                "datastore_type": "kubernetes", "nodename": NODE,
+                "ipam_lock_file": str(tmp_path / "lock"), "ipam": {"type": "calico-ipam"},
+                "policy": {"type": "k8s"}, "kubernetes": {"kubeconfig": str(cp.kubeconfig)}}
+        yield api, be, conf
+    finally:
+        api.close()
+        IPAMClient(be).release_host_affinities(NODE)
+        for name in POOLS:
+            with contextlib.suppress(NotFound):
+                be.delete(keys.resource_key("IPPool", name))
+        cp.request("DELETE", f"/api/v1/nodes/{NODE}")
+        be.close()
+
+
+@pytest.fixture(params=["etcd", "kdd"])
+def k8s(request: pytest.FixtureRequest, netns_factory: NetnsFactory, tmp_path: Path
+        ) -> Iterator[dict[str, Any]]:
+    """Kubernetes pods on both datastores: etcd with a fake API server for the Pod and
+    Namespace reads, and the Kubernetes datastore on the real API server."""
     veths: list[str] = []
-    yield {"api": api, "be": be, "conf": conf, "ns": netns_factory, "veths": veths,
-           "tmp": tmp_path}
+    with contextlib.ExitStack() as stack:
+        if request.param == "etcd":
+            api, be, conf = _etcd_setup(request.getfixturevalue("etcd"), tmp_path)
+            stack.callback(api.close)
+            stack.callback(be.close)
+        else:
+            api, be, conf = stack.enter_context(
+                _kdd_setup(request.getfixturevalue("kube_apiserver"), tmp_path))
+        stack.callback(_del_links, veths)
+        yield {"api": api, "be": be, "conf": conf, "ns": netns_factory, "veths": veths,
+               "tmp": tmp_path, "kdd": request.param == "kdd"}
+
+
+def _del_links(veths: list[str]) -> None:
     for v in veths:
         subprocess.run(["ip", "link", "del", v], capture_output=True, check=False, timeout=30)
+
+
+@pytest.fixture
+def k8s_etcd(etcd: EtcdServer, netns_factory: NetnsFactory, tmp_path: Path) -> Iterator[
+        dict[str, Any]]:
+    """etcd only: plain CNI workloads (the Kubernetes datastore keeps endpoints of pods)."""
+    api, be, conf = _etcd_setup(etcd, tmp_path)
+    veths: list[str] = []
+    yield {"api": api, "be": be, "conf": conf, "ns": netns_factory, "veths": veths,
+           "tmp": tmp_path, "kdd": False}
+    _del_links(veths)
     api.close()
     be.close()
 
@@ -142,7 +264,8 @@ def test_pod_endpoint_profiles_and_pool_annotations(k8s: dict[str, Any]) -> None
     assert in_net(res["ips"][0]["address"], "10.190.0.0/24")
     veth = "cali" + hashlib.sha1(b"plain.web-7d8b49557c-x2k4j").hexdigest()[:11]
     assert res["interfaces"][0]["name"] == veth
-    assert api.tokens[-1] == "Bearer s3cret"
+    if not k8s["kdd"]:
+        assert api.tokens[-1] == "Bearer s3cret"
     name = "k8s--node-k8s-web--7d8b49557c--x2k4j-eth0"
     wep = json.loads(be.get(keys.resource_key("WorkloadEndpoint", name, "plain")).value)
     assert wep["spec"]["pod"] == "web-7d8b49557c-x2k4j" and wep["spec"]["orchestrator"] == "k8s"
@@ -173,8 +296,13 @@ def test_pod_endpoint_profiles_and_pool_annotations(k8s: dict[str, Any]) -> None
     rc, res, netns = add(k8s, "annotated", "podp", "c0ffee000004", conf)
     assert rc == 0, res
     assert in_net(res["ips"][0]["address"], "10.190.0.0/24")
-    prof = json.loads(be.get(keys.resource_key("Profile", "k8s-pod-network")).value)
-    assert prof["spec"]["ingress"] == [{"action": "Allow", "source": {}, "destination": {}}]
+    if k8s["kdd"]:  # KDD derives Profiles from namespaces and service accounts
+        with pytest.raises(NotFound):
+            be.get(keys.resource_key("Profile", "k8s-pod-network"))
+    else:
+        prof = json.loads(be.get(keys.resource_key("Profile", "k8s-pod-network")).value)
+        assert prof["spec"]["ingress"] == [{"action": "Allow", "source": {},
+                                            "destination": {}}]
     assert delete(k8s, "annotated", "podp", "c0ffee000004", netns, conf) == 0
 
 
@@ -209,7 +337,8 @@ def test_ip_addrs_annotations(k8s: dict[str, Any]) -> None:
     assert check(be).clean
 
 
-def test_host_local_delegation(k8s: dict[str, Any]) -> None:
+def test_host_local_delegation(k8s_etcd: dict[str, Any]) -> None:
+    k8s = k8s_etcd
     data = k8s["tmp"] / "host-local"
     conf = {"cniVersion": "1.1.0", "name": "hl-net", "type": "calico",
             "etcd_endpoints": k8s["conf"]["etcd_endpoints"], "nodename": NODE,
@@ -248,8 +377,7 @@ def test_host_local_delegation(k8s: dict[str, Any]) -> None:
 
 def test_host_local_use_pod_cidr(k8s: dict[str, Any]) -> None:
     api = k8s["api"]
-    api.nodes[NODE] = {"kind": "Node", "metadata": {"name": NODE},
-                       "spec": {"podCIDR": "10.195.3.0/24", "podCIDRs": ["10.195.3.0/24"]}}
+    api.node_pod_cidr(NODE, "10.195.3.0/24")
     api.namespace("hl")
     api.pod("hl", "p1", {})
     conf = {**k8s["conf"], "name": "hlk8s",
@@ -281,8 +409,14 @@ def test_del_of_old_sandbox_keeps_newer_endpoint(k8s: dict[str, Any]) -> None:
         be.get(keys.handle_key("k8s-pod-network.sandbox000001"))
     be.get(keys.handle_key("k8s-pod-network.sandbox000002"))
     assert delete(k8s, "sb", "web", "sandbox000002", new_ns) == 0
-    with pytest.raises(NotFound):
-        be.get(key)
+    if k8s["kdd"]:  # the pod stays; DEL blanked its IP annotations (as Calico's KDD does)
+        ann = api.annotations("sb", "web")
+        assert (ann["cni.projectcalico.org/podIP"], ann["cni.projectcalico.org/podIPs"]) == \
+            ("", "")
+        assert "ipNetworks" not in json.loads(be.get(key).value)["spec"]
+    else:
+        with pytest.raises(NotFound):
+            be.get(key)
     assert check(be).clean
 
 

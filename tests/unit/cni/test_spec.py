@@ -123,7 +123,7 @@ def test_netconf_fields_and_errors() -> None:
     assert odd.ipam.routes == ("10.96.0.0/12",), "routes are normalised before use"
     assert c.ip_addrs_no_ipam and c.allow_ip_forwarding and c.mtu == 1440
     for bad, what in (({"mtu": "x"}, "mtu"), ({"ipam": {"assign_ipv4": "yes"}}, "assign_ipv4"),
-                      ({"datastore_type": "kubernetes"}, "datastore_type"),
+                      ({"datastore_type": "kdd"}, "datastore_type"),
                       ({"device_type": "netkit"}, "device_type"),
                       ({"ipam": {"routes": [{"dst": "nope"}]}}, "ipam.routes")):
         with pytest.raises(CNIError) as ei:
