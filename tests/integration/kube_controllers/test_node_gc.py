@@ -154,7 +154,8 @@ def test_leaks_and_deleted_nodes_are_released(kube_apiserver: ControlPlane,
         assert ips["a1"] in _allocated(backend)
 
         # node b and its pod go: its addresses, affinity and block are released at once
-        b_blocks = [c for c, _ in ipam._affine_blocks(node_b, 4)]
+        b_blocks = [p[2] for kv in backend.list(keys.affinity_prefix(node_b, 4)).kvs
+                    if (p := keys.parse_affinity_key(kv.key)) is not None]
         assert b_blocks
         _delete_pod(cp, ns, "b1")
         assert cp.request("DELETE", f"/api/v1/nodes/{node_b}")[0] == 200
