@@ -3,7 +3,9 @@
 Methods (`IP_AUTODETECTION_METHOD` / `IP6_AUTODETECTION_METHOD`):
 `first-found` (default; Calico's default exclusions), `interface=<regex,...>`,
 `skip-interface=<regex,...>`, `cidr=<cidr,...>`, `can-reach=<destination>` (a route lookup:
-the source address the kernel would use towards the destination; no traffic is sent).
+the source address the kernel would use towards the destination; no traffic is sent),
+`kubernetes-internal-ip` (the Kubernetes Node's first InternalIP of the family, with the
+prefix of the interface that has it; on KDD the Node's `spec.addresses` carry them).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ RouteLookup = Callable[[IPAddress], IPAddress | None]
 """Returns the source address the kernel would use to reach a destination (or None)."""
 
 _KINDS = ("first-found", "interface", "skip-interface", "cidr", "can-reach")
+K8S_INTERNAL_IP = "kubernetes-internal-ip"
 
 
 def parse_method(text: str, var: str = "IP_AUTODETECTION_METHOD") -> Method:
@@ -55,11 +58,14 @@ def parse_method(text: str, var: str = "IP_AUTODETECTION_METHOD") -> Method:
     text = text.strip()
     if text in ("", "first-found"):
         return Method("first-found")
+    if text == K8S_INTERNAL_IP:
+        return Method(K8S_INTERNAL_IP)
     kind, sep, arg = text.partition("=")
     if kind not in _KINDS or kind == "first-found" or not sep:
         raise ConfigError(
             f"{var}={text!r}: unknown method (expected first-found, interface=REGEX, "
-            "skip-interface=REGEX, cidr=CIDR or can-reach=DESTINATION)"
+            "skip-interface=REGEX, cidr=CIDR, can-reach=DESTINATION or "
+            "kubernetes-internal-ip)"
         )
     args = tuple(a.strip() for a in arg.split(",") if a.strip())
     if not args:
@@ -119,8 +125,10 @@ def detect(
     interfaces: Sequence[Interface],
     version: int,
     route_lookup: RouteLookup | None = None,
+    internal_ips: Sequence[IPAddress] = (),
 ) -> IPInterface | None:
-    """The address (with its subnet) that `method` picks, or None when nothing matches."""
+    """The address (with its subnet) that `method` picks, or None when nothing matches.
+    `internal_ips`: the Kubernetes Node's InternalIP addresses, in order."""
     if method.kind == "first-found":
         return _first(interfaces, version,
                       lambda i: not _matches(i.name, DEFAULT_INTERFACES_TO_EXCLUDE))
@@ -147,12 +155,20 @@ def detect(
         src = route_lookup(dest)
         if src is None:
             return None
-        for iface in interfaces:
-            for addr in iface.addresses:
-                if addr.ip == src:
-                    return addr
-        return ipaddress.ip_interface(f"{src}/{src.max_prefixlen}")
+        return _with_prefix(src, interfaces)
+    if method.kind == K8S_INTERNAL_IP:
+        ip = next((a for a in internal_ips if a.version == version), None)
+        return None if ip is None else _with_prefix(ip, interfaces)
     raise ConfigError(f"unknown autodetection method {method.kind!r}")
+
+
+def _with_prefix(ip: IPAddress, interfaces: Sequence[Interface]) -> IPInterface:
+    """`ip` with the prefix length of the interface address that is it (else a host route)."""
+    for iface in interfaces:
+        for addr in iface.addresses:
+            if addr.ip == ip:
+                return addr
+    return ipaddress.ip_interface(f"{ip}/{ip.max_prefixlen}")
 
 
 def _resolve_destination(text: str, version: int) -> IPAddress:

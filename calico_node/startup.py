@@ -38,8 +38,10 @@ from libcalico.model.resources import (
     LogLevel,
     Metadata,
     Node,
+    NodeAddressType,
     Resource,
 )
+from libcalico.model.types import IPAddress
 
 if TYPE_CHECKING:
     from libcalico.datastore.kubernetes_client import KubeClient
@@ -95,8 +97,10 @@ class Startup:
         if node is None and self.kdd:
             raise StartupError(_NO_K8S_NODE.format(name=name))
         base = node or Node(metadata=Metadata(name=name))
-        v4 = self._address(cfg.ip, 4, cfg.ip_method)
-        v6 = self._address(cfg.ip6, 6, cfg.ip6_method) if cfg.ip6 else None
+        internal = tuple(ipaddress.ip_interface(str(a.address)).ip for a in base.spec.addresses
+                         if a.type == NodeAddressType.INTERNAL_IP)
+        v4 = self._address(cfg.ip, 4, cfg.ip_method, internal)
+        v6 = self._address(cfg.ip6, 6, cfg.ip6_method, internal) if cfg.ip6 else None
         if cfg.ip == "none" and cfg.ip6 in ("", "none") and cfg.backend == "bird" \
                 and resources.node_ip(base, 4) is None and resources.node_ip(base, 6) is None:
             raise StartupError("IP=none and the Node has no address: BGP needs one "
@@ -170,13 +174,20 @@ class Startup:
         raise StartupError(f"could not update Node {name}: too many conflicts")
 
     # ---- addresses -----------------------------------------------------------------------
-    def _address(self, value: str, version: int, method: autodetect.Method) -> str | None:
+    def _address(self, value: str, version: int, method: autodetect.Method,
+                 internal_ips: Sequence[IPAddress] = ()) -> str | None:
         var = "IP" if version == 4 else "IP6"
         if value == "none":
             return None
         if value and value != "autodetect":
             return str(autodetect.parse_given(value, version, var))
-        found = autodetect.detect(method, list(self.interfaces()), version, self.route_lookup)
+        found = autodetect.detect(method, list(self.interfaces()), version, self.route_lookup,
+                                  internal_ips)
+        if found is None and method.kind == autodetect.K8S_INTERNAL_IP:
+            raise StartupError(
+                f"could not autodetect an IPv{version} address with {var}_AUTODETECTION_METHOD="
+                f"{method.kind}: the Node has no IPv{version} InternalIP address (set {var} "
+                "explicitly or choose another method)")
         if found is None:
             raise StartupError(
                 f"could not autodetect an IPv{version} address with "

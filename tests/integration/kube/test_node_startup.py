@@ -190,3 +190,21 @@ def test_calico_nodes_own_rbac_suffices(kube_apiserver: ControlPlane,
     assert kn["metadata"]["annotations"]["projectcalico.org/IPv4IPIPTunnelAddr"] == r.ipip_tunnel
     assert [c["reason"] for c in kn["status"]["conditions"]
             if c["type"] == "NetworkUnavailable"] == ["CalicoIsUp"]
+
+
+def test_kubernetes_internal_ip_autodetection(kube_apiserver: ControlPlane,
+                                              kube_backend: KubernetesBackend, k8s_node: str,
+                                              tmp_path: Path) -> None:
+    """IP_AUTODETECTION_METHOD=kubernetes-internal-ip: the Node's InternalIP with the prefix
+    of the interface that has it; an InternalIP on no interface is taken alone (/32)."""
+    r = run(kube_backend, tmp_path, k8s_node, IP_AUTODETECTION_METHOD="kubernetes-internal-ip",
+            CALICO_IPV4POOL_CIDR="10.80.0.0/16")
+    assert r.ipv4 == "198.51.100.7/24"
+    status, reply = kube_apiserver.request("PATCH", f"/api/v1/nodes/{k8s_node}/status", {
+        "status": {"addresses": [{"type": "InternalIP", "address": "203.0.113.50"}]}},
+        content_type="application/merge-patch+json")
+    assert status == 200, reply
+    r = run(kube_backend, tmp_path, k8s_node, IP_AUTODETECTION_METHOD="kubernetes-internal-ip")
+    assert r.ipv4 == "203.0.113.50/32"
+    ann = _node(kube_apiserver, k8s_node)["metadata"]["annotations"]
+    assert ann["projectcalico.org/IPv4Address"] == "203.0.113.50/32"

@@ -101,3 +101,15 @@ def test_given_address_without_length_is_host_route() -> None:
         ad.parse_given("10.1.2.3", 6, "IP6")
     with pytest.raises(ConfigError, match="not an IP address"):
         ad.parse_given("ten", 4, "IP")
+
+
+def test_kubernetes_internal_ip() -> None:
+    m = ad.parse_method("kubernetes-internal-ip")
+    assert m == ad.Method("kubernetes-internal-ip")
+    ips = (ipaddress.ip_address("fd00::5"), ipaddress.ip_address("192.168.1.5"))
+    assert ad.detect(m, IFACES, 4, internal_ips=ips) == ipaddress.ip_interface("192.168.1.5/24")
+    assert ad.detect(m, IFACES, 4, internal_ips=(ipaddress.ip_address("203.0.113.9"),)) == \
+        ipaddress.ip_interface("203.0.113.9/32")  # on no interface: the address alone
+    assert ad.detect(m, IFACES, 4) is None
+    with pytest.raises(ConfigError, match="kubernetes-internal-ip"):
+        ad.parse_method("kubernetes-internal-ip=x")
