@@ -83,7 +83,16 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
             keep_stage_file: bool, dest_root: Path | None, node: str,
             debounce: float | None, min_interval: float | None, metrics_port: int | None = None,
             metrics_host: str = "") -> int:
-    from confd import processor, resource, schedule, stage, templatewatch, watchloop
+    from confd import (
+        epstatus,
+        epstatuswatch,
+        processor,
+        resource,
+        schedule,
+        stage,
+        templatewatch,
+        watchloop,
+    )
     from confd.metrics import Metrics
     from libcalico.datastore import config as ds_config
     from libcalico.datastore import connect
@@ -109,20 +118,25 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
         diff_out=sys.stdout if noop else None,
     )
     cfg = ds_config.DatastoreConfig.from_env()
+    kubernetes = cfg.datastore_type == ds_config.DatastoreType.KUBERNETES
     backend = connect(cfg)
+    status_dir = epstatus.directory(environ)
+
+    def local() -> dict[str, str]:
+        return epstatuswatch.read(status_dir)
     log.info("calico-confd node=%s confdir=%s resources=%s mode=%s", node, confdir,
              ",".join(r.name for r in resources),
              "onetime" if onetime else f"interval {interval}s" if interval else "watch")
     try:
         if onetime:
-            result = processor.onetime(engine, backend)
+            result = processor.onetime(engine, backend, kubernetes, local)
             for name, why in sorted(result.failed.items()):
                 log.error("failed: %s: %s", name, why)
             return 0 if result.ok else 1
         stop = threading.Event()
         if interval is not None:
             _on_signal(stop.set)
-            processor.run_interval(engine, backend, interval, stop)
+            processor.run_interval(engine, backend, interval, stop, kubernetes, local)
             return 0
         from libcalico.datastore import syncer as syncer_mod
 
@@ -140,12 +154,18 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
 
         loop = watchloop.WatchLoop(
             engine,
-            lambda sink: syncer_mod.Syncer(backend, list(processor.prefixes(node)), sink),
+            lambda sink: syncer_mod.Syncer(backend, list(processor.prefixes(node, kubernetes)),
+                                           sink),
             timing,
             load_templates=load_templates,
             metrics=metrics,
         )
         _on_signal(loop.stop)
+        # Read before the first render (Calico waits for its local BGP peer watcher too).
+        initial = local()
+        loop.snapshot.update(initial)
+        status_watcher = epstatuswatch.EndpointStatusWatcher(status_dir, loop.queue.put, initial)
+        status_watcher.start()
         watcher = templatewatch.TemplateWatcher(confdir, loop.queue.put)
         watcher.start()
         log.info("watching %s for template edits", ", ".join(str(d) for d in watcher.dirs))
@@ -153,6 +173,7 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
             loop.run()
         finally:
             watcher.stop()
+            status_watcher.stop()
         return 0
     finally:
         backend.close()

@@ -59,7 +59,7 @@ class Peer(NamedTuple):
 
     name: str
     kind: str
-    """mesh | global | node"""
+    """mesh | global | node | local_workload (a localWorkloadSelector peer)"""
     ip: str
     port: int
     """0: BIRD's default (179), no `port` clause."""
@@ -342,14 +342,19 @@ def _explicit(ctx: _Context, version: int, node_ip: str, node_as: int,
             same = peer_as == effective
             peer_cluster = d.get("rr_cluster_id") or ""
             rr_client = same and bool(my_cluster) and peer_cluster != my_cluster
+            local_workload = bool(d.get("local_bgp_peer"))
             passive = bool(d.get("passive_mode")) or (
-                kind == "global" and bool(d.get("calico_node")) and _string_gt(ip, node_ip))
+                (kind == "global" or local_workload) and bool(d.get("calico_node"))
+                and _string_gt(ip, node_ip))
             nhm = d.get("next_hop_mode") or ""
             port = int(d.get("port") or 0)
             filters = tuple(d.get("filters") or ())
+            prefix = ("Local_Workload_" if local_workload
+                      else "Global_" if kind == "global" else "Node_")
             out.append(Peer(
-                name=("Global_" if kind == "global" else "Node_") + _key_suffix(ip, port),
-                kind=kind, ip=ip, port=port, as_number=peer_as, local_as=local_as,
+                name=prefix + _key_suffix(ip, port),
+                kind="local_workload" if local_workload else kind, ip=ip, port=port,
+                as_number=peer_as, local_as=local_as,
                 source_address=node_ip if d.get("source_addr", "UseNodeIP") == "UseNodeIP"
                 else "",
                 ttl_security=int(d.get("ttl_security") or 0),

@@ -11,7 +11,10 @@ and the reason (`warnings`, until the value changes again).
 
 What confd reads (`Inputs`): Nodes (with the `/calico/bgp/v1/host/<n>/` leaves they produce,
 computed once per change), BGPPeers, BGPConfigurations `default` and `node.<name>`, BGPFilters,
-IPPools, this node's block affinities (pending ones dropped), and the BGP password secrets.
+IPPools, this node's block affinities (pending ones dropped), the BGP password secrets, the
+Kubernetes Services and EndpointSlices (KDD: service IP advertisement), the endpoint-status
+entries (`localWorkloadSelector` peers, from Felix's files) and, on KDD, this node's
+WorkloadEndpoints (pods: `localWorkloadSelector` peers where no status file names them).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from confd import birdsafe
+import libcalico.datastore.kubernetes_service as kservice
+from confd import birdsafe, epstatus
 from libcalico.datastore.resourcecache import Change, Decoder, ResourceCache, default_decoders
 from libcalico.datastore.snapshot import Update
 from libcalico.errors import ValidationError
@@ -31,7 +35,14 @@ from libcalico.ipam.records import Affinity, AffinityState
 from libcalico.model import codec
 from libcalico.model import keys as calico_keys
 from libcalico.model import selector as calico_selector
-from libcalico.model.resources import BGPConfiguration, BGPFilter, BGPPeer, IPPool, Node
+from libcalico.model.resources import (
+    BGPConfiguration,
+    BGPFilter,
+    BGPPeer,
+    IPPool,
+    Node,
+    WorkloadEndpoint,
+)
 from libcalico.model.resources_bgp import BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec
 from libcalico.model.resources_net import IPPoolSpec
 from libcalico.model.types import AddressOrInterface, IPAddress
@@ -47,6 +58,8 @@ $NAMESPACE): `/calico/secrets/<secret name>/<key>` holds the secret value as pla
 KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration",
          "bgpfilters": "BGPFilter", "ippools": "IPPool"}
 """The v3 kinds confd reads, by the plural their keys use."""
+
+WEP_PLURAL = calico_keys.KINDS["WorkloadEndpoint"].plural
 
 _NO_REVISION: Any = ""
 """An offline snapshot has no revisions; the cache only passes them through."""
@@ -185,6 +198,9 @@ def decoders() -> dict[str, Decoder]:
     out = default_decoders()
     prefix = calico_keys.resource_prefix("Node")
     out[prefix] = _labels_as_stored(out[prefix])
+    out[kservice.SERVICES_PREFIX] = kservice.decode_service
+    out[kservice.SLICES_PREFIX] = kservice.decode_slice
+    out[epstatus.PREFIX] = epstatus.decode
     return out
 
 
@@ -204,6 +220,14 @@ class Inputs:
         """Affinity key (raw etcd) -> state: this node's only, pending ones dropped."""
         self.secrets: dict[str, str] = {}
         """`<secret name>/<key>` -> secret value (BGP passwords), from SECRETS_PREFIX keys."""
+        self.services: dict[str, kservice.Service] = {}
+        """Service key -> Service (KDD)."""
+        self.slices: dict[str, kservice.EndpointSlice] = {}
+        """EndpointSlice key -> EndpointSlice (KDD)."""
+        self.endpoint_status: dict[str, epstatus.EndpointStatus] = {}
+        """Endpoint-status file name -> entry (Felix's files)."""
+        self.workloads: dict[str, WorkloadEndpoint] = {}
+        """This node's WorkloadEndpoints (KDD: its pods), by key."""
         self.raw: dict[str, str] = {}
         """v3 keys (nodes, bgppeers, bgpconfigurations, bgpfilters) -> value as stored: Calico's
         confd cache holds them too, so templates may read them."""
@@ -244,10 +268,30 @@ class Inputs:
                 self.secrets[name] = change.resource
             else:
                 self.secrets.pop(name, None)
+        elif key.startswith(kservice.PREFIX):
+            self.services.pop(key, None)
+            self.slices.pop(key, None)
+            if isinstance(change.resource, kservice.Service):
+                self.services[key] = change.resource
+            elif isinstance(change.resource, kservice.EndpointSlice):
+                self.slices[key] = change.resource
+        elif key.startswith(epstatus.PREFIX):
+            name = key[len(epstatus.PREFIX):]
+            self.endpoint_status.pop(name, None)
+            if isinstance(change.resource, epstatus.EndpointStatus):
+                self.endpoint_status[name] = change.resource
+            elif change.dropped is not None:
+                self._warnings[key] = f"endpoint status {name} ignored: {change.dropped}"
 
     def _resource(self, change: Change, text: str | None) -> None:
         key = change.key
         plural, _, name = key[len(V3):].partition("/")
+        if plural == WEP_PLURAL:
+            self.workloads.pop(key, None)
+            wep = change.resource
+            if isinstance(wep, WorkloadEndpoint) and wep.spec.node == self.node:
+                self.workloads[key] = wep
+            return
         kind = KINDS.get(plural)
         if kind is None or not name or "/" in name:
             return

@@ -14,7 +14,9 @@ Keys produced (all under `/calico/`):
   from BGPPeers (confd.peerings)
 - `v1/ipam/v4|v6/pool/<cidr ->`  (JSON, IPPoolV3ToV1 shape)
 - `ipam/v2/host/<node>/ipv4|ipv6/block/<cidr ->` (this node's, pending ones dropped)
-- `staticroutes[v6]/<cidr ->`, `rejectcidrs[v6]/<cidr ->` (BGPConfiguration service ranges)
+- `staticroutes[v6]/<cidr ->`, `rejectcidrs[v6]/<cidr ->` (BGPConfiguration service ranges),
+  plus `staticroutes[v6]/<ip>-32|128` for each Service this node advertises (KDD: Calico's route
+  generator, `service_routes`)
 - `resources/v3/projectcalico.org/{nodes,bgppeers,bgpconfigurations,bgpfilters}/<name>` as stored
 
 JSON values are also kept as Python values (`KeySpace.parsed`), which is what the view reads:
@@ -37,7 +39,7 @@ from libcalico.model.resources_bgp import (
     PrefixAdvertisement,
     ServiceIPBlock,
 )
-from libcalico.model.types import IPNetwork
+from libcalico.model.types import IPAddress, IPNetwork
 
 PURE = True
 
@@ -244,3 +246,67 @@ def _static_routes(v: dict[str, str], res: Inputs, node: str,
         v[f"{ROOT}rejectcidrs{suffix}/{_seg(net)}"] = str(net)
         if not excluded:
             v[f"{ROOT}staticroutes{suffix}/{_seg(net)}"] = str(net)
+    if excluded or not res.services:
+        return
+    from_env = len(sources) - len(blocks)  # the parsed $CALICO_ADVERTISE_CLUSTER_IPS ranges
+    advertise_cluster = from_env > 0 if cluster else any(
+        b.cidr is not None for b in default.service_cluster_ips)
+    node_ref = environ.get("CALICO_K8S_NODE_REF") or node
+    for net in service_routes(res, node_ref, default, advertise_cluster):
+        suffix = "v6" if net.version == 6 else ""
+        v[f"{ROOT}staticroutes{suffix}/{_seg(net)}"] = str(net)
+
+
+def _nets(blocks: tuple[ServiceIPBlock, ...]) -> list[IPNetwork]:
+    return [b.cidr for b in blocks if b.cidr is not None]
+
+
+def _within(ip: IPAddress | None, nets: list[IPNetwork], single: bool = False) -> bool:
+    return ip is not None and any(
+        ip in n and (not single or n.prefixlen == n.max_prefixlen) for n in nets)
+
+
+def service_routes(res: Inputs, node_ref: str, config: BGPConfigurationSpec,
+                   advertise_cluster: bool) -> list[IPNetwork]:
+    """The /32 and /128 routes this node advertises for Kubernetes Services, as Calico's route
+    generator decides (`advertiseThisService`, `getAllRoutesForService`):
+
+    - only Services of type ClusterIP, NodePort or LoadBalancer with a cluster IP;
+    - `externalTrafficPolicy: Cluster`: only when a LoadBalancer IP or an external IP falls in
+      a single-address (/32, /128) entry of serviceLoadBalancerIPs / serviceExternalIPs;
+    - `externalTrafficPolicy: Local`: only with a ready endpoint on this node (`nodeName` =
+      CALICO_K8S_NODE_REF or the node name) of the cluster IP's family, from the Service's
+      EndpointSlices;
+    - the routes: the cluster IP (when cluster IPs are advertised at all), the external IPs
+      within serviceExternalIPs, the LoadBalancer ingress IPs within serviceLoadBalancerIPs.
+    """
+    external = _nets(config.service_external_ips)
+    balancers = _nets(config.service_load_balancer_ips)
+    families: dict[tuple[str, str], set[int]] = {}
+    """(namespace, service) -> the IP versions of its ready endpoints on this node."""
+    for sl in res.slices.values():
+        for ep in sl.endpoints:
+            if ep.ready and ep.node == node_ref:
+                families.setdefault((sl.namespace, sl.service), set()).update(
+                    a.version for a in ep.addresses)
+    out: set[IPNetwork] = set()
+    for svc in res.services.values():
+        if svc.type not in ("ClusterIP", "NodePort", "LoadBalancer") or svc.cluster_ip is None:
+            continue
+        advertise = False
+        if svc.external_traffic_policy == "Cluster":
+            advertise = (svc.type == "LoadBalancer" and any(
+                _within(ip, balancers, single=True)
+                for ip in (svc.load_balancer_ip, *svc.ingress_ips))) or any(
+                _within(ip, external, single=True) for ip in svc.external_ips)
+        if not advertise:
+            ident = (svc.namespace, svc.name)
+            advertise = (svc.external_traffic_policy == "Local"
+                         and svc.cluster_ip.version in families.get(ident, ()))
+        if not advertise:
+            continue
+        ips: list[IPAddress] = [svc.cluster_ip] if advertise_cluster else []
+        ips += [ip for ip in svc.external_ips if _within(ip, external)]
+        ips += [ip for ip in svc.ingress_ips if _within(ip, balancers)]
+        out.update(ipaddress.ip_network(ip) for ip in ips)
+    return sorted(out, key=lambda n: (n.version, int(n.network_address)))

@@ -7,12 +7,20 @@ selects, for every node (global) or the nodes it applies to (`node`, `nodeSelect
 writer wins, global peers first, then by name; a global peering beats a node one to the same
 address and port. The nodes a BGPPeer points at also peer back (reverse peerings) unless
 `reversePeering: Manual`. Fields are Calico's `backends.BGPPeer` JSON names.
+
+A `localWorkloadSelector` BGPPeer peers with local workloads instead: each endpoint-status
+entry naming it (Felix's files, confd.epstatus) gives a passive peering to the entry's first
+address of each family, with the BGPPeer's AS, local AS and filters and no source address,
+password or timers (Calico's confd); on KDD this node's pods whose labels the selector matches
+give the same peerings where no status entry names the BGPPeer. No reverse peerings.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+from confd import epstatus
 from confd.functions import is_bird_string_safe
 from confd.inputs import Inputs, NodeInfo, PeerInfo, seconds
 from libcalico.model import selector as calico_selector
@@ -143,6 +151,54 @@ def _explicit_peers(res: Inputs, p: PeerInfo, warnings: list[str]) -> list[dict[
     return [d] if d else []
 
 
+def _workload_entries(res: Inputs, p: PeerInfo) -> list[epstatus.EndpointStatus]:
+    """The endpoint-status entries naming `p`; else (KDD) this node's workloads its
+    localWorkloadSelector matches, if `p` applies to this node."""
+    entries = epstatus.for_peer(res.endpoint_status.values(), p.name)
+    if entries or not res.workloads:
+        return entries
+    me = res.nodes.get(res.node)
+    applies = p.is_global or p.spec.node == res.node or (
+        p.node_selector is not None and me is not None and p.node_selector.evaluate(me.labels))
+    if not applies:
+        return []
+    try:
+        sel = calico_selector.parse(p.spec.local_workload_selector or "")
+    except calico_selector.SelectorError:
+        return []
+    out = []
+    for key, wep in sorted(res.workloads.items()):
+        if not sel.evaluate(wep.metadata.labels):
+            continue
+        nets = wep.spec.ip_networks
+        v4 = next((n.network_address for n in nets if n.version == 4), None)
+        v6 = next((n.network_address for n in nets if n.version == 6), None)
+        out.append(epstatus.EndpointStatus(
+            key, p.name, v4 if isinstance(v4, ipaddress.IPv4Address) else None,
+            v6 if isinstance(v6, ipaddress.IPv6Address) else None))
+    return out
+
+
+def _local_workload_peers(res: Inputs, p: PeerInfo) -> list[dict[str, Any]]:
+    s = p.spec
+    out = []
+    for entry in _workload_entries(res, p):
+        for ver in (4, 6):
+            ip = entry.ip(ver)
+            if ip is None:
+                continue
+            out.append({
+                "ip": str(ip), "as_num": str(s.as_number or ""),
+                "local_as_num": str(s.local_as_number or ""), "rr_cluster_id": "",
+                "password": None, "source_addr": "None", "restart_time": "",
+                "keepalive_time": "", "port": 0, "keep_next_hop": False, "calico_node": False,
+                "num_allow_local_as": 0, "ttl_security": 0, "filters": list(s.filters),
+                "reachable_by": "", "passive_mode": True, "local_bgp_peer": True,
+                "next_hop_mode": "", "peer_name": p.name,
+            })
+    return out
+
+
 def peer_key(d: dict[str, Any]) -> str:
     """`peer_v4/<ip>[-<port>]` (Calico's combineAddrAndPort: 179 is left out)."""
     ip = d["ip"]
@@ -163,10 +219,9 @@ def peerings(res: Inputs, warnings: list[str]) -> dict[str, dict[str, Any]]:
     ordered = sorted(res.peers.values(), key=lambda p: (not p.is_global, p.name))
     for p in ordered:
         if p.spec.local_workload_selector:
-            warnings.append(f"BGPPeer {p.name!r}: localWorkloadSelector peers need endpoint "
-                            "status files and are not rendered")
-            continue
-        peers = _explicit_peers(res, p, warnings)
+            peers = _local_workload_peers(res, p)
+        else:
+            peers = _explicit_peers(res, p, warnings)
         if p.is_global:
             for d in peers:
                 out.setdefault(f"{ROOT}bgp/v1/global/{peer_key(d)}", d)

@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
+import libcalico.datastore.kubernetes_service as kservice
 from confd import render as render_mod
 from confd import resource as resource_mod
 from confd import stage
@@ -36,11 +37,17 @@ log = logging.getLogger(__name__)
 WATCHED_KINDS = ("Node", "BGPPeer", "BGPConfiguration", "BGPFilter", "IPPool")
 
 
-def prefixes(node: str) -> tuple[str, ...]:
+def prefixes(node: str, kubernetes: bool = False) -> tuple[str, ...]:
     """The datastore prefixes confd reads for `node` (the Renderer's snapshot contract): the
-    BGP-related resources, this node's block affinities and the BGP password secrets."""
-    return (*(keys.resource_prefix(k) for k in WATCHED_KINDS), keys.affinity_prefix(node),
-            SECRETS_PREFIX)
+    BGP-related resources, this node's block affinities and the BGP password secrets; with
+    `kubernetes` (KDD) also the Services and EndpointSlices (service IP advertisement) and
+    the WorkloadEndpoints (pods: `localWorkloadSelector` peers)."""
+    out = (*(keys.resource_prefix(k) for k in WATCHED_KINDS), keys.affinity_prefix(node),
+           SECRETS_PREFIX)
+    if kubernetes:
+        out += (kservice.SERVICES_PREFIX, kservice.SLICES_PREFIX,
+                keys.resource_prefix("WorkloadEndpoint"))
+    return out
 
 
 class RenderFn(Protocol):
@@ -259,28 +266,35 @@ def _unique_src_batches(
     return batches
 
 
-def load_snapshot(backend: Backend, node: str) -> tuple[dict[str, str], str]:
+def load_snapshot(backend: Backend, node: str, kubernetes: bool = False
+                  ) -> tuple[dict[str, str], str]:
     """List every prefix confd reads; returns (key -> value, the first listing's revision,
     for the log: revisions are opaque and belong to their prefix)."""
     snapshot: dict[str, str] = {}
     revision = ""
-    for p in prefixes(node):
+    for p in prefixes(node, kubernetes):
         listing = backend.list(p)
         revision = revision or str(listing.revision)
         snapshot.update((kv.key, kv.value) for kv in listing.kvs)
     return snapshot, revision
 
 
-def onetime(engine: Engine, backend: Backend) -> PassResult:
-    snapshot, revision = load_snapshot(backend, engine.node)
+def onetime(engine: Engine, backend: Backend, kubernetes: bool = False,
+            local: Callable[[], Mapping[str, str]] | None = None) -> PassResult:
+    """One listing and one pass. `local`: keys read from this host (endpoint-status files)."""
+    snapshot, revision = load_snapshot(backend, engine.node, kubernetes)
+    if local is not None:
+        snapshot.update(local())
     return engine.apply(snapshot, revision)
 
 
-def run_interval(engine: Engine, backend: Backend, interval: float, stop: threading.Event) -> None:
+def run_interval(engine: Engine, backend: Backend, interval: float, stop: threading.Event,
+                 kubernetes: bool = False,
+                 local: Callable[[], Mapping[str, str]] | None = None) -> None:
     """Poll mode (kelseyhightower/confd's default): list and pass every `interval` seconds."""
     while not stop.is_set():
         try:
-            onetime(engine, backend)
+            onetime(engine, backend, kubernetes, local)
         except DatastoreError as exc:
             log.error("datastore read failed, keeping the current configuration: %s", exc)
         stop.wait(interval)

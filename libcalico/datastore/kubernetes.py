@@ -66,6 +66,7 @@ from libcalico.datastore import kubernetes_node as nodes
 from libcalico.datastore import kubernetes_pod as pods
 from libcalico.datastore import kubernetes_profile as profiles
 from libcalico.datastore import kubernetes_secret as secrets
+from libcalico.datastore import kubernetes_service as kservice
 from libcalico.datastore.api import EventType, KVPair, Listing, Revision, WatchEvent
 from libcalico.datastore.kubernetes_client import (
     KubeAccess,
@@ -122,6 +123,8 @@ class _Kind:
     cr_plural: str = ""
     cr_kind: str = ""
     """The v1 resource's plural and kind where they differ from the v3 ones."""
+    api: str = "/api/v1"
+    """Where the core resource is served (EndpointSlices: /apis/discovery.k8s.io/v1)."""
 
     @property
     def core(self) -> bool:
@@ -130,7 +133,7 @@ class _Kind:
     def collection(self, namespace: str | None) -> str:
         ns = f"/namespaces/{name_path(namespace)}" if namespace else ""
         if self.core:
-            return f"/api/v1{ns}/{self.resource}"
+            return f"{self.api}{ns}/{self.resource}"
         return f"/apis/{convert.GROUP_VERSION}{ns}/{self.cr_plural or self.plural}"
 
 
@@ -143,6 +146,9 @@ _IPAM = {p: _Kind(k, p, False, ipam=True) for p, k in kipam.KINDS.items()}
 _SECRETS = _Kind("Secret", "secrets", True, "secrets")
 _PROFILE_NS = _Kind("Profile", "profiles", False, "namespaces")
 _PROFILE_SA = _Kind("Profile", "profiles", False, "serviceaccounts")
+_SERVICES = {k: _Kind(k, plural, True, plural, api=api)
+             for k, (plural, api) in kservice.KINDS.items()}
+"""Services and EndpointSlices, read-only (`kubernetes_service`, for confd)."""
 
 
 def _unsupported(what: str) -> DatastoreError:
@@ -171,6 +177,13 @@ def _scope(prefix: str) -> tuple[_Kind, str | None]:
     if info.namespaced and len(parts) >= 3:
         return info, parts[1]
     return info, None
+
+
+def _service_scope(prefix: str) -> tuple[_Kind, str | None]:
+    found = kservice.scope(prefix)
+    if found is None:
+        raise _unsupported(prefix)
+    return _SERVICES[found[0]], found[1]
 
 
 def _key(info: _Kind, cr: dict[str, Any]) -> str:
@@ -204,6 +217,8 @@ def _ipam_pair(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
 
 
 def _pair_or_none(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
+    if info.kind in kservice.KINDS:
+        return kservice.to_pair(info.kind, obj)
     if info.ipam:
         return _ipam_pair(info, obj)
     try:
@@ -356,6 +371,8 @@ class KubernetesBackend:
     def get(self, key: str) -> KVPair:
         if key.startswith(secrets.PREFIX):
             return self._secret_get(key)
+        if key.startswith(kservice.PREFIX):
+            return self._service_get(key)
         if key.startswith(keys.IPAM_ROOT):
             return self._ipam_get(key)
         if _is_profile(key):
@@ -373,7 +390,8 @@ class KubernetesBackend:
             return self._ipam_list(prefix)
         if _is_profile(prefix):
             return self._list_profiles(prefix)
-        info, namespace = _scope(prefix)
+        info, namespace = _service_scope(prefix) if prefix.startswith(kservice.PREFIX) \
+            else _scope(prefix)
         path = info.collection(namespace)
         try:
             items, revision = self._pages(path, prefix)
@@ -528,7 +546,8 @@ class KubernetesBackend:
             return KubernetesWatchStream(self.client, _IPAM[plural], None, prefix, after)
         if _is_profile(prefix):
             return ProfileWatchStream(self.client, prefix, after)
-        info, namespace = _scope(prefix)
+        info, namespace = _service_scope(prefix) if prefix.startswith(kservice.PREFIX) \
+            else _scope(prefix)
         return KubernetesWatchStream(self.client, info, namespace, prefix, after)
 
     # -- the CNI's workload endpoint writes --------------------------------------------------
@@ -588,6 +607,20 @@ class KubernetesBackend:
                for o in items for k, v in secrets.values(o).items() if k.startswith(prefix)]
         kvs.sort(key=lambda p: p.key)
         return Listing(tuple(kvs), revision)
+
+    # -- services (read-only) ---------------------------------------------------------------
+
+    def _service_get(self, key: str) -> KVPair:
+        found = kservice.target(key)
+        if found is None:
+            raise NotFound(key)
+        kind, namespace, name = found
+        obj = self.client.request(
+            "GET", f"{_SERVICES[kind].collection(namespace)}/{name_path(name)}", what=key)
+        pair = kservice.to_pair(kind, obj)
+        if pair is None:
+            raise NotFound(key)
+        return pair
 
     # -- IPAM -------------------------------------------------------------------------------
 
