@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ import yaml
 
 from calico_node import autodetect, startup
 from calico_node.kubelab.apiserver import ROOT, ControlPlane
+from libcalico import proc
 from libcalico.client import Client
 from libcalico.datastore import connect
 from libcalico.datastore.config import DatastoreConfig
@@ -208,3 +211,22 @@ def test_kubernetes_internal_ip_autodetection(kube_apiserver: ControlPlane,
     assert r.ipv4 == "203.0.113.50/32"
     ann = _node(kube_apiserver, k8s_node)["metadata"]["annotations"]
     assert ann["projectcalico.org/IPv4Address"] == "203.0.113.50/32"
+
+
+def test_calico_node_startup_command_on_kdd(kube_apiserver: ControlPlane,
+                                            kube_backend: KubernetesBackend, k8s_node: str,
+                                            tmp_path: Path) -> None:
+    """`calico-node -startup` as a process with DATASTORE_TYPE=kubernetes and a kubeconfig:
+    the entry point connects the Kubernetes backend and hands its API client to startup."""
+    env = {"PATH": os.environ.get("PATH", ""), "DATASTORE_TYPE": "kubernetes",
+           "KUBECONFIG": str(kube_apiserver.kubeconfig), "NODENAME": k8s_node,
+           "CALICO_NODENAME_FILE": str(tmp_path / "nodename"), "IP": "198.51.100.7/24",
+           "CALICO_IPV4POOL_CIDR": "10.81.0.0/16", "GRPC_ENABLE_FORK_SUPPORT": "false"}
+    done = proc.run([sys.executable, "-m", "calico_node", "-startup"], timeout=60, env=env,
+                    check=False)
+    assert done.returncode == 0, done.stderr
+    kn = _node(kube_apiserver, k8s_node)
+    assert kn["metadata"]["annotations"]["projectcalico.org/IPv4Address"] == "198.51.100.7/24"
+    assert [c["reason"] for c in kn["status"]["conditions"]
+            if c["type"] == "NetworkUnavailable"] == ["CalicoIsUp"]
+    assert (tmp_path / "nodename").read_text() == k8s_node
