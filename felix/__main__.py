@@ -47,7 +47,8 @@ PREFIXES = (
     keys.resource_prefix("Profile"),
     *(keys.resource_prefix(k) for k in (
         "NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy",
-        "StagedGlobalNetworkPolicy", "Tier", "NetworkSet", "GlobalNetworkSet")),
+        "StagedGlobalNetworkPolicy", "Tier", "NetworkSet", "GlobalNetworkSet",
+        "HostEndpoint")),
     keys.block_prefix(),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from felix.calc.hostendpoint import FailsafePort, failsafe_chains
 from felix.calc.rules import ACCEPT_MARK, J_SET_ACCEPT, M_ACCEPT, set_name
 from felix.drivers.iptables.rules import Rule, length_limited
 
@@ -52,8 +53,9 @@ class RuleOptions:
     allow_ipip_from_workloads: bool
     nat_outgoing: bool
     tunnel_devices: tuple[str, ...]
-    failsafe_in: tuple[tuple[str, int], ...]
-    failsafe_out: tuple[tuple[str, int], ...]
+    failsafe_in: tuple[tuple[str, int] | tuple[str, int, str], ...]
+    failsafe_out: tuple[tuple[str, int] | tuple[str, int, str], ...]
+    """(protocol, port[, CIDR]) of FailsafeInbound/OutboundHostPorts."""
 
 
 @functools.lru_cache(maxsize=16384)
@@ -182,11 +184,9 @@ def _filter_skeleton(opts: RuleOptions) -> TableDesired:
         ),
         "cali-from-hep-forward": (), "cali-to-hep-forward": (), "cali-cidr-block": (),
         "cali-from-host-endpoint": (), "cali-to-host-endpoint": (),
-        "cali-failsafe-in": tuple(Rule(f"-p {p} -m {p} --dport {n}", "-j ACCEPT")
-                                  for p, n in opts.failsafe_in),
-        "cali-failsafe-out": tuple(Rule(f"-p {p} -m {p} --dport {n}", "-j ACCEPT")
-                                   for p, n in opts.failsafe_out),
     })
+    t.chains.update(failsafe_chains(v, (FailsafePort(*p) for p in opts.failsafe_in),
+                                    (FailsafePort(*p) for p in opts.failsafe_out)))
     _hooks(opts, [("INPUT", "cali-INPUT"), ("FORWARD", "cali-FORWARD"),
                   ("OUTPUT", "cali-OUTPUT")], t)
     t.appends["FORWARD"] = (

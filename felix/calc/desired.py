@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from felix.calc import chains, rules
+from felix.calc import chains, hostendpoint, rules
 from felix.calc.policy_chains import EndpointOptions
 from felix.calc.snapshot import (
     DEFAULT_NORMAL_ROUTE_PRIORITY,
@@ -347,6 +347,9 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
     policy = snap.policy_states(me, versions, EndpointOptions(
         cfg.vxlan_port, cfg.allow_vxlan_packets_from_workloads,
         cfg.allow_ipip_packets_from_workloads))
+    index = snap.policy_index(me)
+    governed = {iface: index.host_plan(key) for iface, key in hostendpoint.resolve(
+        index.local_host_endpoints(), ifaces, cfg.interface_prefix).items()}
     for v in versions:
         fam = "inet" if v == 4 else "inet6"
         vp = [p.spec for p in pools if p.spec.cidr.version == v]
@@ -379,8 +382,9 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
             allow_ipip_from_workloads=cfg.allow_ipip_packets_from_workloads,
             nat_outgoing=any(p.nat_outgoing and not p.disabled for p in vp),
             tunnel_devices=tuple(tunnels),
-            failsafe_in=tuple((p.protocol, p.port) for p in cfg.failsafe_inbound_host_ports),
-            failsafe_out=tuple((p.protocol, p.port) for p in cfg.failsafe_outbound_host_ports),
+            failsafe_in=tuple((p.protocol, p.port, p.net) for p in cfg.failsafe_inbound_host_ports),
+            failsafe_out=tuple((p.protocol, p.port, p.net)
+                               for p in cfg.failsafe_outbound_host_ports),
         )
         eps = tuple(chains.endpoint_policy(e.iface, e.profiles) for e in local)
         for table, td in chains.build(opts, eps).items():
@@ -389,6 +393,12 @@ def compute(snap: Snapshot, cfg: FelixConfig, ifaces: Mapping[str, Iface],
         for name in [n for n in filt if n.startswith(_POLICY_CHAINS)]:
             del filt[name]
         filt.update(policy[v].chains)
+        if governed:    # host endpoints (felix/calc/hostendpoint.py): raw, mangle, filter
+            for table, hchains in hostendpoint.tables(
+                    v, governed, policy[v], cfg.interface_prefix,
+                    tuple(hostendpoint.FailsafePort(*p) for p in opts.failsafe_in),
+                    tuple(hostendpoint.FailsafePort(*p) for p in opts.failsafe_out)).items():
+                st.tables[(v, table)].chains.update(hchains)
         for name, ps in policy[v].ipsets.items():
             st.ipsets[name] = IPSet(fam, ps.members, ps.set_type)
     return st

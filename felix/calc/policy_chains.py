@@ -27,6 +27,7 @@ from felix.calc.policy_rules import (
     match_mark_clear,
     match_mark_set,
     render_rules,
+    set_mark,
 )
 from felix.drivers.iptables.rules import Rule, length_limited
 
@@ -190,6 +191,21 @@ class EndpointPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class HostPlan:
+    """What one local host endpoint's chains jump to, with its policies split by kind as
+    Felix's event sequencer splits them (tierInfoToProtoTierInfo): `doNotTrack` policies
+    only in `untracked`, `preDNAT` ones only in `pre_dnat` (ingress only), the others in
+    `normal` and, with `applyOnForward`, also in `forward`. Untracked and pre-DNAT tiers
+    have default action Pass. Tiers without a policy of their kind are left out."""
+
+    normal: tuple[TierPlan, ...] = ()
+    untracked: tuple[TierPlan, ...] = ()
+    pre_dnat: tuple[TierPlan, ...] = ()
+    forward: tuple[TierPlan, ...] = ()
+    profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointOptions:
     vxlan_port: int = 4789
     allow_vxlan_from_workloads: bool = False
@@ -212,20 +228,47 @@ def endpoint_chains(plan: EndpointPlan, opts: EndpointOptions = EndpointOptions(
 
 def _endpoint_chain(plan: EndpointPlan, inbound: bool, opts: EndpointOptions,
                     groups: dict[str, tuple[Rule, ...]]) -> tuple[Rule, ...]:
-    rules = [
-        Rule("-m conntrack --ctstate RELATED,ESTABLISHED", "--jump ACCEPT"),
-        Rule("-m conntrack --ctstate INVALID", "--jump DROP"),
-        Rule("", clear_mark(MARK_ACCEPT | MARK_PASS)),
-    ]
-    if not inbound:
-        if not opts.allow_vxlan_from_workloads:
-            rules.append(Rule(f"-p 17 -m multiport --destination-ports {opts.vxlan_port}",
-                              "--jump DROP",
-                              "Drop VXLAN encapped packets originating in workloads"))
-        if not opts.allow_ipip_from_workloads:
-            rules.append(Rule("-p 4", "--jump DROP",
-                              "Drop IPinIP encapped packets originating in workloads"))
-    for tier in plan.tiers:
+    drop_vxlan = None if inbound or opts.allow_vxlan_from_workloads else opts.vxlan_port
+    drop_ipip = not inbound and not opts.allow_ipip_from_workloads
+    return endpoint_chain(plan.tiers, plan.profiles, inbound, groups,
+                          drop_vxlan_port=drop_vxlan, drop_ipip=drop_ipip)
+
+
+NORMAL, UNTRACKED, PRE_DNAT, FORWARD = "normal", "untracked", "preDNAT", "forward"
+"""Endpoint chain types (rules/endpoints.go endpointChainType)."""
+
+ACCEPT = "--jump ACCEPT"
+RETURN = "--jump RETURN"
+
+
+def endpoint_chain(tiers: tuple[TierPlan, ...], profiles: tuple[str, ...], inbound: bool,
+                   groups: dict[str, tuple[Rule, ...]], *, chain_type: str = NORMAL,
+                   failsafe: str = "", allow: str = ACCEPT, drop_vxlan_port: int | None = None,
+                   drop_ipip: bool = False) -> tuple[Rule, ...]:
+    """One endpoint chain as Felix's endpointIptablesChain builds it. Workloads: normal
+    chains without failsafes. Host endpoints: failsafes first (after conntrack); untracked
+    (raw) chains have no conntrack rules, map an accept to NOTRACK too and never drop;
+    pre-DNAT (mangle) chains never drop; forward chains allow by default when no tier has an
+    applyOnForward policy; only normal chains go on to profiles and end in a drop. Group
+    chains the result jumps to are added to `groups`."""
+    rules: list[Rule] = []
+    if chain_type != UNTRACKED:
+        if allow != ACCEPT:
+            rules.append(Rule("-m conntrack --ctstate RELATED,ESTABLISHED",
+                              set_mark(MARK_ACCEPT)))
+        rules += [Rule("-m conntrack --ctstate RELATED,ESTABLISHED", allow),
+                  Rule("-m conntrack --ctstate INVALID", "--jump DROP")]
+    if failsafe:
+        rules.append(Rule("", f"--jump {failsafe}"))
+    rules.append(Rule("", clear_mark(MARK_ACCEPT | MARK_PASS)))
+    if drop_vxlan_port is not None:
+        rules.append(Rule(f"-p 17 -m multiport --destination-ports {drop_vxlan_port}",
+                          "--jump DROP",
+                          "Drop VXLAN encapped packets originating in workloads"))
+    if drop_ipip:
+        rules.append(Rule("-p 4", "--jump DROP",
+                          "Drop IPinIP encapped packets originating in workloads"))
+    for tier in tiers:
         refs = tier.ingress if inbound else tier.egress
         if not refs:
             continue
@@ -239,16 +282,22 @@ def _endpoint_chain(plan: EndpointPlan, inbound: bool, opts: EndpointOptions,
                 groups[group.chain_name] = group.chain()
             for target in targets:
                 rules.append(Rule(match_mark_clear(MARK_PASS), f"--jump {target}"))
-                rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump RETURN",
+                if chain_type == UNTRACKED:
+                    rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump NOTRACK"))
+                rules.append(Rule(match_mark_set(MARK_ACCEPT), RETURN,
                                   "Return if policy accepted"))
-        if enforced and tier.default_action != "Pass":
+        if chain_type in (NORMAL, FORWARD) and enforced and tier.default_action != "Pass":
             rules.append(Rule(match_mark_clear(MARK_PASS), "--jump DROP",
                               f"End of tier {tier.name}. Drop if no policies passed packet"))
-    for profile in plan.profiles:
-        rules.append(Rule("", f"--jump {profile_chain_name(inbound, profile)}"))
-        rules.append(Rule(match_mark_set(MARK_ACCEPT), "--jump RETURN",
-                          "Return if profile accepted"))
-    rules.append(Rule("", "--jump DROP", "Drop if no profiles matched"))
+    if chain_type == FORWARD and not tiers:
+        rules += [Rule("", set_mark(MARK_ACCEPT), "Allow forwarded traffic by default"),
+                  Rule("", RETURN, "Return for accepted forward traffic")]
+    if chain_type == NORMAL:
+        for profile in profiles:
+            rules.append(Rule("", f"--jump {profile_chain_name(inbound, profile)}"))
+            rules.append(Rule(match_mark_set(MARK_ACCEPT), RETURN,
+                              "Return if profile accepted"))
+        rules.append(Rule("", "--jump DROP", "Drop if no profiles matched"))
     return tuple(rules)
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from felix.calc.policy_chains import EndpointPlan, PolicyRef, TierPlan
+from felix.calc.policy_chains import EndpointPlan, HostPlan, PolicyRef, TierPlan
 from felix.calc.policy_rules import (
     LABEL_NAMESPACE,
     LABEL_SERVICE_ACCOUNT,
@@ -46,7 +46,10 @@ Key = tuple[str, str, str]
 """(kind, namespace or "", name)."""
 
 
-def key_of(res: AnyPolicy | AnySet | r.WorkloadEndpoint) -> Key:
+HOST_ENDPOINT = "HostEndpoint"
+
+
+def key_of(res: AnyPolicy | AnySet | r.WorkloadEndpoint | r.HostEndpoint) -> Key:
     return (res.KIND, res.metadata.namespace or "", res.metadata.name)
 
 
@@ -62,6 +65,14 @@ class _Policy:
     egress: tuple[ParsedRule, ...]
     ipsets: frozenset[IPSetSpec]
     forced: bool
+    do_not_track: bool = False
+    pre_dnat: bool = False
+    apply_on_forward: bool = False
+
+    @property
+    def normal(self) -> bool:
+        """Neither doNotTrack nor preDNAT: the only policies workloads get."""
+        return not (self.do_not_track or self.pre_dnat)
 
     @property
     def sort_key(self) -> tuple[float, str]:
@@ -87,6 +98,8 @@ class Dirty:
     policies: frozenset[Key]
     profiles: frozenset[str]
     ipsets: frozenset[str]
+    host_endpoints: frozenset[Key] = frozenset()
+    """Local host endpoints whose plan may differ."""
 
 
 def _policy_ref(pol: AnyPolicy) -> PolicyRef:
@@ -122,6 +135,9 @@ def _parse_policy(pol: AnyPolicy) -> _Policy:
         egress_applies=_applies(pol, r.PolicyType.EGRESS),
         ingress=ingress, egress=egress, ipsets=ipsets,
         forced=r.PerformanceHint.ASSUME_NEEDED_ON_EVERY_NODE in spec.performance_hints,
+        do_not_track=bool(getattr(spec, "do_not_track", False)),
+        pre_dnat=bool(getattr(spec, "pre_dnat", False)),
+        apply_on_forward=bool(getattr(spec, "apply_on_forward", False)),
     )
 
 
@@ -148,6 +164,8 @@ class PolicyIndex:
         self._profile_rules: dict[str, tuple[tuple[ParsedRule, ...], tuple[ParsedRule, ...]]] = {}
         self._holders: dict[Key, _Holder] = {}
         self._local: dict[Key, r.WorkloadEndpoint] = {}
+        self._local_heps: dict[Key, r.HostEndpoint] = {}
+        self._host_plans: dict[Key, HostPlan] = {}
         self._by_profile: dict[str, set[Key]] = {}
         # policy <-> local endpoint matches
         self._ep_policies: dict[Key, set[Key]] = {}
@@ -202,6 +220,35 @@ class PolicyIndex:
         if new_profiles != old_profiles:
             self._use_profiles(old_profiles, new_profiles)
 
+    def update_host_endpoint(self, key: Key, hep: r.HostEndpoint | None) -> None:
+        """A HostEndpoint: its labels (and its profiles' labelsToApply) for selectors, its
+        expectedIPs and named ports as IP set members; local (policies matched against it)
+        when `spec.node` is this host."""
+        old = self._local_heps.get(key)
+        old_profiles = old.spec.profiles if old is not None else ()
+        if hep is None:
+            self._remove_holder(key)
+            self._local_heps.pop(key, None)
+        else:
+            ports = tuple((p.name, str(p.protocol).lower(), p.port) for p in hep.spec.ports
+                          if p.name)
+            nets = tuple(str(ipaddress.ip_network(str(ip))) for ip in hep.spec.expected_ips)
+            self._set_holder(key, _Holder({}, nets, ports, hep.spec.profiles,
+                                          dict(hep.metadata.labels)))
+            if hep.spec.node == self.hostname:
+                self._local_heps[key] = hep
+            else:
+                self._local_heps.pop(key, None)
+        if key in self._local_heps:
+            self._match_endpoint(key)
+            self._dirty_eps.add(key)
+        elif old is not None:
+            self._unmatch_endpoint(key)
+            self._dirty_eps.add(key)
+        new_profiles = self._local_heps[key].spec.profiles if key in self._local_heps else ()
+        if new_profiles != old_profiles:
+            self._use_profiles(old_profiles, new_profiles)
+
     def update_networkset(self, key: Key, ns: AnySet | None) -> None:
         if ns is None:
             self._remove_holder(key)
@@ -224,7 +271,7 @@ class PolicyIndex:
         if pol is not None:
             parsed = _parse_policy(pol)
             self._policies[key] = parsed
-            matched = {ep for ep in self._local
+            matched = {ep for ep in (*self._local, *self._local_heps)
                        if parsed.selector.evaluate(self._holders[ep].labels)}
             self._policy_eps[key] = matched
             for ep in matched:
@@ -257,7 +304,7 @@ class PolicyIndex:
         if old_labels != new_labels:
             for key in list(self._by_profile.get(name, ())):
                 self._set_holder(key, self._holders[key])
-                if key in self._local:
+                if key in self._local or key in self._local_heps:
                     self._match_endpoint(key)
                     self._dirty_eps.add(key)
         if name in self._active_profiles:
@@ -278,7 +325,8 @@ class PolicyIndex:
         by_tier: dict[str, list[_Policy]] = {}
         for pkey in self._ep_policies.get(key, ()):
             pol = self._policies[pkey]
-            by_tier.setdefault(pol.tier, []).append(pol)
+            if pol.normal:     # workloads never get doNotTrack or preDNAT policies
+                by_tier.setdefault(pol.tier, []).append(pol)
         tiers = []
         for name in sorted(by_tier, key=self._tier_sort_key):
             pols = sorted(by_tier[name], key=lambda p: p.sort_key)
@@ -290,6 +338,47 @@ class PolicyIndex:
                 ingress=tuple(p.ref for p in pols if p.ingress_applies),
                 egress=tuple(p.ref for p in pols if p.egress_applies)))
         return EndpointPlan(wep.spec.interface_name or "", tuple(tiers), wep.spec.profiles)
+
+    def local_host_endpoints(self) -> dict[Key, r.HostEndpoint]:
+        return dict(self._local_heps)
+
+    def host_plan(self, key: Key) -> HostPlan:
+        """The tiers of each kind and the profiles of a local host endpoint (memoised until
+        the endpoint is reported dirty)."""
+        hit = self._host_plans.get(key)
+        if hit is not None and key not in self._dirty_eps:
+            return hit
+        hep = self._local_heps[key]
+        by_tier: dict[str, list[_Policy]] = {}
+        for pkey in self._ep_policies.get(key, ()):
+            pol = self._policies[pkey]
+            by_tier.setdefault(pol.tier, []).append(pol)
+        normal: list[TierPlan] = []
+        untracked: list[TierPlan] = []
+        pre_dnat: list[TierPlan] = []
+        forward: list[TierPlan] = []
+        for name in sorted(by_tier, key=self._tier_sort_key):
+            pols = sorted(by_tier[name], key=lambda p: p.sort_key)
+            tier = self._tiers.get(name)
+            action = str(tier.spec.default_action) if tier and tier.spec.default_action \
+                else "Deny"
+            for out, chosen, act, egress in (
+                    (normal, [p for p in pols if p.normal], action, True),
+                    (untracked, [p for p in pols if p.do_not_track], "Pass", True),
+                    (pre_dnat, [p for p in pols if p.pre_dnat and not p.do_not_track],
+                     "Pass", False),
+                    (forward, [p for p in pols if p.normal and p.apply_on_forward], action,
+                     True)):
+                plan = TierPlan(name, act,
+                                ingress=tuple(p.ref for p in chosen if p.ingress_applies),
+                                egress=tuple(p.ref for p in chosen if egress and
+                                             p.egress_applies))
+                if plan.ingress or plan.egress:
+                    out.append(plan)
+        plan_ = HostPlan(tuple(normal), tuple(untracked), tuple(pre_dnat), tuple(forward),
+                         hep.spec.profiles)
+        self._host_plans[key] = plan_
+        return plan_
 
     def _tier_sort_key(self, name: str) -> tuple[bool, float, str]:
         """Existing tiers first, then order (unset last), then name (PolicySorter.TierLess)."""
@@ -330,12 +419,17 @@ class PolicyIndex:
 
     def everything(self) -> Dirty:
         """Every endpoint, policy, profile and IP set, as dirty (for a new PolicyState)."""
+        self._host_plans.clear()
         return Dirty(frozenset(self._local), frozenset(self._policies),
-                     frozenset(self._active_profiles), frozenset(self._set_specs))
+                     frozenset(self._active_profiles), frozenset(self._set_specs),
+                     frozenset(self._local_heps))
 
     def take_dirty(self) -> Dirty:
-        out = Dirty(frozenset(self._dirty_eps), frozenset(self._dirty_policies),
-                    frozenset(self._dirty_profiles), frozenset(self._dirty_sets))
+        heps = frozenset(k for k in self._dirty_eps if k[0] == HOST_ENDPOINT)
+        for k in heps:
+            self._host_plans.pop(k, None)
+        out = Dirty(frozenset(self._dirty_eps) - heps, frozenset(self._dirty_policies),
+                    frozenset(self._dirty_profiles), frozenset(self._dirty_sets), heps)
         self._dirty_eps.clear()
         self._dirty_policies.clear()
         self._dirty_profiles.clear()

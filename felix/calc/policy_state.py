@@ -87,6 +87,11 @@ class PolicyState:
             self.chains[name] = self._targets[name]
             changed.add(name)
 
+    def target(self, name: str) -> tuple[Rule, ...] | None:
+        """A policy or profile chain as rendered for an active policy or profile, whether or
+        not a workload chain jumps to it (the host endpoint chains of every table use it)."""
+        return self._targets.get(name)
+
     # -- updates -----------------------------------------------------------------------------
 
     def update(self, index: PolicyIndex, dirty: Dirty) -> set[str]:

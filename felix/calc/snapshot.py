@@ -17,6 +17,7 @@ from libcalico.model.resources import (
     FelixConfiguration,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
+    HostEndpoint,
     NetworkPolicy,
     NetworkSet,
     Node,
@@ -150,6 +151,13 @@ class Snapshot:
         self._policy_states = states
         return states
 
+    def policy_index(self, hostname: str) -> PolicyIndex:
+        """The policy index `policy_states` keeps (host endpoints' plans come from it)."""
+        if self._policy is None or self._policy.hostname != hostname:
+            self.policy_states(hostname, [], EndpointOptions())
+        assert self._policy is not None
+        return self._policy
+
     def of(self, cls: type[T]) -> list[T]:
         return list(self._by_type.get(cls, {}).values())  # type: ignore[arg-type]
 
@@ -190,6 +198,8 @@ def _feed_policy(index: PolicyIndex, old: object | None, new: object | None) -> 
     res = new if new is not None else old
     if isinstance(res, WorkloadEndpoint):
         index.update_endpoint(key_of(res), new if isinstance(new, WorkloadEndpoint) else None)
+    elif isinstance(res, HostEndpoint):
+        index.update_host_endpoint(key_of(res), new if isinstance(new, HostEndpoint) else None)
     elif isinstance(res, _POLICY_KINDS):
         index.update_policy(key_of(res), new if isinstance(new, _POLICY_KINDS) else None)
     elif isinstance(res, Tier):

@@ -124,8 +124,8 @@ def test_anti_spoofing_and_vxlan_from_known_hosts_only() -> None:
     allow = [r for r in inp if "cali40all-vxlan-net src" in r.match]
     assert allow and allow[0].action == "-j ACCEPT"
     assert inp[inp.index(allow[0]) + 1].action == "-j DROP"
-    assert t["filter"].chains["cali-failsafe-in"] == (Rule("-p tcp -m tcp --dport 22",
-                                                           "-j ACCEPT"),)
+    assert t["filter"].chains["cali-failsafe-in"] == (
+        Rule("-p tcp -m multiport --destination-ports 22", "--jump ACCEPT"),)
 
 
 def test_large_dispatch_groups_split_again_and_every_iface_is_reachable() -> None:
