@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from calico_kube_controllers import gc, nodedelete
-from calico_kube_controllers.informer import DELETED, SYNCED, Informer
+from calico_kube_controllers.informer import DELETED, SYNCED, Informer, Kube
 from libcalico.client import Client
 from libcalico.datastore.api import Backend
-from libcalico.datastore.kubernetes_client import KubeClient, name_path
+from libcalico.datastore.kubernetes_client import name_path
 from libcalico.errors import Conflict, DatastoreError, NotFound, ValidationError
 from libcalico.ipam import block as blk
 from libcalico.ipam.client import IPAMClient
@@ -62,7 +62,7 @@ class Summary:
 class NodeController:
     name = "node"
 
-    def __init__(self, backend: Backend, kube: KubeClient, *, kdd: bool,
+    def __init__(self, backend: Backend, kube: Kube, *, kdd: bool,
                  leak_grace_s: float = gc.DEFAULT_LEAK_GRACE_PERIOD_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.backend = backend
