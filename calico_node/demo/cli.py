@@ -1,7 +1,7 @@
 """`calico-node demo`: a multi-node Calico network on this machine, shown and torn down.
 
     calico-node demo [--nodes N] [--pods N] [--encap none|ipip|vxlan] [--topology mesh|rr]
-                     [--no-edge] [--keep] [--cleanup]
+                     [--datastore etcdv3|kubernetes] [--no-edge] [--keep] [--cleanup]
 
 Exit codes: 0 every pod reached every pod; 1 some pair failed or a step failed (the message
 says which); 2 bad usage or a missing kernel feature (ipip on this kernel).
@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from calico_node.demo import cluster as clustermod
+from calico_node.demo import kube as kubemod
 from calico_node.demo import lab as labmod
 from libcalico.errors import CalicoError
 
@@ -52,6 +53,9 @@ def _args(argv: Sequence[str]) -> argparse.Namespace:
                    help="pod traffic encapsulation (default none: plain routed BGP)")
     p.add_argument("--topology", choices=("mesh", "rr"), default="mesh",
                    help="BGP full mesh, or the first node as route reflector")
+    p.add_argument("--datastore", choices=("etcdv3", "kubernetes"), default="etcdv3",
+                   help="etcd (default), or a local Kubernetes API server (KDD): Nodes and "
+                        "Pods as API objects, the CNI run as a kubelet runs it")
     p.add_argument("--no-edge", action="store_true",
                    help="no edge router (plain BIRD peering with the nodes by eBGP)")
     p.add_argument("--keep", action="store_true", help="leave the network up until Ctrl-C")
@@ -104,6 +108,8 @@ def main(argv: Sequence[str]) -> None:
     if args.cleanup:
         gone = labmod.sweep(PREFIX)
         print(f"removed {len(gone)} namespaces: {' '.join(gone) or '-'}")
+        dirs = sweep_workdirs()
+        print(f"removed {len(dirs)} working directories: {' '.join(dirs) or '-'}")
         return
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # the demo prints its own errors
@@ -114,15 +120,49 @@ def main(argv: Sequence[str]) -> None:
                   f"kernel does not have ({why}). Use --encap vxlan or --encap none.",
                   file=sys.stderr)
             sys.exit(2)
+    if args.datastore == "kubernetes" and not kubemod.built():
+        print("building kube-apiserver and etcd (scripts/build-kube, first run only: about "
+              "5 minutes)", flush=True)
+        try:
+            kubemod.build()
+        except CalicoError as exc:
+            print(f"calico-node demo: {exc}", file=sys.stderr)
+            sys.exit(1)
     sys.exit(run(args))
+
+
+WORKDIR_PREFIX = "calico-demo-"
+PID_FILE = "demo.pid"
+
+
+def sweep_workdirs() -> list[str]:
+    """Working directories of demos that are no longer running: their API server (if any)
+    stopped, the directory removed."""
+    gone = []
+    for d in sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")):
+        try:
+            pid = int((d / PID_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            continue
+        try:
+            kubemod.stop(d)
+        except CalicoError as exc:
+            print(f"{d}: {exc}", file=sys.stderr)
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        gone.append(str(d))
+    return gone
 
 
 def run(args: argparse.Namespace) -> int:
     say = Progress()
     opts = clustermod.Options(args.nodes, args.pods, args.encap, args.topology,
-                              edge=not args.no_edge)
+                              edge=not args.no_edge, datastore=args.datastore)
     prefix = f"{PREFIX}{os.getpid()}"
-    lab = labmod.Lab(prefix, Path(tempfile.mkdtemp(prefix="calico-demo-")))
+    lab = labmod.Lab(prefix, Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX)))
+    (lab.workdir / PID_FILE).write_text(f"{os.getpid()}\n")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -135,15 +175,29 @@ def run(args: argparse.Namespace) -> int:
     code = 1
     try:
         say(f"workdir {lab.workdir}, namespaces {prefix}-*")
-        say("starting etcd")
-        url = start_etcd(lab)
-        from libcalico.datastore.etcd import EtcdBackend
+        if opts.kdd:
+            say("starting the Kubernetes API server (etcd + kube-apiserver, CRDs)")
+            lab.cleanups.append(lambda: kubemod.stop(lab.workdir))
+            kube = kubemod.start(lab.workdir)
+            say(f"API server ready at {kube.cp.server} (kubeconfig {kube.cp.kubeconfig})")
+            from libcalico.datastore import connect
+            from libcalico.datastore.config import DatastoreConfig
 
-        backend = EtcdBackend([url])
-        cl = clustermod.Cluster(opts, lab, url, backend, say)
+            backend = connect(DatastoreConfig.from_env(
+                {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(kube.cp.kubeconfig)}))
+            cl = clustermod.Cluster(opts, lab, "", backend, say, kube=kube)
+        else:
+            say("starting etcd")
+            url = start_etcd(lab)
+            from libcalico.datastore.etcd import EtcdBackend
+
+            backend = EtcdBackend([url])
+            cl = clustermod.Cluster(opts, lab, url, backend, say)
         cl.bring_up()
         nodes = list(cl.nodes.values())
-        say(f"starting {opts.pods} pod(s) per node through the CNI plugin")
+        say(f"starting {opts.pods} pod(s) per node through the CNI plugin"
+            + (f" (Pods in namespace {kubemod.NAMESPACE}, bound to their nodes)"
+               if opts.kdd else ""))
         for n in nodes:
             for j in range(1, opts.pods + 1):
                 pod = cl.add_pod(n, j)
@@ -166,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
             for r in routes:
                 print("  " + r)
             print()
-        print("=== workload endpoints")
+        print("=== workload endpoints" + (" (derived from the Pods)" if opts.kdd else ""))
         eps = cl.endpoints()
         w = max([len(e[1]) for e in eps] + [4])
         print(f"{'NODE':<10} {'NAME':<{w}} {'NETWORKS':<18} INTERFACE")

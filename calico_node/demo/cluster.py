@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from calico_node.demo import kube as kubemod
 from calico_node.demo import lab as labmod
 from calico_node.demo import plan
 from calico_node.demo.members import BIN, ClusterError, Node, Options, Pod
@@ -48,6 +49,12 @@ class Cluster(Records, Sessions, Workloads):
     router: str = ""
     edge: str = ""
     relay: labmod.Relay | None = None
+    kube: kubemod.Kube | None = None
+    """The API server, with --datastore kubernetes (`etcd_endpoint` is then unused)."""
+
+    def __post_init__(self) -> None:
+        if self.opts.kdd != (self.kube is not None):
+            raise ClusterError("--datastore kubernetes needs the API server (and only it)")
 
     # ---- the whole sequence --------------------------------------------------------------
     def bring_up(self, timeout: float = 90) -> None:
@@ -57,13 +64,18 @@ class Cluster(Records, Sessions, Workloads):
         say(f"underlay: bridge{'s' if opts.two_subnets else ''} in {self.lab.prefix}-ul"
             + (", router between 172.30.0.0/24 and 172.30.1.0/24" if opts.two_subnets
                else ", one subnet 172.30.0.0/24")
-            + f", etcd relayed at {plan.RELAY_IP}:{plan.ETCD_PORT}")
+            + (f", API server relayed at {plan.API_IP}:{plan.API_PORT}" if self.kube
+               else f", etcd relayed at {plan.RELAY_IP}:{plan.ETCD_PORT}"))
         self.lab.ensure_mountpoints()
         self.build_underlay()
         self.seed()
         nodes = [self.add_node(p) for p in plan.nodes(opts.nodes, opts.two_subnets)]
-        say(f"starting calico-node on {len(nodes)} nodes "
-            f"(backend {opts.backend}, encap {opts.encap}, topology {opts.topology})")
+        if self.kube is not None:
+            for n in nodes:
+                self.kube.register_node(n.name, str(n.plan.ip.ip))
+            say(f"registered {len(nodes)} Kubernetes Nodes (as their kubelets would)")
+        say(f"starting calico-node on {len(nodes)} nodes (datastore {opts.datastore}, "
+            f"backend {opts.backend}, encap {opts.encap}, topology {opts.topology})")
         for n in nodes:
             self.start_node(n)
         self.wait_started(nodes, timeout=timeout)
@@ -85,6 +97,8 @@ class Cluster(Records, Sessions, Workloads):
         ul = self.underlay
         lines = ["link add br0 type bridge", "link set br0 up",
                  f"addr add {plan.RELAY_IP}/24 dev br0"]
+        if self.kube is not None:
+            lines.append(f"addr add {plan.API_IP}/32 dev lo")
         if self.opts.two_subnets:
             lines += ["link add br1 type bridge", "link set br1 up"]
         labmod.ip_batch(lines, ns=ul)
@@ -94,9 +108,17 @@ class Cluster(Records, Sessions, Workloads):
                 self._veth(self.router, f"eth{i}", f"rtr{i}", f"br{i}", f"{rip}/24")
             labmod.in_ns(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             labmod.ip("route", "add", str(plan.SUBNETS[1]), "via", str(plan.ROUTER_IPS[0]), ns=ul)
-        endpoint = self.etcd_endpoint.split("//", 1)[-1]
-        host, _, port = endpoint.rpartition(":")
-        self.relay = labmod.Relay(ul, (str(plan.RELAY_IP), plan.ETCD_PORT), (host, int(port)))
+            if self.kube is not None:
+                labmod.ip("route", "add", f"{plan.API_IP}/32", "via", str(plan.RELAY_IP),
+                          ns=self.router)
+        if self.kube is not None:
+            self.relay = labmod.Relay(ul, (str(plan.API_IP), plan.API_PORT),
+                                      ("127.0.0.1", self.kube.port))
+        else:
+            endpoint = self.etcd_endpoint.split("//", 1)[-1]
+            host, _, port = endpoint.rpartition(":")
+            self.relay = labmod.Relay(ul, (str(plan.RELAY_IP), plan.ETCD_PORT),
+                                      (host, int(port)))
         self.lab.cleanups.append(self.relay.close)
 
     def _veth(self, ns: str, inside: str, outside: str, bridge: str, addr: str) -> None:
@@ -129,8 +151,6 @@ class Cluster(Records, Sessions, Workloads):
             "PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
             "GRPC_ENABLE_FORK_SUPPORT": "false",
             "NODENAME": node.name,
-            "DATASTORE_TYPE": "etcdv3",
-            "ETCD_ENDPOINTS": self.etcd_url,
             "CALICO_NETWORKING_BACKEND": self.opts.backend,
             "IP_AUTODETECTION_METHOD": "interface=eth0",
             "CALICO_IPV4POOL_CIDR": str(plan.POOL),
@@ -142,6 +162,12 @@ class Cluster(Records, Sessions, Workloads):
             "FELIX_LOGSEVERITYSCREEN": "info",
             "CALICO_STARTUP_LOGLEVEL": "info",
         }
+        if self.kube is not None:
+            env.update({"DATASTORE_TYPE": "kubernetes",
+                        "KUBECONFIG": str(self.kube.node_kubeconfig),
+                        "CLUSTER_TYPE": "k8s,bgp"})
+        else:
+            env.update({"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": self.etcd_url})
         if self.opts.encap == "vxlan":
             env["CALICO_IPV4POOL_VXLAN"] = "Always"
         elif self.opts.encap == "ipip":

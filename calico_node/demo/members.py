@@ -22,10 +22,15 @@ class Options:
     encap: str = "none"          # none | ipip | vxlan
     topology: str = "mesh"       # mesh | rr
     edge: bool = True
+    datastore: str = "etcdv3"    # etcdv3 | kubernetes
 
     @property
     def two_subnets(self) -> bool:
         return self.encap != "none"
+
+    @property
+    def kdd(self) -> bool:
+        return self.datastore == "kubernetes"
 
     @property
     def backend(self) -> str:
@@ -59,6 +64,11 @@ class Pod:
     @property
     def label(self) -> str:
         return f"{self.node}/pod-{self.index}"
+
+    @property
+    def kube_name(self) -> str:
+        """Its Pod's name on the Kubernetes datastore (namespace `demo`)."""
+        return plan.pod_name(self.node, self.index)
 
 
 class ClusterError(CalicoError):

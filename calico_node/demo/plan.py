@@ -18,6 +18,10 @@ POOL = ipaddress.IPv4Network("10.244.0.0/16")
 ETCD_PORT = 2379
 ETCD_URL = f"http://{RELAY_IP}:{ETCD_PORT}"
 NETWORK = "demo-net"
+API_IP = ipaddress.IPv4Address("10.101.0.1")
+"""Kubernetes datastore: the API server as the nodes reach it, the `kubernetes` service
+address (in its serving certificate), relayed from the underlay namespace."""
+API_PORT = 443
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,11 @@ def nodes(count: int, two_subnets: bool) -> tuple[NodePlan, ...]:
 
 def container_id(prefix: str, node: str, pod: int) -> str:
     return hashlib.sha256(f"{prefix}/{node}/{pod}".encode()).hexdigest()
+
+
+def pod_name(node: str, pod: int) -> str:
+    """The pod's name on the Kubernetes datastore."""
+    return f"{node}-pod-{pod}"
 
 
 def edge_bird_config(peers: tuple[NodePlan, ...]) -> str:

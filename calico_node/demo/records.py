@@ -55,8 +55,9 @@ class Records:
     def seed(self) -> None:
         """What an operator configures before nodes join: the profile pods use, the edge
         router peering, and the topology."""
-        self.put("Profile", plan.NETWORK, {"ingress": [{"action": "Allow"}],
-                                          "egress": [{"action": "Allow"}]})
+        if not self.opts.kdd:  # on KDD the pods' profile is their namespace's (kns.demo)
+            self.put("Profile", plan.NETWORK, {"ingress": [{"action": "Allow"}],
+                                              "egress": [{"action": "Allow"}]})
         if self.opts.edge and self.opts.backend == "bird":
             self.put("BGPPeer", "edge-router", {"peerIP": str(plan.EDGE_IP),
                                                 "asNumber": plan.EDGE_AS})
@@ -93,5 +94,4 @@ class Records:
                       "nodeToNodeMeshEnabled": True})
             self.delete("BGPPeer", "peer-with-route-reflectors")
             self.edit_node(rr, label)
-        self.opts = Options(self.opts.nodes, self.opts.pods, self.opts.encap, topology,
-                            self.opts.edge)
+        self.opts = replace(self.opts, topology=topology)

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
+from calico_node.demo import kube as kubemod
 from calico_node.demo import lab as labmod
 from calico_node.demo import plan
 from calico_node.demo.members import BIN, ClusterError, Node, Options, Pod
@@ -26,28 +27,46 @@ class Workloads:
     backend: Backend
     nodes: dict[str, Node]
     pods: list[Pod]
+    kube: kubemod.Kube | None
 
-    def cni(self, node: Node, command: str, container_id: str, netns: str) -> proc.Completed:
+    def cni(self, node: Node, command: str, container_id: str, netns: str,
+            args: str = "") -> proc.Completed:
         if node.proc is None:
             raise ClusterError(f"{node.name} is not running")
-        conf = {"cniVersion": "0.3.1", "name": plan.NETWORK, "type": "calico",
-                "datastore_type": "etcdv3", "etcd_endpoints": plan.ETCD_URL,
-                "nodename": node.name, "log_level": "warning",
-                "mtu": 1450 if self.opts.encap == "vxlan" else 1500,
-                "ipam": {"type": "calico-ipam"}}
+        mtu = 1450 if self.opts.encap == "vxlan" else 1500
+        conf: dict[str, object]
+        if self.kube is not None:
+            conf = kubemod.netconf(node.name, self.kube.node_kubeconfig, mtu)
+        else:
+            conf = {"cniVersion": "0.3.1", "name": plan.NETWORK, "type": "calico",
+                    "datastore_type": "etcdv3", "etcd_endpoints": plan.ETCD_URL,
+                    "nodename": node.name, "log_level": "warning", "mtu": mtu,
+                    "ipam": {"type": "calico-ipam"}}
         env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "GRPC_ENABLE_FORK_SUPPORT": "false",
                "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
                "CNI_NETNS": f"/var/run/netns/{netns}", "CNI_IFNAME": "eth0",
                "CNI_PATH": str(BIN)}
+        if args:  # CNI_ARGS, e.g. K8S_POD_NAMESPACE=x;K8S_POD_NAME=a;IP=10.244.1.10
+            env["CNI_ARGS"] = args
         return proc.run(["nsenter", "-t", str(node.proc.pid), "-m", "-n", str(BIN / "calico")],
                         input=json.dumps(conf), timeout=60, env=env, check=False)
 
     def add_pod(self, node: Node, index: int) -> Pod:
+        """A pod on `node` wired by its CNI plugin. On KDD first its Pod object, bound to
+        the node, then the CNI as the kubelet runs it (CNI_ARGS naming the pod), then the
+        kubelet's status report."""
         ns = self.lab.ns(f"{node.plan.index}p{index}")
         cid = plan.container_id(self.lab.prefix, node.name, index)
-        r = self.cni(node, "ADD", cid, ns)
+        name = plan.pod_name(node.name, index)
+        args = ""
+        if self.kube is not None:
+            self.kube.create_pod(name, node.name)
+            args = kubemod.cni_args(name, cid)
+        r = self.cni(node, "ADD", cid, ns, args)
         if r.returncode != 0:
             self.lab.drop_ns(ns)
+            if self.kube is not None:
+                self.kube.delete_pod(name)
             raise ClusterError(f"CNI ADD failed on {node.name}: {r.stdout.strip()} "
                                f"{r.stderr.strip()}")
         try:
@@ -56,20 +75,26 @@ class Workloads:
         except (ValueError, KeyError, IndexError) as exc:
             raise ClusterError(f"CNI ADD on {node.name} returned no address: {r.stdout}") from exc
         assert isinstance(addr, ipaddress.IPv4Address)
+        if self.kube is not None:
+            self.kube.report_running(name, str(node.plan.ip.ip), str(addr))
         pod = Pod(node.name, index, ns, cid, addr)
         self.pods.append(pod)
         return pod
 
     def del_pod(self, pod: Pod) -> None:
-        r = self.cni(self.nodes[pod.node], "DEL", pod.container_id, pod.ns)
+        args = kubemod.cni_args(pod.kube_name, pod.container_id) if self.kube else ""
+        r = self.cni(self.nodes[pod.node], "DEL", pod.container_id, pod.ns, args)
         if r.returncode != 0:
             raise ClusterError(f"CNI DEL failed on {pod.node}: {r.stdout.strip()} "
                                f"{r.stderr.strip()}")
+        if self.kube is not None:
+            self.kube.delete_pod(pod.kube_name)
         self.lab.drop_ns(pod.ns)
         self.pods.remove(pod)
 
     def endpoints(self) -> list[tuple[str, str, str, str]]:
-        """(node, name, networks, interface) for every WorkloadEndpoint in etcd."""
+        """(node, name, networks, interface) for every WorkloadEndpoint in the datastore
+        (on KDD derived from the Pods)."""
         out = []
         for wep in Client(self.backend).list(WorkloadEndpoint):
             spec = wep.spec
