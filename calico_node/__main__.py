@@ -5,6 +5,8 @@
     calico-node --bird-ready --bird6-ready --felix-ready --felix-live --bird-live
                                     health checks: exit 0 when all pass, 1 otherwise
     calico-node demo [...]          a multi-node Calico network on this machine (docs/demo.md)
+    calico-node policy-lab FILE.json [--nodes N] [--expect]
+                                    policy reachability lab (docs/policy.md)
     calico-node install-cni         the DaemonSet's CNI install step (calico_node/cni_install.py)
 
 Exit codes: 0 ok; 1 a check failed or startup was refused (the message says why); 2 usage.
@@ -67,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from calico_node.demo.cli import main as demo_main
 
         demo_main(args_in[1:])
+        return
+    if args_in and args_in[0] == "policy-lab":
+        from calico_node.policylab.cli import main as lab_main
+
+        lab_main(args_in[1:])
         return
     if args_in and args_in[0] == "install-cni":
         from calico_node import cni_install
@@ -178,6 +185,12 @@ def _run(node: str) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    from calico_node import cni_install
+
+    if cni_install.manages_cni(env):
+        cni_install.refresh_interval(env)  # a bad CNI_TOKEN_REFRESH_INTERVAL stops us here
+        threading.Thread(target=cni_install.keep_token_fresh, args=(env, stop),
+                         name="cni-token", daemon=True).start()
     log.info("supervising node=%s backend=%s components=%s", node, cfg.backend,
              ",".join(c.name for c in comps))
     sup.run(stop)

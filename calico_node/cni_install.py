@@ -16,8 +16,10 @@ install-cni), run in an init container with the host's directories under `/host`
    `__KUBECONFIG_FILEPATH__` (the kubeconfig's path on the host), `__CNI_MTU__` (CNI_MTU,
    default 0: the plugin's default).
 
-Files are written atomically (temporary file, then rename). Not done (Calico does): refreshing
-the token before it expires while calico-node runs (`CNI_TOKEN_REFRESH_INTERVAL`).
+Files are written atomically (temporary file, then rename). While calico-node runs on KDD it
+rewrites the kubeconfig with a fresh token every quarter of the token's life
+(`keep_token_fresh`; `CNI_TOKEN_REFRESH_INTERVAL` overrides, `CALICO_MANAGE_CNI=false` turns it
+off), as Calico's token watch does.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,7 +42,8 @@ from libcalico.datastore.kubernetes_client import (
     access_in_cluster,
     name_path,
 )
-from libcalico.errors import ConfigError, DatastoreError
+from libcalico.errors import CalicoError, ConfigError, DatastoreError
+from libcalico.model.types import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,34 @@ def copy_runtime(root: Path) -> Path:
     return dest
 
 
+def _in_cluster(env: Mapping[str, str], sa_dir: Path) -> KubeAccess:
+    access = access_in_cluster(env, sa_dir)
+    if access is None:
+        raise ConfigError("no in-cluster service account (KUBERNETES_SERVICE_HOST/PORT and "
+                          f"{sa_dir}/token): install-cni runs in the calico-node pod")
+    return access
+
+
+def _net_dir_host(env: Mapping[str, str]) -> str:
+    return (env.get("CNI_NET_DIR") or HOST_NET_DIR).rstrip("/")
+
+
+def write_kubeconfig(env: Mapping[str, str], root: Path = HOST, sa_dir: Path = SA_DIR,
+                     access: KubeAccess | None = None) -> Path:
+    """(Re)write calico-kubeconfig with a fresh calico-cni-plugin token."""
+    access = access or _in_cluster(env, sa_dir)
+    ns_file = sa_dir / "namespace"
+    namespace = (ns_file.read_text().strip() if ns_file.exists() else "") \
+        or env.get("NAMESPACE") or "kube-system"
+    account = env.get("CALICO_CNI_SERVICE_ACCOUNT") or "calico-cni-plugin"
+    token = cni_token(access, namespace, account)
+    net_dir = root / _net_dir_host(env).lstrip("/")
+    net_dir.mkdir(parents=True, exist_ok=True)
+    kc = net_dir / KUBECONFIG_NAME
+    _write(kc, kubeconfig_text(access.server, access.ca_pem, token), 0o600)
+    return kc
+
+
 def install(env: Mapping[str, str], root: Path = HOST, sa_dir: Path = SA_DIR,
             runtime: bool | None = None) -> list[Path]:
     """Everything above; returns the paths written (on the host, under `root`)."""
@@ -142,34 +174,62 @@ def install(env: Mapping[str, str], root: Path = HOST, sa_dir: Path = SA_DIR,
     if not template:
         raise ConfigError("CNI_NETWORK_CONFIG is not set (the calico-config ConfigMap's "
                           "cni_network_config)")
-    access = access_in_cluster(env, sa_dir)
-    if access is None:
-        raise ConfigError("no in-cluster service account (KUBERNETES_SERVICE_HOST/PORT and "
-                          f"{sa_dir}/token): install-cni runs in the calico-node pod")
-    net_dir_host = env.get("CNI_NET_DIR") or HOST_NET_DIR
-    kubeconfig_host = f"{net_dir_host.rstrip('/')}/{KUBECONFIG_NAME}"
+    access = _in_cluster(env, sa_dir)
+    kubeconfig_host = f"{_net_dir_host(env)}/{KUBECONFIG_NAME}"
     conflist = render_network_config(template, node, kubeconfig_host, env.get("CNI_MTU") or "0")
-    ns_file = sa_dir / "namespace"
-    namespace = (ns_file.read_text().strip() if ns_file.exists() else "") \
-        or env.get("NAMESPACE") or "kube-system"
-    account = env.get("CALICO_CNI_SERVICE_ACCOUNT") or "calico-cni-plugin"
-    token = cni_token(access, namespace, account)
 
     written: list[Path] = []
     if runtime if runtime is not None else \
             env.get("CALICO_CNI_COPY_RUNTIME", "true").lower() != "false":
         written.append(copy_runtime(root))
     written += cni_install.install(root / "opt/cni/bin")
-    net_dir = root / net_dir_host.lstrip("/")
-    net_dir.mkdir(parents=True, exist_ok=True)
-    kc = net_dir / KUBECONFIG_NAME
-    _write(kc, kubeconfig_text(access.server, access.ca_pem, token), 0o600)
-    conf = net_dir / (env.get("CNI_CONF_NAME") or "10-calico.conflist")
+    kc = write_kubeconfig(env, root, sa_dir, access)
+    conf = kc.parent / (env.get("CNI_CONF_NAME") or "10-calico.conflist")
     _write(conf, conflist, 0o644)
     written += [kc, conf]
     for p in written:
         log.info("installed %s", p)
     return written
+
+
+def refresh_interval(env: Mapping[str, str]) -> float:
+    """Seconds between token refreshes: CNI_TOKEN_REFRESH_INTERVAL (a Go duration), else a
+    quarter of the token's life (Calico's rule)."""
+    raw = env.get("CNI_TOKEN_REFRESH_INTERVAL", "").strip()
+    if not raw:
+        return TOKEN_SECONDS / 4
+    try:
+        seconds = parse_duration(raw).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"CNI_TOKEN_REFRESH_INTERVAL={raw!r}: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"CNI_TOKEN_REFRESH_INTERVAL={raw!r}: must be positive")
+    return seconds
+
+
+def keep_token_fresh(env: Mapping[str, str], stop: threading.Event,
+                     root: Path = HOST, sa_dir: Path = SA_DIR) -> None:
+    """calico-node's token watch (Calico's node/pkg/cni): rewrite calico-kubeconfig every
+    refresh interval until `stop` is set; a failed refresh is logged and tried again after a
+    minute."""
+    interval = refresh_interval(env)
+    wait = interval
+    while not stop.wait(wait):
+        try:
+            write_kubeconfig(env, root, sa_dir)
+            log.info("refreshed the CNI plugin's token in %s", KUBECONFIG_NAME)
+            wait = interval
+        except (CalicoError, OSError) as exc:
+            log.warning("could not refresh the CNI plugin's token: %s", exc)
+            wait = min(60.0, interval)
+
+
+def manages_cni(env: Mapping[str, str], root: Path = HOST) -> bool:
+    """On KDD, with CALICO_MANAGE_CNI not false and the host's CNI directory mounted."""
+    return (env.get("CALICO_DATASTORE_TYPE") or env.get("DATASTORE_TYPE") or "") \
+        .lower() == "kubernetes" \
+        and env.get("CALICO_MANAGE_CNI", "true").lower() != "false" \
+        and (root / _net_dir_host(env).lstrip("/") / KUBECONFIG_NAME).exists()
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,18 @@ COLLECTIONS = {
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
 }
+
+
+class OneRound(threading.Event):
+    """A stop event whose first wait times out (one round of the loop), then is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rounds = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.rounds += 1
+        return self.rounds > 1
 
 
 def _collection(doc: dict[str, Any]) -> str:
@@ -128,6 +141,11 @@ def test_install_cni_writes_plugins_config_and_a_cni_plugin_kubeconfig(
     assert parsed.kubeconfig == "/etc/cni/net.d/calico-kubeconfig" and parsed.mtu == 0
     kc = net / "calico-kubeconfig"
     assert stat.S_IMODE(kc.stat().st_mode) == 0o600
+    # calico-node's token watch: one refresh (the stop event says "go on" once), a new file.
+    assert cni_install.manages_cni({**env, "DATASTORE_TYPE": "kubernetes"}, root=host)
+    inode = kc.stat().st_ino
+    cni_install.keep_token_fresh(env, OneRound(), root=host, sa_dir=sa)
+    assert kc.stat().st_ino != inode and stat.S_IMODE(kc.stat().st_mode) == 0o600
     client = KubeClient(access_from_kubeconfig(str(kc)))
     try:
         client.request("GET", "/apis/crd.projectcalico.org/v1/ippools")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from calico_node.cni_install import kubeconfig_text, render_network_config
+from calico_node.cni_install import kubeconfig_text, refresh_interval, render_network_config
 from libcalico.errors import ConfigError
 
 TEMPLATE = ('{"name": "k8s-pod-network", "cniVersion": "0.3.1", "plugins": [{"type": "calico",'
@@ -39,3 +39,11 @@ def test_kubeconfig_holds_server_ca_and_token() -> None:
                                   "certificate-authority-data": base64.b64encode(b"PEM").decode()}
     assert kc["users"] == [{"name": "calico", "user": {"token": "tok"}}]
     assert kc["current-context"] == "calico-context"
+
+
+def test_token_refresh_interval() -> None:
+    assert refresh_interval({}) == 6 * 3600  # a quarter of the 24 h token
+    assert refresh_interval({"CNI_TOKEN_REFRESH_INTERVAL": "90m"}) == 5400
+    for bad in ("soon", "0s"):
+        with pytest.raises(ConfigError, match="CNI_TOKEN_REFRESH_INTERVAL"):
+            refresh_interval({"CNI_TOKEN_REFRESH_INTERVAL": bad})
