@@ -5,6 +5,13 @@ read the Node → IP addresses (given or autodetected) → refuse an address ano
 AS → write the Node → default IP pools → ClusterInformation / FelixConfiguration defaults →
 tunnel addresses from IPAM (handles `ipip-tunnel-addr-<node>`, `vxlan-tunnel-addr-<node>`)
 → write the nodename file. Raises CalicoError subclasses; never exits.
+
+Every resource goes through `libcalico.client.Client` as a typed resource: read, changed with
+`dataclasses.replace`, written only when changed, as a compare-and-swap on its
+resourceVersion (re-read and retried on Conflict). On the Kubernetes datastore the same code
+writes the Kubernetes Node's projectcalico.org annotations (the backend's mapping), makes no
+Node (kubelet registers it) and no `node.<name>` FelixConfiguration, appends `kdd` to the
+cluster type, and finally sets the Node's NetworkUnavailable=False condition (`kubenode`).
 """
 
 from __future__ import annotations
