@@ -10,7 +10,7 @@ configuration language, which has no escapes in its strings:
 - interface patterns (`ignoredInterfaces`, BGPFilter `interface`) hold nothing BIRD cannot
   quote (double quote, backslash, newline, control characters);
 - durations (`maxRestartTime`, `keepaliveTime`, `nodeMeshMaxRestartTime`) are not negative;
-- a `peerIP` BGPPeer has an AS number (Calico would print `as 0`, which BIRD rejects);
+- a `peerIP` BGPPeer has an AS number (Calico prints `as 0`, which BIRD rejects);
 - communities are `a:b` or `a:b:c`, and every BGPFilter rule compiles to a BIRD statement;
 - passwords (secret values, read when a peering is built) hold nothing BIRD cannot quote.
 
@@ -87,8 +87,11 @@ def _negative(d: timedelta | None) -> bool:
 def _peer(name: str, peer: BGPPeer) -> Refusal | None:
     s = peer.spec
     if s.peer_ip is not None and not s.as_number:
-        # Calico accepts it and writes `neighbor <ip> as 0`, which BIRD rejects (the whole
-        # bird.cfg would then fail its check): left out instead.
+        # Calico accepts it and its confd writes `neighbor <ip> as 0;` (updatePeersV1 copies
+        # the unset AS, bgp_processor prints it), which BIRD rejects ("Remote AS number must
+        # be set"): Calico's bird.cfg then fails its check and stays as it was, every later
+        # change included. Left out instead, so the rest of the configuration still follows.
+        # (A localWorkloadSelector peer needs one by Calico's own validation.)
         return Refusal("BGPPeer", name, "spec.asNumber",
                        "BIRD needs the AS number of a peerIP peer")
     for field, value in (("spec.maxRestartTime", s.max_restart_time),

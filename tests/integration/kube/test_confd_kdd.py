@@ -211,6 +211,9 @@ def test_service_routes_from_services(kube_apiserver: ControlPlane, objects: Obj
                                        "externalIPs": ["203.0.113.9", "198.51.100.9"],
                                        "ports": [{"port": 80}]}})
     objects.create(slices, slice_on(node))
+    # No asNumber: Calico renders `as 0`, which BIRD rejects; left out, bird.cfg still parses.
+    objects.calico("bgppeers", f"noas-{tag}", "BGPPeer", {"node": node,
+                                                          "peerIP": "10.78.0.250"})
     with confd(cp, node, tmp_path) as d:
         aggr = "bird_aggr.cfg"
         d.wait(lambda: "route 10.101.7.7/32 blackhole;" in d.text(aggr), "the service route")
@@ -223,6 +226,7 @@ def test_service_routes_from_services(kube_apiserver: ControlPlane, objects: Obj
         objects.replace(f"{slices}/web-{tag}-a", slice_on(other))
         d.wait(lambda: "10.101.7.7/32" not in d.text(aggr), "the route to be withdrawn")
         assert "route 10.101.0.0/16 blackhole;" in d.text(aggr)
+        assert "10.78.0.250" not in d.text()
         assert subprocess.run(["bird", "-p", "-c", str(d.out / "bird.cfg")],
                               capture_output=True, check=False).returncode == 0
 
