@@ -114,7 +114,8 @@ class Snapshot:
             if view is not None:
                 self._endpoints_by_node.get(view.node, {}).pop(key, None)
             self._nodes.pop(key, None)
-            self._felix_specs.pop(key, None)
+            if isinstance(old, FelixConfiguration):     # kept by name, not by key
+                self._felix_specs.pop(old.metadata.name, None)
         if obj is None:
             return
         self.objects[key] = obj

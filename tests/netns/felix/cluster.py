@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from libcalico.datastore.kubernetes_pod import veth_name, wep_name
@@ -59,6 +59,8 @@ class Host:
     tunnel: ipaddress.IPv4Address
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    """The extra environment Felix was last started with (`restart_felix` reuses it)."""
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
@@ -187,6 +189,7 @@ class Cluster:
 
     def start_felix(self, host: Host, **extra: str) -> None:
         host.log_path = self.tmp / f"felix-{host.name}.log"
+        host.extra = dict(extra)
         logf = open(host.log_path, "ab")  # noqa: SIM115 - handed to the child
         host.proc = subprocess.Popen(
             ["ip", "netns", "exec", host.ns, *FELIX, "-c", str(self.tmp / "none.cfg")],
@@ -203,6 +206,22 @@ class Cluster:
                 host.proc.kill()
                 host.proc.wait(5)
         host.proc = None
+
+    def wait_exit(self, host: Host, timeout: float = 30.0) -> int:
+        """Felix's exit code once it has exited by itself (e.g. 129 for a restart)."""
+        assert host.proc is not None
+        proc = host.proc
+        wait_for(lambda: proc.poll() is not None, timeout, f"felix on {host.name} to exit")
+        host.proc = None
+        return int(proc.returncode)
+
+    def restart_felix(self, host: Host) -> None:
+        """Start Felix again with the environment it had, as its supervisor would, and wait
+        for its first apply."""
+        self.stop_felix(host)
+        before = len(self.applies(host))
+        self.start_felix(host, **host.extra)
+        self.wait_applied(host, before + 1)
 
     def applies(self, host: Host) -> list[str]:
         return [ln for ln in host.log().splitlines() if "apply #" in ln]

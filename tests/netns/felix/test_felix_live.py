@@ -9,6 +9,7 @@ annotations and the blocks are claimed through the IPAM library."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory
 from tests.fixtures.netns import NetnsFactory, ns_exec
 from tests.netns.felix.cluster import Cluster, Host, ping, wait_for
@@ -268,7 +270,6 @@ def test_other_tools_rules_survive(cluster: Cluster) -> None:
 
 
 def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> None:
-    from libcalico.model import keys
     cluster.put(keys.resource_key("IPPool", "pool6"), {
         "kind": "IPPool", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "pool6"},
         "spec": {"cidr": "fd00:65::/64", "vxlanMode": "Never", "ipipMode": "Never",
@@ -298,7 +299,6 @@ def test_cni_default_profile_allows_only_its_own_members_in(cluster: Cluster) ->
     the profile itself (labelsToApply + a has() selector, through an ipset), egress all.
     etcd only: on KDD the CNI is always the k8s orchestrator and Profiles are read-only
     (derived from Namespaces and ServiceAccounts)."""
-    from libcalico.model import keys
     cluster.put(keys.resource_key("Profile", "net1"), {
         "kind": "Profile", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "net1"},
         "spec": {"ingress": [{"action": "Allow", "source": {"selector": "has(net1)"},
@@ -313,6 +313,51 @@ def test_cni_default_profile_allows_only_its_own_members_in(cluster: Cluster) ->
     assert ping(y.ns, x.ip)
     assert ping(x.ns, z.ip)                 # z accepts everyone; x may send anywhere
     assert not ping(z.ns, x.ip, count=2, timeout=1)   # z is not a member of net1
+
+
+def vxlan_mtu(h: Host) -> int:
+    link = json.loads(ns_exec(h.ns, "ip", "-j", "link", "show", "vxlan.calico").stdout)[0]
+    return int(link["mtu"])
+
+
+def felix_configuration(cluster: Cluster, name: str, spec: dict[str, object] | None) -> None:
+    key = keys.resource_key("FelixConfiguration", name)
+    if spec is None:
+        cluster.delete(key)
+    else:
+        cluster.put(key, {"kind": "FelixConfiguration", "apiVersion": "projectcalico.org/v3",
+                          "metadata": {"name": name}, "spec": spec})
+
+
+def test_felix_configuration_default_and_per_node(cluster: Cluster) -> None:
+    """FelixConfiguration `node.<host>` beats `default`; a change of a host's effective
+    configuration makes its Felix exit 129 for its supervisor (here: the test) to restart
+    it, and only that host's."""
+    a, b = cluster.hosts[0], cluster.hosts[1]
+    assert vxlan_mtu(a) == vxlan_mtu(b) == 1450
+    try:
+        felix_configuration(cluster, f"node.{b.name}", {"vxlanMTU": 1400})
+        assert cluster.wait_exit(b) == 129
+        assert a.proc is not None and a.proc.poll() is None     # not a's configuration
+        cluster.restart_felix(b)
+        wait_for(lambda: vxlan_mtu(b) == 1400, 20, "node.b's VXLAN MTU on b")
+
+        felix_configuration(cluster, "default", {"vxlanMTU": 1410})
+        assert cluster.wait_exit(a) == 129
+        cluster.restart_felix(a)
+        wait_for(lambda: vxlan_mtu(a) == 1410, 20, "default's VXLAN MTU on a")
+        assert b.proc is not None and b.proc.poll() is None     # node.b still decides on b
+        assert vxlan_mtu(b) == 1400
+        assert ping(pod(cluster, "a-p0").ns, pod(cluster, "b-p0").ip)
+    finally:
+        felix_configuration(cluster, f"node.{b.name}", None)
+        felix_configuration(cluster, "default", None)
+        for h in (a, b):
+            if h.proc is not None:
+                with contextlib.suppress(AssertionError):
+                    cluster.wait_exit(h)
+            cluster.restart_felix(h)
+    wait_for(lambda: vxlan_mtu(a) == vxlan_mtu(b) == 1450, 20, "the default MTU back")
 
 
 def test_cross_subnet_routes_same_subnet_hosts_without_encapsulation(cluster: Cluster) -> None:
