@@ -50,7 +50,7 @@ def in_ns(ns: str, *argv: str, timeout: float = 30, check: bool = True,
 
 
 def socket_in_netns(ns: str, family: int = socket.AF_INET,
-                    kind: int = socket.SOCK_STREAM) -> socket.socket:
+                    kind: int = socket.SOCK_STREAM, proto: int = 0) -> socket.socket:
     """A socket created inside namespace `ns` (by a short-lived thread that enters it), so
     that the calling thread never changes namespace."""
     result: list[socket.socket | BaseException] = []
@@ -65,7 +65,7 @@ def socket_in_netns(ns: str, family: int = socket.AF_INET,
                     raise OSError(err, f"setns {ns}: {os.strerror(err)}")
             finally:
                 os.close(fd)
-            result.append(socket.socket(family, kind))
+            result.append(socket.socket(family, kind, proto))
         except BaseException as exc:  # handed back to the caller
             result.append(exc)
 
