@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -93,6 +93,7 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
         templatewatch,
         watchloop,
     )
+    from confd.inputs import other_nodes_workload
     from confd.metrics import Metrics
     from libcalico.datastore import config as ds_config
     from libcalico.datastore import connect
@@ -155,7 +156,7 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
         loop = watchloop.WatchLoop(
             engine,
             lambda sink: syncer_mod.Syncer(backend, list(processor.prefixes(node, kubernetes)),
-                                           sink),
+                                           _without(other_nodes_workload(node), sink)),
             timing,
             load_templates=load_templates,
             metrics=metrics,
@@ -177,6 +178,22 @@ def _daemon(confdir: Path, onetime: bool, interval: float | None, sync_only: boo
         return 0
     finally:
         backend.close()
+
+
+def _without(drop: Callable[[str], bool], sink: Callable[[object], None]
+             ) -> Callable[[object], None]:
+    """`sink`, minus the updates of keys `drop` says confd never reads."""
+    from libcalico.datastore.snapshot import Updates
+
+    def put(event: object) -> None:
+        if isinstance(event, Updates):
+            kept = tuple(u for u in event.updates if not drop(u.key))
+            if not kept:
+                return
+            event = Updates(kept)
+        sink(event)
+
+    return put
 
 
 def _on_signal(callback: object) -> None:

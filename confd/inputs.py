@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -338,6 +338,22 @@ class Inputs:
                 self.affinities[key] = str(res.state)
         elif change.dropped is not None and calico_keys.parse_affinity_key(key) is not None:
             self._warnings[key] = f"block affinity {key} ignored: {_reason(change.dropped, key)}"
+
+
+def other_nodes_workload(node: str) -> Callable[[str], bool]:
+    """A test for keys of WorkloadEndpoints of other nodes (their names start with the node's
+    name, each `-` doubled, then a single `-`): confd drops them before they reach the
+    snapshot, so a pod elsewhere in the cluster costs no render."""
+    prefix = calico_keys.resource_prefix("WorkloadEndpoint")
+    mine = node.replace("-", "--") + "-"
+
+    def other(key: str) -> bool:
+        if not key.startswith(prefix):
+            return False
+        name = key[len(prefix):].partition("/")[2]
+        return not name.startswith(mine) or name.startswith(mine + "-")
+
+    return other
 
 
 def _reason(dropped: str, key: str) -> str:

@@ -235,16 +235,19 @@ def test_local_workload_peers_from_pods(kube_apiserver: ControlPlane, objects: O
                                         tmp_path: Path) -> None:
     cp = kube_apiserver
     tag = uuid.uuid4().hex[:6]
-    node, ns = f"lw-{tag}", f"lw-{tag}"
-    cp.ensure_namespace(ns)  # namespaces never finish deleting here: left, as the others
+    node, ns = f"lw-{tag}", "confd-kdd"
+    cp.ensure_namespace(ns)  # namespaces never finish deleting here: one, reused
     pods = f"/api/v1/namespaces/{ns}/pods"
     objects.node(node, "10.79.0.1/24")
     objects.calico("bgppeers", f"bird-{tag}", "BGPPeer", {
         "node": node, "localWorkloadSelector": "app == 'bird'", "asNumber": 65020})
-    for name, app, ip in (("router", "bird", "192.168.9.9"), ("web", "web", "192.168.9.10")):
+    router = f"router-{tag}"
+    for name, app, ip, where in ((router, "bird", "192.168.9.9", node),
+                                 (f"web-{tag}", "web", "192.168.9.10", node),
+                                 (f"elsewhere-{tag}", "bird", "192.168.9.11", f"{node}-2")):
         objects.create(pods, {"apiVersion": "v1", "kind": "Pod",
                               "metadata": {"name": name, "labels": {"app": app}},
-                              "spec": {"nodeName": node,
+                              "spec": {"nodeName": where,
                                        "containers": [{"name": "c", "image": "busybox"}]}})
         cp.request("PATCH", f"{pods}/{name}/status", {"status": {"podIP": ip}},
                    content_type="application/merge-patch+json")
@@ -256,7 +259,8 @@ def test_local_workload_peers_from_pods(kube_apiserver: ControlPlane, objects: O
         assert "passive on;" in body
         assert "source address" not in body
         assert "192.168.9.10" not in d.text()  # not selected
-        status, _ = cp.request("DELETE", f"{pods}/router?gracePeriodSeconds=0")
+        assert "192.168.9.11" not in d.text()  # selected, but on another node
+        status, _ = cp.request("DELETE", f"{pods}/{router}?gracePeriodSeconds=0")
         assert status == 200
         d.wait(lambda: "Local_Workload" not in d.text(), "the peer to go with its pod")
 
