@@ -10,23 +10,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from libcalico.datastore import kubernetes_pod as kpod
-from libcalico.datastore import kubernetes_profile as kprof
+from libcalico.datastore.kubernetes_pod import PodError, pod_to_wep
+from libcalico.datastore.kubernetes_profile import (
+    NS_PREFIX,
+    SA_PREFIX,
+    namespace_to_profile,
+    serviceaccount_to_profile,
+)
 
 PURE = True
 
-NS_PREFIX = kprof.NS_PREFIX
-SA_PREFIX = kprof.SA_PREFIX
+__all__ = ["NS_PREFIX", "SA_PREFIX", "namespace_profile", "ready_pod",
+           "serviceaccount_profile", "wep_data"]
 
 
 def namespace_profile(ns: Mapping[str, Any]) -> dict[str, Any]:
-    doc = kprof.namespace_to_profile(ns)
+    doc = namespace_to_profile(ns)
     doc["metadata"] = {"name": doc["metadata"]["name"]}
     return doc
 
 
 def serviceaccount_profile(sa: Mapping[str, Any]) -> dict[str, Any]:
-    doc = kprof.serviceaccount_to_profile(sa)
+    doc = serviceaccount_to_profile(sa)
     doc["metadata"] = {"name": doc["metadata"]["name"]}
     return doc
 
@@ -45,7 +50,7 @@ def wep_data(pod: Mapping[str, Any]) -> tuple[dict[str, str], str | None] | None
     if not ready_pod(pod):
         return None
     try:
-        wep = kpod.pod_to_wep(pod)
-    except kpod.PodError:
+        wep = pod_to_wep(pod)
+    except PodError:
         return None
     return dict(wep["metadata"].get("labels") or {}), wep["spec"].get("serviceAccountName")

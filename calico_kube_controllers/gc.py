@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from libcalico.datastore import kubernetes_pod as kpod
+from libcalico.datastore.kubernetes_pod import PodError, finished, pod_ips
 from libcalico.ipam.block import WINDOWS_RESERVED_HANDLE, Block, IPAddress, IPNetwork
 
 PURE = True
@@ -111,8 +111,8 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | Unknown:
     spec: Mapping[str, Any] = pod.get("spec") or {}
     status: Mapping[str, Any] = pod.get("status") or {}
     try:
-        ips = frozenset() if kpod.finished(pod) else frozenset(i.ip for i in kpod.pod_ips(pod))
-    except kpod.PodError:
+        ips = frozenset() if finished(pod) else frozenset(i.ip for i in pod_ips(pod))
+    except PodError:
         return UNKNOWN
     return PodInfo(node=str(spec.get("nodeName") or ""),
                    reported_ip=bool(status.get("podIP")) and bool(status.get("podIPs")),

@@ -12,7 +12,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("libcalico", "calicoctl", "confd", "felix", "calico_cni", "calico_node")
+PACKAGES = ("libcalico", "calicoctl", "confd", "felix", "calico_cni", "calico_node",
+            "calico_kube_controllers")
 FORBIDDEN_IN_PURE = (
     "subprocess", "pyroute2", "pyetcd", "grpc", "kubernetes", "socket", "threading",
     "libcalico.proc", "libcalico.datastore.etcd",
