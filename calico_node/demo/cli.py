@@ -135,6 +135,14 @@ WORKDIR_PREFIX = "calico-demo-"
 PID_FILE = "demo.pid"
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def sweep_workdirs() -> list[str]:
     """Working directories of demos that are no longer running: their API server (if any)
     stopped, the directory removed."""
@@ -144,7 +152,7 @@ def sweep_workdirs() -> list[str]:
             pid = int((d / PID_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if Path(f"/proc/{pid}").exists():
+        if _running(pid):
             continue
         try:
             kubemod.stop(d)
