@@ -16,6 +16,14 @@ at the end (namespaces, host veths, etcd and its data), even on failure.
    - the same through the resident helper (`python -m calico_cni.helper`), which keeps the
      plugin imported and forks per call.
    Goal: calico ADD p50 <= 3x the bare interpreter start, without the resident helper.
+   With `--kdd` (needs the API server scripts/build-kube builds): the same installed `calico`
+   ADD on the Kubernetes datastore (a real kube-apiserver on loopback, policy k8s, a Pod per
+   round) beside the etcd ADD of the same round, and beside a fresh process (the same
+   launcher interpreter) that loads the same kubeconfig into the same client
+   (libcalico.datastore.kubernetes_client) and makes the requests the ADD needs: ClusterInformation,
+   Pod and Namespace GETs, the IPAM reads (config, Node, reservations, pools, affinities, a
+   block), the IPAM writes (a handle POST and DELETE, a CAS PUT) and the pod annotation
+   PATCH; each request's own latency is reported too. Goal: KDD ADD p50 <= 2x that process.
 2. IPAM: assignments per second through IPAMClient (one address per handle, one node, as
    calico-ipam does) beside the raw etcd compare-and-swap rate of the same client (one
    `update(key, value, revision)` round trip). Goal: one assignment <= 3x one raw CAS.
@@ -40,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from libcalico.datastore.gateway import GatewayBackend  # noqa: E402
 from libcalico.ipam.client import AutoAssignArgs, IPAMClient  # noqa: E402
 from libcalico.ipam.hints import HintFile  # noqa: E402
+from libcalico.model import keys  # noqa: E402
 from tests.fixtures.etcd import EtcdFactory  # noqa: E402
 from tests.integration.ipam import seed  # noqa: E402
 
@@ -105,6 +114,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--assign", type=int, default=300)
     ap.add_argument("--ipam-only", action="store_true", help="skip the ADD latency part")
+    ap.add_argument("--kdd", action="store_true",
+                    help="only the Kubernetes-datastore ADD beside etcd's and its raw requests")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/cni.py needs root (network namespaces)")
@@ -115,9 +126,12 @@ def main() -> None:
         etcd = factory.new("bench")
         be = GatewayBackend([etcd.endpoint])
         seed.cluster(be, ["bench-node"], {"bench": {"cidr": "10.180.0.0/16"}})
-        if not args.ipam_only:
-            add_part(args, tmp, etcd.endpoint)
-        ipam_part(args, be, tmp)
+        if args.kdd:
+            kdd_part(args.runs, tmp, etcd.endpoint)
+        else:
+            if not args.ipam_only:
+                add_part(args, tmp, etcd.endpoint)
+            ipam_part(args, be, tmp)
         be.close()
     finally:
         out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
@@ -134,10 +148,10 @@ def add_part(args: argparse.Namespace, tmp: Path, endpoint: str) -> None:
     """Every round times each contender once, in turn, so that load from other processes
     on the machine falls on all of them alike."""
     runs = args.runs
-    calico_conf = {"cniVersion": "1.0.0", "name": "benchnet", "type": "calico",
+    calico_conf: dict[str, object] = {"cniVersion": "1.0.0", "name": "benchnet", "type": "calico",
                    "etcd_endpoints": endpoint, "nodename": "bench-node",
                    "ipam_lock_file": str(tmp / "ipam.lock"), "ipam": {"type": "calico-ipam"}}
-    ptp_conf = {"cniVersion": "1.0.0", "name": "ptpnet", "type": "ptp",
+    ptp_conf: dict[str, object] = {"cniVersion": "1.0.0", "name": "ptpnet", "type": "ptp",
                 "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.181.0.0/16"}]],
                          "dataDir": str(tmp / "host-local")}}
     from calico_cni.install import install
@@ -255,6 +269,133 @@ def ipam_part(args: argparse.Namespace, be: GatewayBackend, tmp: Path) -> None:
     print(f"  goal: assignment <= 3x raw CAS: "
           f"{'MET' if t_assign <= 3 * t_cas else 'NOT MET'} (one client), "
           f"{'MET' if t_fresh <= 3 * t_cas else 'NOT MET'} (fresh client)")
+
+
+RAW_KDD = """#!{python} -S
+# the requests a KDD ADD needs, made by a fresh process with the plugin's client
+import json, sys, time
+sys.path[0:0] = [{root!r}]
+sys.path.append({site!r})
+from libcalico.datastore.kubernetes_client import KubeClient, access_from_kubeconfig
+from libcalico.errors import NotFound
+kubeconfig, ns, pod, scratch, new = sys.argv[1:6]
+crd = "/apis/crd.projectcalico.org/v1"
+c = KubeClient(access_from_kubeconfig(kubeconfig))
+times = {{}}
+def req(name, method, path, **kw):
+    t = time.perf_counter()
+    try:
+        return c.request(method, path, **kw)
+    except NotFound:
+        return None
+    finally:
+        times[name] = times.get(name, 0.0) + time.perf_counter() - t
+req("get clusterinformation", "GET", crd + "/clusterinformations/default")
+req("get pod", "GET", f"/api/v1/namespaces/{{ns}}/pods/{{pod}}")
+req("get namespace", "GET", f"/api/v1/namespaces/{{ns}}")
+req("get ipamconfig", "GET", crd + "/ipamconfigs/default")
+req("get node", "GET", "/api/v1/nodes/bench-node")
+for plural in ("ipreservations", "ippools", "blockaffinities"):
+    req("list " + plural, "GET", crd + "/" + plural, query={{"limit": "500"}})
+h = req("get ipam object", "GET", crd + "/ipamhandles/" + scratch)
+body = {{"apiVersion": h["apiVersion"], "kind": h["kind"], "metadata": {{"name": new}},
+        "spec": {{**h["spec"], "handleID": new}}}}
+req("post ipamhandle", "POST", crd + "/ipamhandles", body=body)
+req("put ipam object (CAS)", "PUT", crd + "/ipamhandles/" + scratch, body=h)
+req("patch pod annotations", "PATCH", f"/api/v1/namespaces/{{ns}}/pods/{{pod}}/status",
+    body={{"metadata": {{"annotations": {{"cni.projectcalico.org/podIP": ""}}}}}},
+    content_type="application/strategic-merge-patch+json")
+req("delete ipamhandle", "DELETE", crd + "/ipamhandles/" + new)
+print(json.dumps(times))
+"""
+
+
+def kdd_part(runs: int, tmp: Path, etcd_endpoint: str) -> None:
+    """Interleaved rounds: the etcd ADD, the KDD ADD (same installed launcher) and the raw
+    requests process, each once per round."""
+    import sysconfig
+
+    from calico_cni.install import install
+    from calico_node.kubelab.apiserver import running
+    from libcalico.datastore import connect
+    from libcalico.datastore.config import DatastoreConfig
+
+    install(tmp / "cni-bin")
+    installed = str(tmp / "cni-bin" / "calico")
+    raw = tmp / "raw-kdd"
+    raw.write_text(RAW_KDD.format(python=sys.executable, root=str(ROOT),
+                                  site=sysconfig.get_paths()["purelib"]))
+    raw.chmod(0o755)
+    with running(tmp / "kube") as cp:
+        be = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
+                                               "KUBECONFIG": str(cp.kubeconfig)}))
+        seed.put(be, "ClusterInformation", "default", {"datastoreReady": True})
+        seed.put(be, "IPPool", "bench", {"cidr": "10.182.0.0/16"})
+        cp.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                                             "metadata": {"name": "bench-node"}})
+        cp.ensure_namespace("bench")
+        be.create(keys.handle_key("bench-scratch"), '{"block":{},"deleted":false}')
+        for i in range(-3, runs):
+            cp.request("POST", "/api/v1/namespaces/bench/pods", {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"pod{i + 3}"},
+                "spec": {"nodeName": "bench-node", "containers": [{"name": "c", "image": "x"}]}})
+        etcd_conf: dict[str, object] = {"cniVersion": "1.0.0", "name": "benchnet", "type": "calico",
+                     "etcd_endpoints": etcd_endpoint, "nodename": "bench-node",
+                     "ipam_lock_file": str(tmp / "ipam.lock"), "ipam": {"type": "calico-ipam"}}
+        kdd_conf: dict[str, object] = {
+                    "cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "calico",
+                    "datastore_type": "kubernetes", "nodename": "bench-node",
+                    "kubernetes": {"kubeconfig": str(cp.kubeconfig)}, "policy": {"type": "k8s"},
+                    "ipam_lock_file": str(tmp / "kdd" / "ipam.lock"),
+                    "ipam": {"type": "calico-ipam"}}
+        series: dict[str, list[float]] = {"bare": [], "etcd": [], "kdd": [], "raw": []}
+        per_request: dict[str, list[float]] = {}
+        for i in range(-3, runs):  # three warm-up rounds
+            pod = f"pod{i + 3}"
+            row = {"bare": timed(["/usr/bin/python3", "-c", "pass"]),
+                   "etcd": add_latency(installed, etcd_conf, 1, f"e{i}-", "/usr/lib/cni")[0],
+                   "kdd": _kdd_add(installed, kdd_conf, f"k{i}-", pod)}
+            t0 = time.perf_counter()
+            r = subprocess.run([str(raw), str(cp.kubeconfig), "bench", pod, "bench-scratch",
+                                f"raw-{i + 3}"], capture_output=True, text=True, timeout=60,
+                               check=True)
+            row["raw"] = time.perf_counter() - t0
+            if i >= 0:
+                for k, v in row.items():
+                    series[k].append(v)
+                for name, took in json.loads(r.stdout).items():
+                    per_request.setdefault(name, []).append(float(took))
+        be.close()
+    base = pct(series["bare"], 50)
+    print(f"CNI ADD on the Kubernetes datastore ({runs} interleaved rounds, installed launcher):")
+    print(line("/usr/bin/python3 -c pass (bare)", series["bare"], base))
+    print(line("calico ADD, etcd (no pod reads)", series["etcd"], base))
+    print(line("calico ADD, KDD (policy k8s)", series["kdd"], base))
+    print(line("raw requests of an ADD, new process", series["raw"], base))
+    requests = sum(pct(xs, 50) for xs in per_request.values())
+    for name, xs in per_request.items():
+        print(f"    {name:<32} p50 {pct(xs, 50) * 1000:6.2f} ms")
+    print(f"    {'sum of the 13 requests':<32} p50 {requests * 1000:6.2f} ms")
+    kdd, rawp = pct(series["kdd"], 50), pct(series["raw"], 50)
+    print(f"  goal: KDD ADD p50 <= 2x the raw-requests process: "
+          f"{'MET' if kdd <= 2 * rawp else 'NOT MET'} ({kdd / rawp:.2f}x); "
+          f"vs the etcd ADD {kdd / pct(series['etcd'], 50):.2f}x; "
+          f"vs the requests alone {kdd / requests:.2f}x")
+    print(f"  load average {Path('/proc/loadavg').read_text().split()[0]}")
+
+
+def _kdd_add(binary: str, conf: dict[str, object], tag: str, pod: str) -> float:
+    ns = f"{NS_PREFIX}{tag}"[:60]
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    cid = f"{tag.strip('-').replace('-', 'x')}kddbench"
+    args = f"K8S_POD_NAMESPACE=bench;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid}"
+    try:
+        env = {**cni_env("ADD", cid, ns, "/usr/lib/cni"), "CNI_ARGS": args}
+        dt = timed([binary], json.dumps(conf), env)
+        timed([binary], json.dumps(conf), {**env, "CNI_COMMAND": "DEL"})
+        return dt
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
 
 
 if __name__ == "__main__":
