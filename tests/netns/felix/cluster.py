@@ -75,6 +75,7 @@ class Pod:
     iface: str
     mac: str
     ips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class Cluster:
@@ -234,7 +235,8 @@ class Cluster:
         wait_for(ok, timeout, f"felix apply on {host.name}:\n{host.log()[-2000:]}")
 
     def add_pod(self, host: Host, index: int, profiles: tuple[str, ...] = ("kns.default",),
-                write: bool = True, v6: str | None = None) -> Pod:
+                write: bool = True, v6: str | None = None,
+                labels: dict[str, str] | None = None) -> Pod:
         """A pod wired as the CNI plugin wires it (veth named as Calico names it, /32, the
         169.254.1.1 gateway) and, with `write`, its endpoint in the datastore (`v6`: a second,
         IPv6 address). On Kubernetes the profiles are the namespace's and service account's."""
@@ -255,7 +257,7 @@ class Cluster:
         ips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = (
             ipaddress.IPv4Interface(f"{ip}/32"),
             *((ipaddress.IPv6Interface(f"{v6}/128"),) if v6 else ()))
-        pod = Pod(name, ns, host, ip, iface, mac, ips)
+        pod = Pod(name, ns, host, ip, iface, mac, ips, dict(labels or {}))
         self.pods.append(pod)
         if write:
             self.write_wep(pod, profiles)
@@ -273,7 +275,13 @@ class Cluster:
         assert self.store is not None
         self.store.add_endpoint(pod.host.name, pod.name,
                                 pod.ips or (ipaddress.IPv4Interface(f"{pod.ip}/32"),),
-                                pod.iface, pod.mac, profiles)
+                                pod.iface, pod.mac, profiles, pod.labels)
+
+    def set_namespace_labels(self, labels: dict[str, str]) -> None:
+        """Namespace `default`'s labels (Kubernetes: the Namespace; etcd: profile kns.default
+        as Calico's kube-controllers writes it), which its endpoints inherit as `pcns.<key>`."""
+        assert self.store is not None
+        self.store.set_namespace_labels(labels)
 
     def remove_wep(self, pod: Pod) -> None:
         """The endpoint goes (etcd: the CNI deletes it; Kubernetes: the Pod is deleted)."""

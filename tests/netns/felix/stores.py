@@ -37,8 +37,9 @@ class Store(Protocol):
     def add_node(self, name: str, addr: ipaddress.IPv4Interface,
                  tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None: ...
     def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
-                     profiles: tuple[str, ...]) -> None: ...
+                     profiles: tuple[str, ...], labels: dict[str, str]) -> None: ...
     def remove_endpoint(self, node: str, pod: str) -> None: ...
+    def set_namespace_labels(self, labels: dict[str, str]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -69,17 +70,29 @@ class EtcdStore:
             "unallocated": list(range(n)), "attributes": [], "deleted": False})
 
     def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
-                     profiles: tuple[str, ...]) -> None:
+                     profiles: tuple[str, ...], labels: dict[str, str]) -> None:
         name = wep_name(node, pod)
         self.put(keys.resource_key("WorkloadEndpoint", name, "default"), {
             "kind": "WorkloadEndpoint", "apiVersion": "projectcalico.org/v3",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name, "namespace": "default", "labels": {
+                **labels, "projectcalico.org/namespace": "default",
+                "projectcalico.org/orchestrator": "k8s"}},
             "spec": {"orchestrator": "k8s", "node": node, "pod": pod, "endpoint": "eth0",
                      "ipNetworks": [str(ip) for ip in ips], "profiles": list(profiles),
                      "interfaceName": iface, "mac": mac}})
 
     def remove_endpoint(self, node: str, pod: str) -> None:
         self.delete(keys.resource_key("WorkloadEndpoint", wep_name(node, pod), "default"))
+
+    def set_namespace_labels(self, labels: dict[str, str]) -> None:
+        """Profile `kns.default` as Calico's kube-controllers writes it for the Namespace:
+        allow all, the namespace's labels applied as `pcns.<key>`."""
+        self.put(keys.resource_key("Profile", "kns.default"), {
+            "kind": "Profile", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": "kns.default"},
+            "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
+                     "labelsToApply": {"pcns.projectcalico.org/name": "default",
+                                       **{f"pcns.{k}": v for k, v in labels.items()}}}})
 
     def close(self) -> None:
         pass
@@ -148,7 +161,7 @@ class KubeStore:
         assert got.network == block, (got, block)
 
     def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
-                     profiles: tuple[str, ...]) -> None:
+                     profiles: tuple[str, ...], labels: dict[str, str]) -> None:
         ns = self.NAMESPACE
         self.handles.append(f"k8s-pod-network.{uuid.uuid4().hex}")
         for ip in ips:
@@ -156,7 +169,7 @@ class KubeStore:
                                 attrs={"namespace": ns, "node": node, "pod": pod,
                                        "timestamp": ""}, hostname=node)
         self._req("POST", f"/api/v1/namespaces/{ns}/pods", {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": labels},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}})
         self.pods.append(pod)
         # As the kubelet reports the sandbox's addresses.
@@ -170,6 +183,15 @@ class KubeStore:
                   "?gracePeriodSeconds=0", ok=(200, 202, 404))
         if pod in self.pods:
             self.pods.remove(pod)
+
+    def set_namespace_labels(self, labels: dict[str, str]) -> None:
+        """The Namespace's labels become exactly `labels` (Calico derives kns.<ns> from it)."""
+        cur = self._req("GET", f"/api/v1/namespaces/{self.NAMESPACE}")
+        old = {k: None for k in cur["metadata"].get("labels") or {}
+               if k != "kubernetes.io/metadata.name"}
+        self._req("PATCH", f"/api/v1/namespaces/{self.NAMESPACE}",
+                  {"metadata": {"labels": {**old, **labels}}},
+                  content_type="application/merge-patch+json")
 
     def close(self) -> None:
         for pod in self.pods:

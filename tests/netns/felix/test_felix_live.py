@@ -315,6 +315,61 @@ def test_cni_default_profile_allows_only_its_own_members_in(cluster: Cluster) ->
     assert not ping(z.ns, x.ip, count=2, timeout=1)   # z is not a member of net1
 
 
+def test_host_endpoint_of_the_uplink_is_programmed_and_removed(cluster: Cluster) -> None:
+    """A HostEndpoint of host a's uplink (eth0, its address expected, the built-in allow
+    profile): Felix on a programs the host endpoint's chains, pod traffic over VXLAN through
+    that uplink keeps flowing; deleted, the chains go again."""
+    a = cluster.hosts[0]
+    key = keys.resource_key("HostEndpoint", f"{a.name}-eth0")
+
+    def filter_rules() -> str:
+        return ns_exec(a.ns, "iptables-save", "-t", "filter").stdout
+
+    cluster.put(key, {
+        "kind": "HostEndpoint", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": f"{a.name}-eth0", "labels": {"host-endpoint": "uplink"}},
+        "spec": {"node": a.name, "interfaceName": "eth0", "expectedIPs": [str(a.ip.ip)],
+                 "profiles": ["projectcalico-default-allow"]}})
+    try:
+        wait_for(lambda: ":cali-th-eth0" in filter_rules()
+                 and ":cali-fh-eth0" in filter_rules(), 20, "host endpoint chains")
+        assert ping(pod(cluster, "a-p0").ns, pod(cluster, "b-p0").ip)
+        assert ping(pod(cluster, "b-p0").ns, pod(cluster, "a-p0").ip)
+    finally:
+        cluster.delete(key)
+    wait_for(lambda: ":cali-th-eth0" not in filter_rules(), 20, "host endpoint chains gone")
+
+
+def test_namespace_labels_move_pods_in_and_out_of_a_policy_selection(cluster: Cluster) -> None:
+    """Endpoints inherit their namespace's labels (`pcns.<key>`, through profile kns.default:
+    on Kubernetes derived from the Namespace, on etcd as kube-controllers writes it). A policy
+    on a guarded pod admits sources whose namespace is labelled team=blue: labelling the
+    namespace lets a pod in, removing the label shuts it out again."""
+    client = pod(cluster, "a-p0")
+    guarded = cluster.add_pod(cluster.hosts[1], 7, labels={"fxrole": "guarded"})
+    wait_for(lambda: ping(client.ns, guarded.ip), 30, "the guarded pod programmed")
+    key = keys.resource_key("GlobalNetworkPolicy", "fx-team-blue-in")
+    cluster.put(key, {
+        "kind": "GlobalNetworkPolicy", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "fx-team-blue-in"},
+        "spec": {"tier": "default", "order": 10, "selector": "fxrole == 'guarded'",
+                 "types": ["Ingress"],
+                 "ingress": [{"action": "Allow",
+                              "source": {"selector": "pcns.team == 'blue'"}}]}})
+    try:
+        wait_for(lambda: not ping(client.ns, guarded.ip), 30, "the guarded pod shut off")
+        cluster.set_namespace_labels({"team": "blue"})
+        wait_for(lambda: ping(client.ns, guarded.ip), 30, "team=blue let in")
+        cluster.set_namespace_labels({"team": "red"})
+        wait_for(lambda: not ping(client.ns, guarded.ip), 30, "team=red shut out")
+        assert ping(client.ns, pod(cluster, "b-p0").ip)      # unguarded pods: still open
+    finally:
+        cluster.delete(key)
+        cluster.set_namespace_labels({})
+    wait_for(lambda: ping(client.ns, guarded.ip), 30, "the policy gone")
+    cluster.remove_wep(guarded)
+
+
 def vxlan_mtu(h: Host) -> int:
     link = json.loads(ns_exec(h.ns, "ip", "-j", "link", "show", "vxlan.calico").stdout)[0]
     return int(link["mtu"])
