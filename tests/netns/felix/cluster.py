@@ -158,7 +158,9 @@ class Cluster:
 
     # -- hosts and pods -------------------------------------------------------------------
 
-    def add_host(self, name: str) -> Host:
+    def add_host(self, name: str, vtep_mac: str | None = None) -> Host:
+        """A host namespace on the underlay and its Node (`vtep_mac`: the VXLAN tunnel MAC
+        calico-node recorded; else Felix derives it from the node name)."""
         i = len(self.hosts)
         ns = self.netns.new(f"fx-{name}")
         addr = ipaddress.IPv4Interface(f"{self.net[10 + i]}/24")
@@ -170,7 +172,7 @@ class Cluster:
         if self.datastore == "kubernetes":
             self.relays.append(KubeRelay(ns, int(self.kube.server.rsplit(":", 1)[1])))
         assert self.store is not None
-        self.store.add_node(name, addr, h.tunnel, block)
+        self.store.add_node(name, addr, h.tunnel, block, vtep_mac)
         return h
 
     def felix_env(self, host: Host, **extra: str) -> dict[str, str]:

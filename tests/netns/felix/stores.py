@@ -35,7 +35,8 @@ class Store(Protocol):
     def put(self, key: str, value: dict[str, Any]) -> None: ...
     def delete(self, key: str) -> None: ...
     def add_node(self, name: str, addr: ipaddress.IPv4Interface,
-                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None: ...
+                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network,
+                 vtep_mac: str | None) -> None: ...
     def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
                      profiles: tuple[str, ...], labels: dict[str, str]) -> None: ...
     def remove_endpoint(self, node: str, pod: str) -> None: ...
@@ -60,10 +61,15 @@ class EtcdStore:
         self.etcd.ctl("del", key)
 
     def add_node(self, name: str, addr: ipaddress.IPv4Interface,
-                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None:
+                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network,
+                 vtep_mac: str | None) -> None:
+        spec: dict[str, Any] = {"bgp": {"ipv4Address": str(addr)},
+                                "ipv4VXLANTunnelAddr": str(tunnel)}
+        if vtep_mac:
+            spec["vxlanTunnelMACAddr"] = vtep_mac
         self.put(keys.resource_key("Node", name), {
             "kind": "Node", "apiVersion": "projectcalico.org/v3", "metadata": {"name": name},
-            "spec": {"bgp": {"ipv4Address": str(addr)}, "ipv4VXLANTunnelAddr": str(tunnel)}})
+            "spec": spec})
         n = block.num_addresses
         self.put(keys.block_key(block), {
             "cidr": str(block), "affinity": f"host:{name}", "allocations": [None] * n,
@@ -144,13 +150,16 @@ class KubeStore:
             self.backend.delete(key)
 
     def add_node(self, name: str, addr: ipaddress.IPv4Interface,
-                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network) -> None:
+                 tunnel: ipaddress.IPv4Address, block: ipaddress.IPv4Network,
+                 vtep_mac: str | None) -> None:
         # The Node as the kubelet registers it, with the annotations calico-node writes.
+        annotations = {"projectcalico.org/IPv4Address": str(addr),
+                       "projectcalico.org/IPv4VXLANTunnelAddr": str(tunnel)}
+        if vtep_mac:
+            annotations["projectcalico.org/VXLANTunnelMACAddr"] = vtep_mac
         self._req("POST", "/api/v1/nodes", {
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {
-                "projectcalico.org/IPv4Address": str(addr),
-                "projectcalico.org/IPv4VXLANTunnelAddr": str(tunnel)}},
+            "metadata": {"name": name, "annotations": annotations},
             "status": {"addresses": [{"type": "InternalIP", "address": str(addr.ip)}]}})
         self.nodes.append(name)
         # The tunnel address as calico-node allocates it: this claims the node's block.
@@ -163,7 +172,8 @@ class KubeStore:
     def add_endpoint(self, node: str, pod: str, ips: tuple[IP, ...], iface: str, mac: str,
                      profiles: tuple[str, ...], labels: dict[str, str]) -> None:
         ns = self.NAMESPACE
-        self.handles.append(f"k8s-pod-network.{uuid.uuid4().hex}")
+        container = uuid.uuid4().hex
+        self.handles.append(f"k8s-pod-network.{container}")
         for ip in ips:
             self.ipam.assign_ip(ip.ip, handle_id=self.handles[-1],
                                 attrs={"namespace": ns, "node": node, "pod": pod,
@@ -172,7 +182,16 @@ class KubeStore:
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": labels},
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}})
         self.pods.append(pod)
-        # As the kubelet reports the sandbox's addresses.
+        if len(ips) > 1:
+            # As Calico's CNI plugin records them (before the kubelet reports any): the
+            # annotations on pods/status, with the container ID.
+            self._req("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod}/status", {"metadata": {
+                "annotations": {"cni.projectcalico.org/podIP": str(ips[0]),
+                                "cni.projectcalico.org/podIPs": ",".join(map(str, ips)),
+                                "cni.projectcalico.org/containerID": container}}},
+                content_type="application/strategic-merge-patch+json")
+            return
+        # As the kubelet reports the sandbox's address.
         self._req("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod}/status",
                   {"status": {"phase": "Running", "podIP": str(ips[0].ip),
                               "podIPs": [{"ip": str(ip.ip)} for ip in ips]}},

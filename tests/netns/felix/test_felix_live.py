@@ -274,7 +274,8 @@ def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> Non
         "kind": "IPPool", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "pool6"},
         "spec": {"cidr": "fd00:65::/64", "vxlanMode": "Never", "ipipMode": "Never",
                  "blockSize": 122}})
-    c = cluster.add_host("c")
+    c = cluster.add_host("c", vtep_mac="ee:ee:0c:00:00:01")
+    # Dual stack; on Kubernetes the IPs are the CNI plugin's pod annotations.
     p = cluster.add_pod(c, 0, v6="fd00:65::11")
     cluster.start_felix(c, FELIX_IPV6SUPPORT="true")
     cluster.wait_applied(c)
@@ -289,8 +290,14 @@ def test_ipv6_workload_gets_route_sysctls_and_ip6tables(cluster: Cluster) -> Non
     cluster.wait_applied(c, count=len(cluster.applies(c)) + 2)
     assert "netlink-ops=0 " in cluster.applies(c)[-1], cluster.applies(c)[-1]
     assert "iptables-restores=0 " in cluster.applies(c)[-1]
-    # The new host's VTEP reached the others: VXLAN to its pod works.
+    # The new host's VTEP, with the MAC its Node records, reached the others: VXLAN to its
+    # pod works.
     wait_for(lambda: ping(pod(cluster, "a-p0").ns, p.ip), 30, "pod a → pod c")
+    dev = json.loads(ns_exec(c.ns, "ip", "-j", "link", "show", "vxlan.calico").stdout)[0]
+    assert dev["address"] == "ee:ee:0c:00:00:01"
+    a = cluster.hosts[0]
+    neigh = ns_exec(a.ns, "ip", "neigh", "show", "dev", "vxlan.calico").stdout
+    assert f"{c.tunnel} lladdr ee:ee:0c:00:00:01 PERMANENT" in neigh, neigh
 
 
 @pytest.mark.parametrize("cluster", ["etcd"], indirect=True)
