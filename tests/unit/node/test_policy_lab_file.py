@@ -153,24 +153,38 @@ def test_step_profiles_and_endpoint() -> None:
     pol = lab.steps[1].policies[0]
     want = sync.expected([got, pol, *profs.values()], "node-1")
     assert any(c.startswith("cali-tw-") for c in want.chains)
-    live = sync.live("\n".join(f":{c} - [0:0]" for c in sorted(want.chains)) + "\n",
+    dump = "".join(f":{c} - [0:0]\n" for c in sorted(want.chains)) + "".join(
+        f'-A {c} -m comment --comment "cali:{h}" -j X\n'
+        for c, hs in want.chains.items() for h in hs)
+    live = sync.live(dump,
                      "".join(f"create {n} hash:net\n" + "".join(f"add {n} {m}\n" for m in ms)
                              for n, ms in want.ipsets.items()))
     assert want.differences(live) == []
     assert want.chains and want.differences(sync.live("", ""))
+    # one rule fewer in a chain (a policy not yet rewritten): not in sync
+    chain = next(c for c, hs in want.chains.items() if hs)
+    cut = "\n".join(ln for ln in dump.splitlines()
+                    if not ln.endswith(f'"cali:{want.chains[chain][-1]}" -j X')) + "\n"
+    assert any("chains with other rules" in d
+               for d in want.differences(sync.live(cut, "")))
 
 
 def test_live_parsing() -> None:
     ipt = (":INPUT ACCEPT [0:0]\n:cali-tw-cali1 - [0:0]\n:cali-pi-_abc - [0:0]\n"
-           ":cali-INPUT - [0:0]\n")
+           ":cali-INPUT - [0:0]\n"
+           '-A cali-tw-cali1 -m comment --comment "cali:h1" -m conntrack -j ACCEPT\n'
+           '-A cali-tw-cali1 -p udp -m comment --comment cali:h2 -m comment --comment '
+           '"cali:x" -j DROP\n'
+           '-A cali-INPUT -m comment --comment "cali:h3" -j ACCEPT\n')
     ips = ("create cali40s:AAA hash:net family inet\nadd cali40s:AAA 10.244.1.10\n"
            "add cali40s:AAA 10.244.2.0/24\ncreate other hash:ip\nadd other 1.2.3.4\n")
     got = sync.live(ipt, ips)
-    assert got.chains == {"cali-tw-cali1", "cali-pi-_abc"}
+    assert got.chains == {"cali-tw-cali1": ("h1", "h2"), "cali-pi-_abc": ()}
     assert got.ipsets == {"cali40s:AAA": frozenset({"10.244.1.10", "10.244.2.0/24"})}
-    want = sync.Dataplane(frozenset({"cali-tw-cali1"}),
+    want = sync.Dataplane({"cali-tw-cali1": ("h1", "h3")},
                           {"cali40s:AAA": frozenset({"10.244.1.10"}), "cali40s:BBB": frozenset()})
     assert want.differences(got) == ["chains not wanted: cali-pi-_abc",
+                                      "chains with other rules: cali-tw-cali1",
                                       "ipset cali40s:AAA: 2 members, want 1",
                                       "ipset cali40s:BBB missing"]
 
