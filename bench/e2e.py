@@ -18,6 +18,12 @@ removed at the end, even on failure. Figures, each beside the limit measured in 
 
 Goals (issue 5): pod reachable p50 ≤ 1 s, node joined ≤ 10 s, no-encap pod throughput ≥ 90% of
 node-to-node. `--quick` runs 3 nodes only.
+
+`--datastore kubernetes` (issue 11): the same cluster on the local Kubernetes API server (the
+demo's `--datastore kubernetes`: Nodes registered as a kubelet does, each pod a Pod bound to
+its node, the CNI run with the pod's CNI_ARGS); measures 1 and 2 (the datastore is not on the
+data path, so no throughput run). In node join the new Node is registered before calico-node
+is launched, as its kubelet would have done.
 """
 
 from __future__ import annotations
@@ -40,10 +46,16 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from calico_node.demo import cli, plan  # noqa: E402
 from calico_node.demo import cluster as clustermod  # noqa: E402
+from calico_node.demo import kube as kubemod  # noqa: E402
 from calico_node.demo import lab as labmod  # noqa: E402
+from libcalico.datastore import connect  # noqa: E402
+from libcalico.datastore.api import Backend  # noqa: E402
+from libcalico.datastore.config import DatastoreConfig  # noqa: E402
 from libcalico.datastore.etcd import EtcdBackend  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+DATASTORE = (sys.argv[sys.argv.index("--datastore") + 1]
+             if "--datastore" in sys.argv[:-1] else "etcdv3")
 PODS_FOR_LATENCY = 15
 
 
@@ -53,18 +65,29 @@ def pct(values: list[float], p: float) -> float:
 
 
 class Env:
-    """One etcd plus one cluster at a time."""
+    """One datastore (etcd, or the API server with --datastore kubernetes) plus one cluster
+    at a time."""
 
     def __init__(self, tag: str) -> None:
         self.lab = labmod.Lab(f"cb{os.getpid()}{tag}",
                               Path(tempfile.mkdtemp(prefix="calico-bench-")))
-        self.url = cli.start_etcd(self.lab)
-        self.backend = EtcdBackend([self.url])
+        self.kube: kubemod.Kube | None = None
+        self.url = ""
+        self.backend: Backend
+        if DATASTORE == "kubernetes":
+            self.lab.cleanups.append(lambda: kubemod.stop(self.lab.workdir))
+            self.kube = kubemod.start(self.lab.workdir)
+            self.backend = connect(DatastoreConfig.from_env(
+                {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(self.kube.cp.kubeconfig)}))
+        else:
+            self.url = cli.start_etcd(self.lab)
+            self.backend = EtcdBackend([self.url])
         self.cl: clustermod.Cluster | None = None
 
     def cluster(self, **opts: object) -> clustermod.Cluster:
-        self.cl = clustermod.Cluster(clustermod.Options(**opts), self.lab,  # type: ignore[arg-type]
-                                     self.url, self.backend)
+        self.cl = clustermod.Cluster(
+            clustermod.Options(datastore=DATASTORE, **opts), self.lab,  # type: ignore[arg-type]
+            self.url, self.backend, kube=self.kube)
         self.cl.bring_up(timeout=300)
         return self.cl
 
@@ -144,7 +167,8 @@ def pod_reachable() -> None:
             hand.append(first_reply(hsrc, ip, t0))
         p50, p99 = pct(lat, 50), pct(lat, 99)
         lim = statistics.median(hand)
-        print(f"pod reachable after CNI ADD (n={len(lat)}): p50 {p50 * 1000:.0f} ms, "
+        kdd = ", KDD" if cl.kube else ""
+        print(f"pod reachable after CNI ADD (n={len(lat)}{kdd}): p50 {p50 * 1000:.0f} ms, "
               f"p99 {p99 * 1000:.0f} ms | limit (hand-made route): {lim * 1000:.0f} ms | "
               f"ratio p50/limit {p50 / lim if lim > 0 else float('inf'):.1f} | "
               f"goal p50 <= 1000 ms: {'met' if p50 <= 1.0 else 'NOT met'}", flush=True)
@@ -188,13 +212,16 @@ def node_join(nodes: int, topology: str, limit: float) -> None:
     try:
         cl = env.cluster(nodes=nodes - 1, encap="none", topology=topology, edge=False)
         new = cl.add_node(plan.nodes(nodes, False)[-1])
+        if cl.kube is not None:  # its kubelet registered it before calico-node starts
+            cl.kube.register_node(new.name, str(new.plan.ip.ip))
         t0 = time.monotonic()
         cl.start_node(new)
         cl.wait_started([new], timeout=120)
         started = time.monotonic() - t0
         cl.wait_established(timeout=300)
         joined = time.monotonic() - t0
-        print(f"node join ({topology}, {nodes} nodes): {joined:.1f} s to every session "
+        kdd = ", KDD" if cl.kube else ""
+        print(f"node join ({topology}, {nodes} nodes{kdd}): {joined:.1f} s to every session "
               f"Established (startup {started:.1f} s) | limit (2 plain BIRDs): {limit:.1f} s | "
               f"ratio {joined / limit:.1f} | goal <= 10 s: "
               f"{'met' if joined <= 10 else 'NOT met'}", flush=True)
@@ -283,6 +310,10 @@ def main() -> None:
         sys.exit("bench/e2e.py: run as root")
     if shutil.which("iperf3") is None:
         sys.exit("bench/e2e.py: iperf3 is missing (apt-get install iperf3)")
+    if DATASTORE not in ("etcdv3", "kubernetes"):
+        sys.exit("bench/e2e.py: --datastore etcdv3|kubernetes")
+    if DATASTORE == "kubernetes" and not kubemod.built():
+        kubemod.build()
     if "--throughput" in sys.argv:
         for encap in ("none", "vxlan"):
             throughput(encap)
@@ -292,6 +323,8 @@ def main() -> None:
     for n in ((3,) if QUICK else (3, 10)):
         for topo in ("mesh", "rr"):
             node_join(n, topo, limit)
+    if DATASTORE == "kubernetes":
+        return
     for encap in ("none", "vxlan"):
         throughput(encap)
 
