@@ -76,6 +76,7 @@ class Pod:
     mac: str
     ips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    profiles: tuple[str, ...] = ("kns.default",)
 
 
 class Cluster:
@@ -259,7 +260,7 @@ class Cluster:
         ips: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = (
             ipaddress.IPv4Interface(f"{ip}/32"),
             *((ipaddress.IPv6Interface(f"{v6}/128"),) if v6 else ()))
-        pod = Pod(name, ns, host, ip, iface, mac, ips, dict(labels or {}))
+        pod = Pod(name, ns, host, ip, iface, mac, ips, dict(labels or {}), profiles)
         self.pods.append(pod)
         if write:
             self.write_wep(pod, profiles)
@@ -273,11 +274,24 @@ class Cluster:
     def wep_key(self, pod: Pod) -> str:
         return keys.resource_key("WorkloadEndpoint", self.wep_name(pod), "default")
 
-    def write_wep(self, pod: Pod, profiles: tuple[str, ...] = ("kns.default",)) -> None:
+    def write_wep(self, pod: Pod, profiles: tuple[str, ...] | None = None) -> None:
         assert self.store is not None
+        if profiles is not None:
+            pod.profiles = profiles
+        profiles = pod.profiles
         self.store.add_endpoint(pod.host.name, pod.name,
                                 pod.ips or (ipaddress.IPv4Interface(f"{pod.ip}/32"),),
                                 pod.iface, pod.mac, profiles, pod.labels)
+
+    def relabel(self, pod: Pod, labels: dict[str, str]) -> None:
+        """The pod's own labels become `labels` (Kubernetes: the Pod's; etcd: the
+        WorkloadEndpoint rewritten, as kube-controllers mirrors them)."""
+        assert self.store is not None
+        pod.labels = dict(labels)
+        if isinstance(self.store, KubeStore):
+            self.store.label_pod(pod.name, labels)
+        else:
+            self.write_wep(pod)
 
     def set_namespace_labels(self, labels: dict[str, str]) -> None:
         """Namespace `default`'s labels (Kubernetes: the Namespace; etcd: profile kns.default

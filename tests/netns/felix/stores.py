@@ -203,6 +203,13 @@ class KubeStore:
         if pod in self.pods:
             self.pods.remove(pod)
 
+    def label_pod(self, pod: str, labels: dict[str, str]) -> None:
+        """The Pod's labels become exactly `labels`."""
+        path = f"/api/v1/namespaces/{self.NAMESPACE}/pods/{pod}"
+        old = {k: None for k in self._req("GET", path)["metadata"].get("labels") or {}}
+        self._req("PATCH", path, {"metadata": {"labels": {**old, **labels}}},
+                  content_type="application/merge-patch+json")
+
     def set_namespace_labels(self, labels: dict[str, str]) -> None:
         """The Namespace's labels become exactly `labels` (Calico derives kns.<ns> from it)."""
         cur = self._req("GET", f"/api/v1/namespaces/{self.NAMESPACE}")

@@ -377,6 +377,37 @@ def test_namespace_labels_move_pods_in_and_out_of_a_policy_selection(cluster: Cl
     cluster.remove_wep(guarded)
 
 
+def test_pod_labels_move_pods_between_policy_selections(cluster: Cluster) -> None:
+    """A policy admits only `fxclient == 'yes'` sources into `fxrole == 'guarded'` pods.
+    Relabelling the server (selected or not) and the client on another host (in or out of
+    the source IP set there) changes what gets through."""
+    client = pod(cluster, "a-p0")
+    server = cluster.add_pod(cluster.hosts[1], 8)
+    wait_for(lambda: ping(client.ns, server.ip), 30, "the server programmed")
+    key = keys.resource_key("GlobalNetworkPolicy", "fx-clients-in")
+    cluster.put(key, {
+        "kind": "GlobalNetworkPolicy", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "fx-clients-in"},
+        "spec": {"tier": "default", "order": 10, "selector": "fxrole == 'guarded'",
+                 "types": ["Ingress"],
+                 "ingress": [{"action": "Allow", "source": {"selector": "fxclient == 'yes'"}}]}})
+    try:
+        assert ping(client.ns, server.ip)                # not selected yet
+        cluster.relabel(server, {"fxrole": "guarded"})
+        wait_for(lambda: not ping(client.ns, server.ip), 30, "the server selected")
+        cluster.relabel(client, {"fxclient": "yes"})
+        wait_for(lambda: ping(client.ns, server.ip), 30, "the client a member")
+        cluster.relabel(client, {})
+        wait_for(lambda: not ping(client.ns, server.ip), 30, "the client no longer a member")
+        cluster.relabel(server, {"fxrole": "open"})
+        wait_for(lambda: ping(client.ns, server.ip), 30, "the server no longer selected")
+    finally:
+        cluster.delete(key)
+        if client.labels:
+            cluster.relabel(client, {})
+    cluster.remove_wep(server)
+
+
 def vxlan_mtu(h: Host) -> int:
     link = json.loads(ns_exec(h.ns, "ip", "-j", "link", "show", "vxlan.calico").stdout)[0]
     return int(link["mtu"])
