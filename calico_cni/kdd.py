@@ -6,8 +6,11 @@
   K8S_API_TOKEN); the same resolution as every other tool then applies
   (`libcalico.datastore.kubernetes.access`). `policy.k8s_api_root` (cut at `/api/`) is the
   server when `kubernetes.k8s_api_root` is not set. The backend is in `cni_patch_mode`
-  (Calico's PatchModeCNI): the WorkloadEndpoint write is the pod-status PATCH of the
-  `podIP`, `podIPs` and `containerID` annotations and its delete blanks the IPs.
+  (Calico's PatchModeCNI). The plugin writes its result itself (`patch_ips`), as
+  libcalico-go's KDD WorkloadEndpoint client does: the pod-status PATCH of the `podIP`,
+  `podIPs` and `containerID` annotations, conditional on the pod's UID as read at the start
+  of ADD; DEL blanks the IPs conditional on the UID and resourceVersion it read (no second
+  read).
 - One client for everything: the Pod is read once (its endpoint and its labels and
   annotations come from the same object), the Namespace only with `policy.type: k8s`, the
   Node only for `usePodCidr`.
@@ -25,10 +28,17 @@ from calico_cni.netconf import NetConf
 from calico_cni.spec import CNIError
 from libcalico.datastore.api import Backend, KVPair
 from libcalico.datastore.config import DatastoreConfig
-from libcalico.datastore.kubernetes import KubernetesBackend
+from libcalico.datastore.kubernetes import STRATEGIC_MERGE, KubernetesBackend
 from libcalico.datastore.kubernetes import connect as kube_connect
 from libcalico.datastore.kubernetes_client import name_path
-from libcalico.datastore.kubernetes_pod import pod_to_wep, valid
+from libcalico.datastore.kubernetes_pod import (
+    ANN_CONTAINER_ID,
+    ANN_POD_IP,
+    ANN_POD_IPS,
+    parse_wep_name,
+    pod_to_wep,
+    valid,
+)
 from libcalico.errors import ConfigError, NotFound
 from libcalico.model import keys
 
@@ -108,3 +118,29 @@ def node_pod_cidrs(backend: Backend, node: str) -> list[str]:
     doc = get(backend, f"/api/v1/nodes/{name_path(node)}", f"node {node}")
     s = doc.get("spec") or {}
     return [str(c) for c in s.get("podCIDRs") or ([s["podCIDR"]] if s.get("podCIDR") else [])]
+
+
+def patch_ips(backend: Backend, key: str, ips: list[str], *, container_id: str | None,
+              uid: str | None, resource_version: str | None = None) -> None:
+    """Calico's CNI write on KDD: a strategic-merge PATCH of the pod's status setting the
+    `podIP` (first address) and `podIPs` annotations (and `containerID` when given),
+    conditional on the pod's UID (a pod deleted and made again under the same name is not
+    touched: NotFound) and, when given, its resourceVersion (Conflict). An empty `ips` blanks
+    them (DEL)."""
+    assert isinstance(backend, KubernetesBackend)
+    parsed = keys.parse_resource_key(key)
+    assert parsed is not None and parsed[1] is not None
+    ids = parse_wep_name(parsed[2])
+    if ids is None:
+        raise NotFound(key)
+    ann = {ANN_POD_IP: ips[0] if ips else "", ANN_POD_IPS: ",".join(ips)}
+    if container_id is not None:
+        ann[ANN_CONTAINER_ID] = container_id
+    md: dict[str, Any] = {"annotations": ann}
+    if uid:
+        md["uid"] = uid
+    if resource_version:
+        md["resourceVersion"] = resource_version
+    backend.client.request(
+        "PATCH", f"/api/v1/namespaces/{name_path(parsed[1])}/pods/{name_path(ids[2])}/status",
+        body={"metadata": md}, content_type=STRATEGIC_MERGE, what=key)

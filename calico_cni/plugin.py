@@ -6,7 +6,6 @@ DEL releases everything and is idempotent, but fails while the datastore cannot 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -37,11 +36,19 @@ def cmd_del(env: spec.Env, doc: dict[str, Any], version: str,
     node = context.nodename(conf, environ)
     with context.datastore(conf, environ) as backend:
         w, kv = _ready_workload(backend, env, node, environ)  # errors but NotFound fail DEL
-        if kv is not None:
+        for _attempt in range(5):  # Calico's DEL retries an endpoint changed meanwhile
+            if kv is None:
+                break
             old = json.loads(kv.value)
-            if ((old.get("spec") or {}).get("containerID") or w.container_id) == w.container_id:
-                with contextlib.suppress(NotFound, Conflict):
-                    backend.delete(kv.key, kv.revision)
+            if ((old.get("spec") or {}).get("containerID") or w.container_id) != w.container_id:
+                break  # a newer container owns the endpoint: release only our addresses
+            try:
+                _delete_endpoint(backend, kv, old)
+                break
+            except NotFound:
+                break
+            except Conflict:
+                kv = endpoint.get_wep(backend, w)
         try:
             wiring.teardown(env.netns, env.ifname,
                             w.host_veth(environ) if w.orchestrator == "cni" else None)
@@ -50,6 +57,18 @@ def cmd_del(env: spec.Env, doc: dict[str, Any], version: str,
         Ipam(env, doc, conf, environ, backend, node).delete()
         log.info("DEL %s (%s)", w.wep_name, env.container_id)
         return None
+
+
+def _delete_endpoint(backend: Backend, kv: KVPair, old: dict[str, Any]) -> None:
+    """The endpoint's delete at the revision read; on KDD the pod's IP annotations blanked,
+    conditional on the UID and resourceVersion read (as libcalico-go's KDD client does)."""
+    if getattr(backend, "cni_patch_mode", False):
+        from calico_cni import kdd
+
+        kdd.patch_ips(backend, kv.key, [], container_id=None,
+                      uid=(old.get("metadata") or {}).get("uid"), resource_version=kv.revision)
+    else:
+        backend.delete(kv.key, kv.revision)
 
 
 def cmd_check(env: spec.Env, doc: dict[str, Any], version: str,

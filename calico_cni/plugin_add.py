@@ -20,7 +20,7 @@ from calico_cni.spec import CNIError, Interface, IPConfig, Result
 from calico_cni.workload import EndpointInfo, Workload, workload
 from libcalico import logger
 from libcalico.datastore.api import Backend, KVPair
-from libcalico.errors import NotFound
+from libcalico.errors import Conflict, NotFound
 from libcalico.ipam.client import IPAMClient
 from libcalico.model import keys
 
@@ -98,13 +98,28 @@ def cmd_add(env: spec.Env, doc: dict[str, Any], version: str,
             ipam_doc = _use_pod_cidr(ipam_doc, conf, node, backend)
         ipam = Ipam(env, ipam_doc, conf, environ, backend, node)
         ips = _addresses(ipam, existing, old_doc, w, fixed, no_ipam)
+        pod_uid = str((pod_obj.get("metadata") or {}).get("uid") or "") or None
         try:
             return _wire_and_record(conf, env, w, veth, ips, mtu, info, backend, version,
-                                    existing, prof_key in first or kdd is not None)
+                                    existing, prof_key in first or kdd is not None,
+                                    pod_uid if kdd is not None else None)
         except BaseException:
             if not no_ipam:
                 ipam.release_quietly()
             raise
+
+
+def _record_on_pod(backend: Backend, w: Workload, ips: list[Iface], uid: str) -> None:
+    from calico_cni import kdd
+
+    key = keys.resource_key("WorkloadEndpoint", w.wep_name, w.namespace)
+    try:
+        kdd.patch_ips(backend, key, [f"{i.ip}/{i.max_prefixlen}" for i in ips],
+                      container_id=w.container_id, uid=uid)
+    except (NotFound, Conflict):
+        raise CNIError(spec.INTERNAL, f"pod {w.namespace}/{w.pod} was deleted (or deleted and "
+                       "made again) while its network was set up", "the kubelet retries with "
+                       "the current pod") from None
 
 
 def _kdd_module(backend: Backend) -> Any:
@@ -179,7 +194,10 @@ def _addresses(ipam: Ipam, existing: KVPair | None, old_doc: Mapping[str, Any] |
 
 def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: str,
                      ips: list[Iface], mtu: int, info: EndpointInfo, backend: Backend,
-                     version: str, existing: KVPair | None, have_profile: bool) -> str:
+                     version: str, existing: KVPair | None, have_profile: bool,
+                     pod_uid: str | None) -> str:
+    """Wire the workload and record it: the WorkloadEndpoint (and the network's Profile);
+    on KDD (`pod_uid` given) the pod's IP annotations, conditional on its UID."""
     endpoint.ip_nats(ips, info.floating_ips)  # fail before wiring when a floating IP cannot map
     routes4 = tuple(r for r in conf.ipam.routes if ":" not in r) or ("0.0.0.0/0",)
     routes6 = tuple(r for r in conf.ipam.routes if ":" in r) or ("::/0",)
@@ -196,9 +214,12 @@ def _wire_and_record(conf: netconf.NetConf, env: spec.Env, w: Workload, veth: st
         raise CNIError(spec.INTERNAL, f"error setting up the workload's network: {exc}"
                        ) from None
     try:
-        endpoint.write_wep(backend, w, ips, info, veth, mac, existing)
-        if not conf.policy_type and not have_profile:
-            endpoint.ensure_profile(backend, conf.name, w.orchestrator)
+        if pod_uid is not None:
+            _record_on_pod(backend, w, ips, pod_uid)
+        else:
+            endpoint.write_wep(backend, w, ips, info, veth, mac, existing)
+            if not conf.policy_type and not have_profile:
+                endpoint.ensure_profile(backend, conf.name, w.orchestrator)
     except BaseException:
         wiring.teardown(env.netns, env.ifname, veth)
         raise
