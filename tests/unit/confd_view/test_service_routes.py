@@ -10,14 +10,16 @@ from confd.keyspace import service_routes
 from libcalico.datastore import kubernetes_service as ks
 from libcalico.model import codec
 from libcalico.model.resources import BGPConfiguration
+from libcalico.model.resources_bgp import BGPConfigurationSpec
 
-CONFIG = codec.decode({
+_CONFIG = codec.decode({
     "apiVersion": "projectcalico.org/v3", "kind": "BGPConfiguration",
     "metadata": {"name": "default"},
     "spec": {"serviceClusterIPs": [{"cidr": "10.101.0.0/16"}],
              "serviceExternalIPs": [{"cidr": "203.0.113.0/24"}, {"cidr": "198.51.100.7/32"}],
              "serviceLoadBalancerIPs": [{"cidr": "80.15.0.0/24"}, {"cidr": "80.16.0.1/32"}]}})
-assert isinstance(CONFIG, BGPConfiguration)
+assert isinstance(_CONFIG, BGPConfiguration)
+CONFIG: BGPConfigurationSpec = _CONFIG.spec
 
 
 def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -41,7 +43,7 @@ def routes(services: list[ks.Service], slices: list[ks.EndpointSlice],
     res = Inputs("me")
     res.services = {s.name: s for s in services}
     res.slices = {s.name: s for s in slices}
-    return [str(n) for n in service_routes(res, "me", CONFIG.spec, advertise_cluster)]
+    return [str(n) for n in service_routes(res, "me", CONFIG, advertise_cluster)]
 
 
 def test_local_services_need_a_ready_local_endpoint_of_their_family() -> None:
