@@ -394,7 +394,8 @@ class WatchConnection:
             while not self._closed:
                 try:
                     line = self._resp.readline()
-                except (OSError, http.client.HTTPException, ValueError) as exc:
+                except (OSError, http.client.HTTPException, ValueError,
+                        AttributeError) as exc:  # (http.client, on a close() from another thread)
                     if self._closed:
                         return
                     raise Unavailable(f"{self._server}: watch {self._what}: {exc}") from exc
