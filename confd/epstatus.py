@@ -10,7 +10,7 @@ every entry that names a BGPPeer. calico-confd reads the same files
     /calico/endpointstatus/<file name>  ->  the file's text
 
 On the Kubernetes datastore the same entries are also derived from this node's pods
-(`from_workloads`), for a node where nothing writes the files.
+(`confd.peerings`), for a BGPPeer no file names (our Felix does not write the files yet).
 """
 
 from __future__ import annotations
