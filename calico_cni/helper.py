@@ -33,6 +33,7 @@ def preload() -> None:
     import random  # noqa: F401 - block candidates
 
     from calico_cni import (
+        kdd,  # noqa: F401 - datastore_type kubernetes (the Kubernetes backend and client)
         kube,  # noqa: F401 - policy.type k8s
         wiring,
     )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +188,41 @@ def test_add_killed_midway_is_healed_by_del(kdd: dict[str, Any]) -> None:
     assert rc == 0, res
     assert delete(kdd, "kdd-kill", "k", "kddkill99999", netns) == 0
     assert check(be).clean
+
+
+def test_through_the_resident_helper(kdd: dict[str, Any]) -> None:
+    sock = kdd["tmp"] / "helper.sock"
+    log = kdd["tmp"] / "helper.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "calico_cni.helper", "--socket",
+                                 str(sock)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(400):
+            if sock.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert sock.exists(), log.read_text()
+        kdd["api"].namespace("kdd-helper")
+        kdd["api"].pod("kdd-helper", "h", {})
+        env = {"CALICO_CNI_HELPER_SOCKET": str(sock)}
+        netns = f"/var/run/netns/{kdd['ns'].new('kddhelper')}"
+        kdd["veths"].append(cnirun_veth("kdd-helper", "h"))
+        args = "K8S_POD_NAMESPACE=kdd-helper;K8S_POD_NAME=h"
+        rc, res = cnirun.run("ADD", kdd["conf"], cid="kddhelper001", netns=netns, args=args,
+                             extra_env=env)
+        assert rc == 0, res
+        assert kdd["api"].annotations("kdd-helper", "h")[POD_IP] == res["ips"][0]["address"]
+        assert cnirun.run("DEL", kdd["conf"], cid="kddhelper001", netns=netns, args=args,
+                          extra_env=env) == (0, None)
+        assert "served calico ADD rc=0" in log.read_text()
+        assert check(kdd["be"]).clean
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def cnirun_veth(ns: str, pod: str) -> str:
+    return "cali" + hashlib.sha1(f"{ns}.{pod}".encode()).hexdigest()[:11]
 
 
 def test_plain_cni_workload_refused(kdd: dict[str, Any]) -> None:
