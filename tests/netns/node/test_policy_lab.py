@@ -126,6 +126,63 @@ def test_expect_difference_exits_1(tmp_path: Path) -> None:
     assert leftovers() == before
 
 
+def knp(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+Y_FROM_TEAM_X = knp("from-team-x", "y", {
+    "podSelector": {}, "policyTypes": ["Ingress"],
+    "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "x"}}}]}]})
+
+
+def test_labels_egress_ipblock_and_network_sets(tmp_path: Path) -> None:
+    """Namespace and pod label changes reach the policies, labels do not carry over to the
+    next step, egress ipBlock with except, a GlobalNetworkSet in a Calico Deny."""
+    before = leftovers()
+    doc = lab_file()
+    doc["namespaces"] = {"x": {"labels": {"team": "x"}}, "y": {"labels": {"team": "y"}}}
+    doc["steps"] = [
+        {"name": "y admits namespaces labelled team=x", "policies": [Y_FROM_TEAM_X],
+         "probes": [{"port": 80, "protocol": "TCP",
+                     "expected": matrix({("y/a", "y/b"), ("y/b", "y/a")})}]},
+        {"name": "y relabelled team=x; x/b admits role=client only",
+         "policies": [Y_FROM_TEAM_X, knp("clients", "x", {
+             "podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Ingress"],
+             "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]})],
+         "namespace_labels": {"y": {"team": "x"}},
+         "pod_labels": {"x/a": {"pod": "a", "role": "client"}},
+         "probes": [{"port": 81, "protocol": "TCP",
+                     "expected": matrix(to("x/b", but=("x/a",)))}]},
+        {"name": "egress ipBlock except; a network set denied",
+         "policies": [
+             knp("egress", "x", {
+                 "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+                 "egress": [{"to": [{"ipBlock": {"cidr": "10.244.0.0/16",
+                                                 "except": ["10.244.3.0/24"]}}]}]}),
+             {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+              "metadata": {"name": "blocked", "labels": {"role": "blocked"}},
+              "spec": {"nets": ["10.244.2.10/32"]}},
+             {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+              "metadata": {"name": "y-not-to-blocked"},
+              "spec": {"order": 1, "selector": "projectcalico.org/namespace == 'y'",
+                       "types": ["Egress"],
+                       "egress": [{"action": "Deny",
+                                   "destination": {"selector": "role == 'blocked'"}},
+                                  {"action": "Allow"}]}}],
+         "probes": [{"port": 80, "protocol": "TCP",
+                     "expected": matrix({("x/a", "y/b"), ("y/a", "x/b"), ("y/b", "x/b")})}]},
+    ]
+    f = tmp_path / "lab.json"
+    f.write_text(json.dumps(doc))
+    r = policy_lab(f, "--expect")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    for step, want in zip(out["steps"], doc["steps"], strict=True):
+        assert step["probes"][0]["reachable"] == want["probes"][0]["expected"], step["name"]
+    assert leftovers() == before
+
+
 def test_bad_file_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     before = leftovers()
     f = tmp_path / "lab.json"
