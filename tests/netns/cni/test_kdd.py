@@ -93,17 +93,8 @@ def test_with_the_cni_plugins_own_token(kdd: dict[str, Any]) -> None:
     cp: ControlPlane = kdd["cp"]
     cp.apply([d for d in yaml.safe_load_all(
         (ROOT / "manifests" / "rbac" / "calico-cni-plugin.yaml").read_text()) if d])
-    kubeconfig = kdd["tmp"] / "calico-kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": cp.server,
-            "certificate-authority-data": base64.b64encode(cp.ca_file.read_bytes()).decode()}}],
-        "users": [{"name": "calico", "user": {
-            "token": cp.service_account_token("kube-system", "calico-cni-plugin")}}],
-        "contexts": [{"name": "calico", "context": {"cluster": "local", "user": "calico"}}],
-        "current-context": "calico"}))
-    kubeconfig.chmod(0o600)
+    kubeconfig = _kubeconfig_for(
+        kdd, cp.service_account_token("kube-system", "calico-cni-plugin"), "calico-kubeconfig")
     conf = {**kdd["conf"], "kubernetes": {"kubeconfig": str(kubeconfig)}}
     kdd["api"].namespace("kdd-rbac")
     kdd["api"].pod("kdd-rbac", "web", {})
@@ -111,6 +102,50 @@ def test_with_the_cni_plugins_own_token(kdd: dict[str, Any]) -> None:
     assert rc == 0, res
     assert kdd["api"].annotations("kdd-rbac", "web")[POD_IP] == res["ips"][0]["address"]
     assert delete(kdd, "kdd-rbac", "web", "kddrbac00001", netns, conf) == 0
+    assert check(kdd["be"]).clean
+
+
+def _kubeconfig_for(kdd: dict[str, Any], token: str, name: str) -> Path:
+    cp: ControlPlane = kdd["cp"]
+    path = kdd["tmp"] / name
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cp.server,
+            "certificate-authority-data": base64.b64encode(cp.ca_file.read_bytes()).decode()}}],
+        "users": [{"name": "calico", "user": {"token": token}}],
+        "contexts": [{"name": "calico", "context": {"cluster": "local", "user": "calico"}}],
+        "current-context": "calico"}))
+    path.chmod(0o600)
+    return path
+
+
+def test_add_that_cannot_record_releases_everything(kdd: dict[str, Any]) -> None:
+    """A token that may do everything but PATCH the pod's status: ADD fails at its last
+    step, after IPAM and wiring, and leaves neither addresses nor interfaces."""
+    cp: ControlPlane = kdd["cp"]
+    docs = [d for d in yaml.safe_load_all(
+        (ROOT / "manifests" / "rbac" / "calico-cni-plugin.yaml").read_text()) if d]
+    for d in docs:
+        d["metadata"]["name"] = "cni-nopatch"
+        if d["kind"] == "ClusterRole":
+            d["rules"] = [r for r in d["rules"] if "pods/status" not in r["resources"]]
+        if d["kind"] == "ClusterRoleBinding":
+            d["roleRef"]["name"] = "cni-nopatch"
+            d["subjects"][0]["name"] = "cni-nopatch"
+    cp.apply(docs)
+    conf = {**kdd["conf"], "kubernetes": {"kubeconfig": str(_kubeconfig_for(
+        kdd, cp.service_account_token("kube-system", "cni-nopatch"), "nopatch"))}}
+    kdd["api"].namespace("kdd-nopatch")
+    kdd["api"].pod("kdd-nopatch", "np", {})
+    rc, res, _ = add(kdd, "kdd-nopatch", "np", "kddnopatch01", conf)
+    assert rc == 1 and res["code"] == 999, res
+    with pytest.raises(NotFound):
+        _handle(kdd["be"], "kddnopatch01")
+    veth = "cali" + hashlib.sha1(b"kdd-nopatch.np").hexdigest()[:11]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=True).stdout
+    assert veth not in links
     assert check(kdd["be"]).clean
 
 
@@ -206,7 +241,7 @@ def test_through_the_resident_helper(kdd: dict[str, Any]) -> None:
         kdd["api"].pod("kdd-helper", "h", {})
         env = {"CALICO_CNI_HELPER_SOCKET": str(sock)}
         netns = f"/var/run/netns/{kdd['ns'].new('kddhelper')}"
-        kdd["veths"].append(cnirun_veth("kdd-helper", "h"))
+        kdd["veths"].append("cali" + hashlib.sha1(b"kdd-helper.h").hexdigest()[:11])
         args = "K8S_POD_NAMESPACE=kdd-helper;K8S_POD_NAME=h"
         rc, res = cnirun.run("ADD", kdd["conf"], cid="kddhelper001", netns=netns, args=args,
                              extra_env=env)
@@ -219,10 +254,6 @@ def test_through_the_resident_helper(kdd: dict[str, Any]) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def cnirun_veth(ns: str, pod: str) -> str:
-    return "cali" + hashlib.sha1(f"{ns}.{pod}".encode()).hexdigest()[:11]
 
 
 def test_plain_cni_workload_refused(kdd: dict[str, Any]) -> None:
