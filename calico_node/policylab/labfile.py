@@ -32,6 +32,7 @@ from libcalico.model.resources import (
     StagedNetworkPolicy,
     Tier,
 )
+from libcalico.model.resources_policy import BUILTIN_TIERS
 
 PURE = True
 
@@ -277,6 +278,13 @@ def _step(c: _Checker, sdoc: Any, path: str, namespaces: Mapping[str, Mapping[st
             c.err(f"{path}.policies[{j}]", f"{ident[0]} {ident[1]}/{ident[2]} is given twice")
         ids.add(ident)
         policies.append(res)
+    tiers = {r.metadata.name for r in policies if isinstance(r, Tier)}
+    for j, r in enumerate(policies):
+        tier = getattr(r.spec, "tier", "") or "default"
+        if not isinstance(r, Tier) and tier not in tiers and tier not in BUILTIN_TIERS:
+            c.err(f"{path}.policies[{j}].spec.tier",
+                  f"tier {tier!r} is not in this step's policies (a step holds every object "
+                  "in force, its tiers too)")
     ns_labels = {n: dict(lbl) for n, lbl in namespaces.items()}
     for n, lbl in c.obj(s.get("namespace_labels"), f"{path}.namespace_labels",
                         required=False).items():

@@ -102,35 +102,10 @@ class PolicyLab:
             self._apply_if_changed(prof)
         for p in self.pods.values():
             self._label_pod(p, step)
-        want = {keys.resource_key(r.KIND, r.metadata.name, r.metadata.namespace): r
-                for r in step.policies}
-        have: dict[str, str] = {}
-        for cls in POLICY_CLASSES:
-            for kv in self.backend.list(keys.resource_prefix(cls.KIND)).kvs:  # type: ignore[attr-defined]
-                have[kv.key] = cls.KIND  # type: ignore[attr-defined]
-        gone = [k for k in have if k not in want and not self._builtin_tier(k)]
-        for k in sorted(gone, key=lambda k: have[k] in _WRITE_ORDER):
-            with contextlib.suppress(NotFound):
-                self.backend.delete(k)
-        for r in sorted(want.values(), key=lambda r: (r.KIND not in _WRITE_ORDER,
-                                                      r.KIND != "Tier")):
-            self._apply_if_changed(r)
-
-    @staticmethod
-    def _builtin_tier(key: str) -> bool:
-        parsed = keys.parse_resource_key(key)
-        return parsed is not None and parsed[0] == Tier.KIND and parsed[2] in BUILTIN_TIERS
+        reconcile_policies(self.client, step.policies)
 
     def _apply_if_changed(self, res: Resource) -> None:
-        meta = res.metadata
-        try:
-            old = self.client.get(res.KIND, meta.name, meta.namespace)
-        except NotFound:
-            old = None
-        if old is not None and _content(old) == _content(res):
-            return
-        self.client.apply(dataclasses.replace(
-            res, metadata=dataclasses.replace(meta, resource_version=None)))
+        apply_if_changed(self.client, res)
 
     def _label_pod(self, p: LabPod, step: Step) -> None:
         for _ in range(10):
@@ -205,6 +180,43 @@ class PolicyLab:
 
     def close(self) -> None:
         self.servers.close()
+
+
+def reconcile_policies(client: Client, policies: Sequence[Resource]) -> None:
+    """The datastore's policies, tiers and network sets become exactly `policies`: the others
+    deleted (policies before the tiers and sets they use; Calico's built-in tiers stay), these
+    created or updated where they differ (tiers and sets before the policies)."""
+    want = {keys.resource_key(r.KIND, r.metadata.name, r.metadata.namespace): r
+            for r in policies}
+    have: dict[str, str] = {}
+    for cls in POLICY_CLASSES:
+        for kv in client.backend.list(keys.resource_prefix(cls.KIND)).kvs:  # type: ignore[attr-defined]
+            have[kv.key] = cls.KIND  # type: ignore[attr-defined]
+    gone = [k for k in have if k not in want and not _builtin_tier(k)]
+    for k in sorted(gone, key=lambda k: (have[k] in _WRITE_ORDER, have[k] == "Tier", k)):
+        with contextlib.suppress(NotFound):
+            client.backend.delete(k)
+    for r in sorted(want.values(), key=lambda r: (r.KIND not in _WRITE_ORDER, r.KIND != "Tier")):
+        apply_if_changed(client, r)
+
+
+def _builtin_tier(key: str) -> bool:
+    parsed = keys.parse_resource_key(key)
+    return parsed is not None and parsed[0] == Tier.KIND and parsed[2] in BUILTIN_TIERS
+
+
+def apply_if_changed(client: Client, res: Resource) -> None:
+    """Create or update `res` unless the stored one has the same spec and labels (an
+    unchanged object is not rewritten, so Felix sees no change)."""
+    meta = res.metadata
+    try:
+        old = client.get(res.KIND, meta.name, meta.namespace)
+    except NotFound:
+        old = None
+    if old is not None and _content(old) == _content(res):
+        return
+    client.apply(dataclasses.replace(
+        res, metadata=dataclasses.replace(meta, resource_version=None)))
 
 
 def _content(res: Resource) -> tuple[str, str]:

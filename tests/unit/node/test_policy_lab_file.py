@@ -207,3 +207,46 @@ def test_expect_differences_and_document() -> None:
     assert "not probed" in report.differences(lab, doc)[0]
     assert report.table(["x/a", "x/b"], {"x/a": {"x/b": False}, "x/b": {"x/a": True}}) == (
         "    x/a x/b\nx/a   .   X\nx/b  ok   .")
+
+
+def test_policy_in_a_tier_the_step_lacks() -> None:
+    doc = good()
+    doc["steps"][1]["policies"][2]["spec"]["tier"] = "security"
+    assert labfile.from_document(doc).steps[1].policies[2].spec.tier == "security"  # type: ignore[union-attr]
+    del doc["steps"][1]["policies"][1]
+    with pytest.raises(labfile.LabFileError, match="tier 'security' is not in this step"):
+        labfile.from_document(doc)
+
+
+def test_reconcile_to_exactly_each_steps_policies() -> None:
+    from calico_node.policylab import runner
+    from libcalico.client import Client
+    from libcalico.datastore.memory import MemoryBackend
+    from libcalico.model import keys
+
+    doc = good()
+    doc["steps"][1]["policies"][2]["spec"]["tier"] = "security"
+    doc["steps"].append({"name": "only knp", "policies": [doc["steps"][1]["policies"][0]],
+                         "probes": [{"port": 80}]})
+    lab = labfile.from_document(doc)
+    client = Client(MemoryBackend())
+
+    def stored() -> list[str]:
+        out = []
+        for kind in labfile.POLICY_KINDS:
+            out += [kv.key.rsplit("projectcalico.org/", 1)[1]
+                    for kv in client.backend.list(keys.resource_prefix(kind)).kvs]
+        return sorted(out)
+
+    runner.reconcile_policies(client, lab.steps[1].policies)
+    assert stored() == ["networkpolicies/default/calico-np", "networkpolicies/x/knp.default.np",
+                        "tiers/default", "tiers/security"]
+    revs = {kv.key: kv.revision for kv in client.backend.list(
+        keys.resource_prefix("NetworkPolicy")).kvs}
+    runner.reconcile_policies(client, lab.steps[1].policies)  # unchanged: nothing rewritten
+    assert revs == {kv.key: kv.revision for kv in client.backend.list(
+        keys.resource_prefix("NetworkPolicy")).kvs}
+    runner.reconcile_policies(client, lab.steps[2].policies)
+    assert stored() == ["networkpolicies/x/knp.default.np", "tiers/default"]
+    runner.reconcile_policies(client, lab.steps[0].policies)
+    assert stored() == ["tiers/default"]  # a built-in tier stays
