@@ -107,7 +107,7 @@ def test_with_the_cni_plugins_own_token(kdd: dict[str, Any]) -> None:
 
 def _kubeconfig_for(kdd: dict[str, Any], token: str, name: str) -> Path:
     cp: ControlPlane = kdd["cp"]
-    path = kdd["tmp"] / name
+    path: Path = kdd["tmp"] / name
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "local", "cluster": {
