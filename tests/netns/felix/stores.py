@@ -14,7 +14,9 @@ import json
 import uuid
 from typing import Any, Protocol
 
-from calico_node.kubelab.apiserver import ControlPlane
+import yaml
+
+from calico_node.kubelab.apiserver import ROOT, ControlPlane
 from libcalico.datastore import connect
 from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.kubernetes_pod import wep_name
@@ -23,6 +25,7 @@ from libcalico.ipam.client import IPAMClient
 from libcalico.model import keys
 
 IP = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+RBAC = ROOT / "manifests" / "rbac" / "calico-node.yaml"
 
 
 class Store(Protocol):
@@ -115,6 +118,10 @@ class KubeStore:
 
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
+        # Felix runs with calico-node's own rights (manifests/rbac, a TokenRequest token), as
+        # in a cluster; the test itself acts as the admin (kubelet, calico-node startup, CNI).
+        cp.apply([d for d in yaml.safe_load_all(RBAC.read_text()) if d])
+        self.felix_token = cp.service_account_token("kube-system", "calico-node")
         self.backend = connect(DatastoreConfig.from_env({
             "DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(cp.kubeconfig)}))
         self.ipam = IPAMClient(self.backend)
@@ -124,7 +131,8 @@ class KubeStore:
         self.handles: list[str] = []
 
     def felix_env(self) -> dict[str, str]:
-        return {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(self.cp.kubeconfig)}
+        return {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(self.cp.kubeconfig),
+                "K8S_API_TOKEN": self.felix_token}
 
     def _req(self, method: str, path: str, body: Any = None,
              content_type: str = "application/json", ok: tuple[int, ...] = (200, 201)
