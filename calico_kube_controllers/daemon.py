@@ -19,6 +19,7 @@ from libcalico.datastore import connect, kubernetes
 from libcalico.datastore.api import Backend
 from libcalico.datastore.kubernetes_client import KubeClient
 from libcalico.errors import NotFound
+from libcalico.model import k8s_networkpolicy
 from libcalico.model.resources import KubeControllersConfiguration
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class Daemon:
             return mirror.serviceaccount_mirror(self.backend, self.kube)
         if name == "workloadendpoint":
             return mirror.WorkloadEndpointMirror(self.backend, self.kube)
-        return mirror.PolicyMirror(self.backend, self.kube, policy.converter())
+        return mirror.PolicyMirror(self.backend, self.kube,
+                                   policy.converter() or k8s_networkpolicy.etcd_mirror)
 
     def start(self) -> None:
         for c in self.controllers:

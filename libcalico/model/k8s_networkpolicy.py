@@ -31,6 +31,7 @@ from typing import Any
 
 from libcalico.errors import ValidationError
 from libcalico.model import codec, keys
+from libcalico.model.metadata import Metadata
 from libcalico.model.resources import NetworkPolicy
 
 PURE = True
@@ -269,6 +270,17 @@ def to_calico(obj: Mapping[str, Any]) -> NetworkPolicy:
     """The converter hook's shape (`calico_kube_controllers.policy.set_converter`): the
     policy only; dropped rules are left out (Calico logs them)."""
     return convert(obj).policy
+
+
+def etcd_mirror(obj: Mapping[str, Any]) -> NetworkPolicy:
+    """What calico-kube-controllers writes to etcd for a Kubernetes NetworkPolicy
+    (`kube-controllers/pkg/converter/networkpolicy_converter.go`): the converted policy with
+    only its name and namespace as metadata (no uid, resourceVersion or creationTimestamp, so
+    an unchanged policy is never rewritten); dropped rules are left out silently, as there.
+    The converter for `calico_kube_controllers.policy.set_converter`."""
+    pol = convert(obj).policy
+    meta = Metadata(pol.metadata.name, namespace=pol.metadata.namespace)
+    return NetworkPolicy(meta, pol.spec)
 
 
 def is_kubernetes_policy(obj: Mapping[str, Any]) -> bool:

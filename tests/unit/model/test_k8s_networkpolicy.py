@@ -222,3 +222,16 @@ def test_stored_json_and_hook_shape() -> None:
         '{"tier":"default","order":1000,"ingress":[{"action":"Allow","protocol":"TCP",'
         '"source":{},"destination":{"ports":[80]}}],"selector":"projectcalico.org/orchestrator == '
         "'k8s' \\u0026\\u0026 pod == 'a'\",\"types\":[\"Ingress\"]}}")
+
+
+def test_etcd_mirror_keeps_name_and_namespace_only() -> None:
+    obj = kpol({"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]},
+               name="web", ns="prod", uid="30316465-6365-4463-ad63-3564622d3638",
+               resourceVersion="77", creationTimestamp="2026-01-02T03:04:05Z")
+    full = knp.convert(obj).policy
+    assert full.metadata.uid and full.metadata.resource_version == "77"
+    res = knp.etcd_mirror(obj)
+    assert res.metadata.name == "knp.default.web" and res.metadata.namespace == "prod"
+    assert res.metadata.uid is None and res.metadata.resource_version is None
+    assert res.metadata.creation_timestamp is None
+    assert res.spec == full.spec
