@@ -30,7 +30,22 @@ def apply(filename: str, namespace: str | None, recursive: bool, skip_empty: boo
     docs = resources.read(filename, recursive, skip_empty)
     res = resources.decode_all(docs, "apply", namespace)
     client = context().client()
-    resources.run_batch(res, "apply", "applied", client.apply)
+    resources.run_batch(res, "apply", "applied", lambda r: _apply(client, r))
+
+
+def _apply(client: Client, res: Resource) -> object:
+    """Create, or update what exists. As Calico's calicoctl, a datastore that does not support
+    creating the kind (KDD: a Node is the Kubernetes Node) gets an update instead, so that
+    applying an existing Node works and an unknown one is "resource does not exist"."""
+    from libcalico.errors import DatastoreError
+
+    try:
+        return client.apply(res)
+    except DatastoreError as exc:
+        if type(exc).__name__ != "OperationNotSupported" or \
+                getattr(exc, "operation", "") != "Create":
+            raise
+    return _replace(client, res)
 
 
 @click.command()

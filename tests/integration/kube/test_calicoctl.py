@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -34,7 +35,7 @@ def test_calicoctl_crud_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> 
                    f"  kubeconfig: {kube_apiserver.kubeconfig}\n")
     tag = uuid.uuid4().hex[:8]
     gns, peer = f"ctl-gns-{tag}", f"ctl-peer-{tag}"
-    docs = [
+    docs: list[dict[str, Any]] = [
         {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
          "metadata": {"name": gns, "labels": {"zone": "a"}},
          "spec": {"nets": ["198.51.100.0/28"]}},
@@ -145,3 +146,106 @@ def test_calicoctl_ipam_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> 
         client.delete(IPPool, pool)
         backend.close()
         cp.request("DELETE", f"/api/v1/nodes/{node}")
+
+
+def _kdd_cfg(cp: ControlPlane, tmp_path: Path) -> Path:
+    cfg = tmp_path / "calicoctl.cfg"
+    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
+                   "spec:\n  datastoreType: kubernetes\n"
+                   f"  kubeconfig: {cp.kubeconfig}\n")
+    return cfg
+
+
+def test_calicoctl_apply_node_on_kdd_updates_the_kubernetes_node(
+        kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    """KDD cannot create a Node, so calicoctl apply falls back to an update, as Calico's
+    resource manager does on ErrorOperationNotSupported: an existing Kubernetes Node gets the
+    annotations, an unknown one is "resource does not exist" and nothing is created."""
+    cp = kube_apiserver
+    cfg = _kdd_cfg(cp, tmp_path)
+    tag = uuid.uuid4().hex[:6]
+    node, unknown = f"ctl-apply-{tag}", f"ctl-none-{tag}"
+    assert cp.request("POST", "/api/v1/nodes", {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node, "labels": {"kubernetes.io/os": "linux"}}})[0] == 201
+    try:
+        doc: dict[str, Any] = {
+            "apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": node},
+            "spec": {"bgp": {"ipv4Address": "10.0.0.5/24", "asNumber": 64601}}}
+        r = _ctl(cfg, "apply", "-f", "-", input=yaml.safe_dump(doc))
+        assert r.returncode == 0, r.stderr
+        assert "Successfully applied 1 'Node' resource(s)" in r.stdout
+        status, kn = cp.request("GET", f"/api/v1/nodes/{node}")
+        assert status == 200
+        ann = kn["metadata"]["annotations"]
+        assert ann["projectcalico.org/IPv4Address"] == "10.0.0.5/24"
+        assert ann["projectcalico.org/ASNumber"] == "64601"
+        assert kn["metadata"]["labels"]["kubernetes.io/os"] == "linux"
+
+        doc["metadata"]["name"] = unknown
+        r = _ctl(cfg, "apply", "-f", "-", input=yaml.safe_dump(doc))
+        assert r.returncode != 0
+        assert f"Failed to apply 'Node' resource: [resource does not exist: Node({unknown})]" \
+            in r.stderr
+        assert cp.request("GET", f"/api/v1/nodes/{unknown}")[0] == 404
+    finally:
+        cp.request("DELETE", f"/api/v1/nodes/{node}")
+
+
+def test_calicoctl_on_kdd_refusals_bad_documents_and_conflicts(
+        kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    """WorkloadEndpoints come from Pods: calicoctl shows them and refuses to write them in
+    Calico's words; a file with one bad document writes nothing; a replace at a stale
+    resourceVersion is an update conflict."""
+    cp = kube_apiserver
+    cfg = _kdd_cfg(cp, tmp_path)
+    tag = uuid.uuid4().hex[:6]
+    ns, node, pod, peer = f"ctl-ns-{tag}", f"ctl-n-{tag}", "web", f"ctl-cas-{tag}"
+    cp.ensure_namespace(ns)
+    wep = f"ctl--n--{tag}-k8s-web-eth0"
+    try:
+        assert cp.request("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+            "spec": {"nodeName": node, "automountServiceAccountToken": False,
+                     "containers": [{"name": "c", "image": "pause"}]}})[0] == 201
+        r = _ctl(cfg, "get", "workloadendpoints", "-n", ns, "-o", "wide")
+        assert r.returncode == 0, r.stderr
+        assert wep in r.stdout and f"kns.{ns},ksa.{ns}.default" in r.stdout
+        doc = {"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+               "metadata": {"name": wep, "namespace": ns},
+               "spec": {"node": node, "orchestrator": "k8s", "pod": pod, "endpoint": "eth0",
+                        "interfaceName": "cali0"}}
+        r = _ctl(cfg, "create", "-f", "-", input=yaml.safe_dump(doc))
+        assert r.returncode != 0
+        assert "Failed to create 'WorkloadEndpoint' resource: [operation Create is not " \
+            f"supported on WorkloadEndpoint({ns}/{wep})]" in r.stderr
+        r = _ctl(cfg, "label", "workloadendpoint", wep, "-n", ns, "x=y")
+        assert r.returncode != 0
+        assert f"operation Update is not supported on WorkloadEndpoint({ns}/{wep})" in r.stderr
+        r = _ctl(cfg, "delete", "workloadendpoint", wep, "-n", ns)
+        assert r.returncode != 0
+        assert f"operation Delete is not supported on WorkloadEndpoint({ns}/{wep})" in r.stderr
+        assert cp.request("GET", f"/api/v1/namespaces/{ns}/pods/{pod}")[0] == 200
+
+        good = {"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+                "metadata": {"name": peer}, "spec": {"peerIP": "192.0.2.9", "asNumber": 64512}}
+        bad = {"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+               "metadata": {"name": f"{peer}-bad"},
+               "spec": {"peerIP": "not-an-ip", "asNumber": 64512}}
+        r = _ctl(cfg, "apply", "-f", "-", input=yaml.safe_dump_all([good, bad]))
+        assert r.returncode != 0
+        assert "Nothing was written" in r.stderr
+        assert cp.request("GET", f"{CRD}/bgppeers/{peer}")[0] == 404
+
+        r = _ctl(cfg, "apply", "-f", "-", input=yaml.safe_dump(good))
+        assert r.returncode == 0, r.stderr
+        stale = _ctl(cfg, "get", "bgppeer", peer, "-o", "yaml").stdout
+        r = _ctl(cfg, "patch", "bgppeer", peer, "-p", '{"spec":{"asNumber":64513}}')
+        assert r.returncode == 0, r.stderr
+        r = _ctl(cfg, "replace", "-f", "-", input=stale)
+        assert r.returncode != 0
+        assert f"update conflict: BGPPeer({peer})" in r.stderr
+        assert cp.request("GET", f"{CRD}/bgppeers/{peer}")[1]["spec"]["asNumber"] == 64513
+    finally:
+        cp.request("DELETE", f"{CRD}/bgppeers/{peer}")
+        cp.request("DELETE", f"/api/v1/namespaces/{ns}")
