@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from calico_kube_controllers import convert
 from calico_kube_controllers.informer import Informer
@@ -34,6 +34,8 @@ from libcalico.model import codec
 from libcalico.model.resources import NetworkPolicy, Profile, WorkloadEndpoint
 
 log = logging.getLogger(__name__)
+
+_Mirrored = TypeVar("_Mirrored", Profile, NetworkPolicy)
 
 
 class _Mirror:
@@ -57,6 +59,32 @@ class _Mirror:
     def stop(self) -> None:
         self.informer.stop()
 
+    def _write(self, desired: Mapping[tuple[str, str], _Mirrored],
+               existing: Mapping[tuple[str, str], _Mirrored]) -> tuple[int, int, int]:
+        """Make the datastore's `existing` objects (keyed by (namespace or "", name)) the
+        `desired` ones: create the missing, update a changed spec, delete the rest; returns
+        (created, updated, deleted). An object changed under us kicks the loop (the next
+        pass re-reads); one already gone counts as deleted by someone else."""
+        created = updated = deleted = 0
+        for key, want in sorted(desired.items()):
+            cur = existing.get(key)
+            try:
+                if cur is None:
+                    self.client.create(want)
+                    created += 1
+                elif cur.spec != want.spec:
+                    self.client.update(dataclasses.replace(cur, spec=want.spec))
+                    updated += 1
+            except (AlreadyExists, Conflict):
+                self.kick("conflict")  # changed under us: the next pass re-reads
+        for ns, name in sorted(set(existing) - set(desired)):
+            try:
+                self.client.delete(type(existing[(ns, name)]), name, ns or None)
+                deleted += 1
+            except NotFound:
+                pass
+        return created, updated, deleted
+
 
 class ProfileMirror(_Mirror):
     def __init__(self, name: str, backend: Backend, kube: KubeClient, path: str, prefix: str,
@@ -79,24 +107,8 @@ class ProfileMirror(_Mirror):
             desired[res.metadata.name] = res
         existing = {p.metadata.name: p for p in self.client.list(Profile)
                     if p.metadata.name.startswith(self.prefix)}
-        created = updated = deleted = 0
-        for name, want in sorted(desired.items()):
-            cur = existing.get(name)
-            try:
-                if cur is None:
-                    self.client.create(want)
-                    created += 1
-                elif cur.spec != want.spec:
-                    self.client.update(dataclasses.replace(cur, spec=want.spec))
-                    updated += 1
-            except (AlreadyExists, Conflict):
-                self.kick("conflict")  # changed under us: the next pass re-reads
-        for name in sorted(set(existing) - set(desired)):
-            try:
-                self.client.delete(Profile, name)
-                deleted += 1
-            except NotFound:
-                pass
+        created, updated, deleted = self._write(
+            {("", n): p for n, p in desired.items()}, {("", n): p for n, p in existing.items()})
         log.info("%s controller pass: objects=%d profiles=%d created=%d updated=%d "
                  "deleted=%d", self.name, len(desired), len(existing), created, updated,
                  deleted)
@@ -176,24 +188,7 @@ class PolicyMirror(_Mirror):
         existing = {(p.metadata.namespace or "", p.metadata.name): p
                     for p in self.client.list(NetworkPolicy)
                     if p.metadata.name.startswith(KNP_PREFIX)}
-        created = updated = deleted = 0
-        for key, want in sorted(desired.items()):
-            cur = existing.get(key)
-            try:
-                if cur is None:
-                    self.client.create(want)
-                    created += 1
-                elif cur.spec != want.spec:
-                    self.client.update(dataclasses.replace(cur, spec=want.spec))
-                    updated += 1
-            except (AlreadyExists, Conflict):
-                self.kick("conflict")
-        for ns, name in sorted(set(existing) - set(desired)):
-            try:
-                self.client.delete(NetworkPolicy, name, ns)
-                deleted += 1
-            except NotFound:
-                pass
+        created, updated, deleted = self._write(desired, existing)
         log.info("policy controller pass: objects=%d policies=%d created=%d updated=%d "
                  "deleted=%d", len(desired), len(existing), created, updated, deleted)
         return created, updated, deleted
