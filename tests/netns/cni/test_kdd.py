@@ -156,8 +156,10 @@ def test_pod_deleted_before_del(kdd: dict[str, Any]) -> None:
     rc, res, netns = add(kdd, "kdd-gone", "short", "kddgone00001")
     assert rc == 0, res
     api.delete_pod("kdd-gone", "short")
+    subprocess.run(["ip", "netns", "del", os.path.basename(netns)], check=True, timeout=30)
     _handle(be, "kddgone00001")
-    assert delete(kdd, "kdd-gone", "short", "kddgone00001", netns) == 0
+    assert delete(kdd, "kdd-gone", "short", "kddgone00001", netns) == 0, \
+        "the pod and its network namespace gone"
     with pytest.raises(NotFound):
         _handle(be, "kddgone00001")
     assert check(be).clean
