@@ -1,4 +1,5 @@
-"""Policy benchmark (run as root: `python bench/policy.py [E ...] [--local L] [--policies P]`).
+"""Policy benchmark (run as root: `python bench/policy.py [E ...] [--local L] [--policies P]`;
+`PBENCH_NAMESPACES` (default 50) spreads the policies, 10 per namespace and app set).
 
 Felix's policy calculation and programming at scale, beside the physical limit measured in the
 same run. Defaults: E = 1,000 and 10,000 endpoints in the cluster, L = 1,000 of them on this
@@ -41,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 ME = "bench-node"
-NAMESPACES = 50
+NAMESPACES = int(os.environ.get("PBENCH_NAMESPACES", "50"))
 RULES = 5
 CHANGES = 20
 

@@ -153,12 +153,73 @@ def _host_nets(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) ->
     return tuple(out)
 
 
+def required_label(selector: sel.Selector) -> tuple[str, str] | None:
+    """A label (key, value) every endpoint the selector matches must carry: an `==` at its top
+    or in its top-level `&&` (nested ones included), the namespace one preferred (the most
+    selective in practice). None when there is none (`all()`, `||`, `has()` only, ...)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(s: sel.Selector) -> None:
+        if isinstance(s, sel.Eq):
+            found.append((s.key, s.value))
+        elif isinstance(s, sel.And):
+            for op in s.operands:
+                walk(op)
+    walk(selector)
+    for k, v in found:
+        if k == LABEL_NAMESPACE:
+            return (k, v)
+    return found[0] if found else None
+
+
+class _Restriction:
+    """Calico's label restriction index, in small: selectors filed under a label they require,
+    so that an endpoint's labels name the few selectors that can match it."""
+
+    def __init__(self) -> None:
+        self.by_label: dict[tuple[str, str], set[object]] = {}
+        self.unrestricted: set[object] = set()
+        self.filed: dict[object, tuple[str, str] | None] = {}
+
+    def add(self, item: object, selector: sel.Selector) -> None:
+        self.remove(item)
+        req = required_label(selector)
+        self.filed[item] = req
+        if req is None:
+            self.unrestricted.add(item)
+        else:
+            self.by_label.setdefault(req, set()).add(item)
+
+    def remove(self, item: object) -> None:
+        if item not in self.filed:
+            return
+        req = self.filed.pop(item)
+        if req is None:
+            self.unrestricted.discard(item)
+        else:
+            bucket = self.by_label[req]
+            bucket.discard(item)
+            if not bucket:
+                del self.by_label[req]
+
+    def candidates(self, labels: Mapping[str, str]) -> set[object]:
+        out = set(self.unrestricted)
+        for kv in labels.items():
+            got = self.by_label.get(kv)
+            if got:
+                out |= got
+        return out
+
+
 class PolicyIndex:
     """The policy state of one host (`hostname`): feed it resources as they change."""
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
         self._policies: dict[Key, _Policy] = {}
+        self._policy_restriction = _Restriction()
+        self._set_restriction = _Restriction()
+        self._set_parsed: dict[str, sel.Selector] = {}
         self._tiers: dict[str, r.Tier] = {}
         self._profiles: dict[str, r.Profile] = {}
         self._profile_rules: dict[str, tuple[tuple[ParsedRule, ...], tuple[ParsedRule, ...]]] = {}
@@ -262,6 +323,7 @@ class PolicyIndex:
 
     def update_policy(self, key: Key, pol: AnyPolicy | None) -> None:
         old = self._policies.pop(key, None)
+        self._policy_restriction.remove(key)
         eps = self._policy_eps.pop(key, set())
         for ep in eps:
             self._ep_policies.get(ep, set()).discard(key)
@@ -271,6 +333,7 @@ class PolicyIndex:
         if pol is not None:
             parsed = _parse_policy(pol)
             self._policies[key] = parsed
+            self._policy_restriction.add(key, parsed.selector)
             matched = {ep for ep in (*self._local, *self._local_heps)
                        if parsed.selector.evaluate(self._holders[ep].labels)}
             self._policy_eps[key] = matched
@@ -441,7 +504,11 @@ class PolicyIndex:
     def _match_endpoint(self, key: Key) -> None:
         labels = self._holders[key].labels
         old = self._ep_policies.get(key, set())
-        new = {pk for pk, pol in self._policies.items() if pol.selector.evaluate(labels)}
+        new: set[Key] = set()
+        for pk in self._policy_restriction.candidates(labels):
+            assert isinstance(pk, tuple)
+            if self._policies[pk].selector.evaluate(labels):
+                new.add(pk)
         for pk in old - new:
             self._policy_eps[pk].discard(key)
         for pk in new - old:
@@ -506,6 +573,8 @@ class PolicyIndex:
             self._set_refs[spec] += 1
             if self._set_refs[spec] == 1 and spec.uid not in self._set_specs:
                 self._set_specs[spec.uid] = spec
+                self._set_parsed[spec.uid] = parsed = sel.parse(spec.selector)
+                self._set_restriction.add(spec.uid, parsed)
                 self._set_members[spec.uid] = self._members_of(spec)
                 self._dirty_sets.add(spec.uid)
 
@@ -515,6 +584,8 @@ class PolicyIndex:
             if self._set_refs[spec] <= 0:
                 del self._set_refs[spec]
                 self._set_specs.pop(spec.uid, None)
+                self._set_parsed.pop(spec.uid, None)
+                self._set_restriction.remove(spec.uid)
                 self._set_members.pop(spec.uid, None)
                 self._dirty_sets.add(spec.uid)
 
@@ -551,8 +622,16 @@ class PolicyIndex:
         self._update_members(old, None)
 
     def _update_members(self, old: _Holder | None, new: _Holder | None) -> None:
-        for uid, spec in self._set_specs.items():
-            parsed = sel.parse(spec.selector)
+        """Only the sets whose selector can match the old or the new labels (restriction
+        index) are looked at: an endpoint costs O(its candidate sets), not O(all sets)."""
+        cands: set[object] = set()
+        for h in (old, new):
+            if h is not None:
+                cands |= self._set_restriction.candidates(h.labels)
+        for uid in cands:
+            assert isinstance(uid, str)
+            spec = self._set_specs[uid]
+            parsed = self._set_parsed[uid]
             before = _contribution(spec, parsed, old) if old else ()
             after = _contribution(spec, parsed, new) if new else ()
             if before == after:

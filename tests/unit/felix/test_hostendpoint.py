@@ -348,3 +348,71 @@ def test_incremental_equals_fresh_whatever_the_order() -> None:
         calc.compute(snap, CFG, IFACES)
     after = calc.compute(snap, CFG, IFACES)
     assert after.tables == before.tables and after.ipsets == before.ipsets
+
+
+def test_required_label_of_composed_selectors() -> None:
+    from felix.calc.policy_index import required_label
+    from libcalico.model import selector as sel
+    ns = "projectcalico.org/namespace"
+    assert required_label(sel.parse(f"(app == 'a') && {ns} == 'prod'")) == (ns, "prod")
+    assert required_label(sel.parse("app == 'a' && (tier == 'x' && has(b))")) == ("app", "a")
+    for text in ("all()", "app == 'a' || app == 'b'", "!(app == 'a')", "has(x)",
+                 "app != 'a'"):
+        assert required_label(sel.parse(text)) is None, text
+
+
+def test_restriction_index_matches_brute_force() -> None:
+    """Many policies and endpoints: every endpoint's policies and every IP set's members are
+    what evaluating every selector against every endpoint gives."""
+    import random
+
+    from felix.calc.policy_index import PolicyIndex, key_of
+    from libcalico.model import selector as sel
+    rnd = random.Random(7)
+    values = ["a", "b", "c"]
+    selectors = ["all()", "app == 'a'", "app == 'b' && tier == 'a'", "tier == 'c' || app == 'a'",
+                 "has(tier)", "!has(app)", "app in {'a', 'c'}", "projectcalico.org/namespace "
+                 "== 'ns1' && app == 'b'"]
+    snap = calc.Snapshot()
+    index = PolicyIndex(ME)
+    kvs: list[tuple[str, str]] = []
+    for j, text in enumerate(selectors):
+        kvs.append(_kv("GlobalNetworkPolicy", f"p{j}", {
+            "selector": text, "types": ["Ingress"],
+            "ingress": [{"action": "Allow", "source": {"selector": selectors[-1 - j]}}]}))
+    for i in range(40):
+        labels = {k: rnd.choice(values) for k in ("app", "tier") if rnd.random() < 0.7}
+        k, v = data.wep(f"w{i}", ME if i % 2 else "node2", f"cali{i:011d}", [f"10.65.0.{i}/32"])
+        doc = json.loads(v)
+        doc["metadata"]["labels"] = labels
+        doc["metadata"]["namespace"] = f"ns{i % 2}"
+        kvs.append((keys.resource_key("WorkloadEndpoint", f"w{i}", f"ns{i % 2}"),
+                    json.dumps(doc)))
+    rnd.shuffle(kvs)
+    for k, v in kvs:
+        res = data.resource(k, v)
+        snap.apply(k, res)
+        if "workloadendpoints" in k:
+            index.update_endpoint(key_of(res), res)  # type: ignore[arg-type]
+        else:
+            index.update_policy(key_of(res), res)  # type: ignore[arg-type]
+    for key in index.local_endpoints():
+        have = index.labels(key)
+        want = {f"p{j}" for j, t in enumerate(selectors)
+                if sel.parse(policy_selector(t)).evaluate(have)}
+        got = {r.name for tier in index.plan(key).tiers for r in tier.ingress}
+        assert got == want, (key, have)
+    for uid, (spec, members) in index.ipsets().items():
+        parsed = sel.parse(spec.selector)
+        want_m = {n for k in _all_endpoint_keys(index) if parsed.evaluate(index.labels(k))
+                  for n in index._holders[k].nets}
+        assert members == want_m, uid
+
+
+def policy_selector(text: str) -> str:
+    from felix.calc.policy_rules import canonical, policy_selector_text
+    return canonical(policy_selector_text(text, None, "", ""))
+
+
+def _all_endpoint_keys(index: object) -> list[tuple[str, str, str]]:
+    return list(index._holders)  # type: ignore[attr-defined]
