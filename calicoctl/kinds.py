@@ -75,6 +75,15 @@ def _shortest(value: float) -> tuple[str, int]:
     return mant.replace(".", "").rstrip("0") or "0", int(e)
 
 
+def _pointer(dotted: str) -> Getter:
+    """A Go pointer column (`*bool`): `<nil>` when unset."""
+    def get(doc: Doc) -> str:
+        value = _path(doc, dotted)
+        return "<nil>" if value is None else text(value)
+
+    return get
+
+
 def order(dotted: str) -> Getter:
     """A Go `*float64` column: `<nil>` when unset, else Go's `%v`."""
 
@@ -190,7 +199,11 @@ _KINDS = (
                  ps=(NAME, ("PEERIP", _bgppeer_peer), ("NODE", _bgppeer_node),
                      ("ASN", col("spec.asNumber")))),
     ResourceKind("ClusterInformation",
-                 ("clusterinformation", "clusterinformations", "clusterinfo", "clusterinfos")),
+                 ("clusterinformation", "clusterinformations", "clusterinfo", "clusterinfos"),
+                 ps=(NAME, ("CLUSTERGUID", col("spec.clusterGUID")),
+                     ("CLUSTERTYPE", col("spec.clusterType")),
+                     ("CALICOVERSION", col("spec.calicoVersion")),
+                     ("DATASTOREREADY", _pointer("spec.datastoreReady")))),
     ResourceKind("FelixConfiguration",
                  ("felixconfiguration", "felixconfigurations", "felixconfig", "felixconfigs")),
     ResourceKind("GlobalNetworkPolicy",

@@ -249,3 +249,34 @@ def test_calicoctl_on_kdd_refusals_bad_documents_and_conflicts(
     finally:
         cp.request("DELETE", f"{CRD}/bgppeers/{peer}")
         cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_calicoctl_get_clusterinformation_on_kdd(kube_apiserver: ControlPlane,
+                                                  tmp_path: Path) -> None:
+    """ClusterInformation (calico-node writes it on KDD) is shown with Calico's columns."""
+    cp = kube_apiserver
+    cfg = _kdd_cfg(cp, tmp_path)
+    path = f"{CRD}/clusterinformations/default"
+    made = cp.request("GET", path)[0] == 404
+    if made:  # (another test's calico-node may have written it; then it is left alone)
+        from libcalico.datastore import kubernetes_convert as convert
+
+        assert cp.request("POST", f"{CRD}/clusterinformations", convert.to_cr({
+            "apiVersion": "projectcalico.org/v3", "kind": "ClusterInformation",
+            "metadata": {"name": "default"},
+            "spec": {"clusterGUID": "c0ffee", "clusterType": "k8s,bgp",
+                     "calicoVersion": "v3.31.0", "datastoreReady": True}}))[0] == 201
+    try:
+        spec = cp.request("GET", path)[1]["spec"]
+        r = _ctl(cfg, "get", "clusterinformation")
+        assert r.returncode == 0, r.stderr
+        head, row = r.stdout.splitlines()[:2]
+        assert head.split() == [
+            "NAME", "CLUSTERGUID", "CLUSTERTYPE", "CALICOVERSION", "DATASTOREREADY"]
+        ready = {True: "true", False: "false", None: "<nil>"}[spec.get("datastoreReady")]
+        assert row.split() == ["default", *(v for v in (
+            spec.get("clusterGUID"), spec.get("clusterType"), spec.get("calicoVersion"))
+            if v), ready]
+    finally:
+        if made:
+            cp.request("DELETE", path)
