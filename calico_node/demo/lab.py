@@ -8,25 +8,23 @@ after a failure, and `sweep(prefix)` removes what a killed run left behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from libcalico import proc
+from libcalico.relay import NETNS_DIR as NETNS_DIR  # re-exported: one relay (libcalico.relay)
+from libcalico.relay import Relay as Relay
+from libcalico.relay import socket_in_netns as socket_in_netns
 
 log = logging.getLogger(__name__)
 
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = Path("/run/netns")
 MOUNTPOINTS = ("/etc/calico", "/var/run/calico", "/var/lib/calico")
 MOUNTPOINT_LEDGER = Path("/run/calico-py-demo-mountpoints")
 """Directories demos and tests created as mountpoints: shared by concurrent runs, so that the
@@ -47,101 +45,6 @@ def ip_batch(lines: Sequence[str], ns: str | None = None) -> None:
 def in_ns(ns: str, *argv: str, timeout: float = 30, check: bool = True,
           env: Mapping[str, str] | None = None) -> proc.Completed:
     return proc.run(["ip", "netns", "exec", ns, *argv], timeout=timeout, check=check, env=env)
-
-
-def socket_in_netns(ns: str, family: int = socket.AF_INET,
-                    kind: int = socket.SOCK_STREAM, proto: int = 0) -> socket.socket:
-    """A socket created inside namespace `ns` (by a short-lived thread that enters it), so
-    that the calling thread never changes namespace."""
-    result: list[socket.socket | BaseException] = []
-
-    def work() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {ns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result.append(socket.socket(family, kind, proto))
-        except BaseException as exc:  # handed back to the caller
-            result.append(exc)
-
-    t = threading.Thread(target=work, name=f"netns-{ns}")
-    t.start()
-    t.join()
-    got = result[0]
-    if isinstance(got, BaseException):
-        raise got
-    return got
-
-
-class Relay:
-    """A TCP relay: listens inside a namespace, connects from the root namespace.
-
-    It lets processes in the node namespaces reach an etcd that listens on the root
-    namespace's loopback, without giving the root namespace an interface."""
-
-    def __init__(self, ns: str, listen: tuple[str, int], target: tuple[str, int]) -> None:
-        self.target = target
-        self.sock = socket_in_netns(ns)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(listen)
-        self.sock.listen(128)
-        self._closed = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, name="relay", daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-    def drop_connections(self) -> None:
-        """Cut every open connection (as an outage would); new ones are still accepted."""
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for c in conns:
-            with contextlib.suppress(OSError):
-                c.shutdown(socket.SHUT_RDWR)
-            c.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.drop_connections()
-        self._thread.join(5)
 
 
 def mounted_anywhere(path: str) -> bool:
