@@ -1,7 +1,9 @@
 """Felix's owner loop fed by the real syncer over the real Kubernetes API server (KDD), against
 a fake kernel: what only KDD derives reaches Felix as Calico derives it. ServiceAccount labels
 become the endpoint's `pcsa.` labels (through profile `ksa.<ns>.<sa>`) and move it in and out
-of a policy's selector IP set; a pod that has finished loses its IPs, so its route goes."""
+of a policy's selector IP set; a pod that has finished loses its IPs, so its route goes;
+BGPConfiguration `default` sets the workload route metric; a pod with a malformed CNI
+annotation is refused without stopping Felix."""
 
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ def test_service_account_labels_and_finished_pods_on_kdd(
     pool_key, pool = data.pool(f"fxk-{ns}", "10.77.0.0/16")
     gnp_key = keys.resource_key("GlobalNetworkPolicy", f"{ns}-frontend-in")
     handle = f"k8s-pod-network.{uuid.uuid4().hex}"
+    bgp_key = keys.resource_key("BGPConfiguration", "default")
     be.create(pool_key, pool)
     be.create(gnp_key, json.dumps({
         "kind": "GlobalNetworkPolicy", "apiVersion": "projectcalico.org/v3",
@@ -102,6 +105,22 @@ def test_service_account_labels_and_finished_pods_on_kdd(
         wait_for(lambda: any(m.startswith("10.77.0.10") for m in frontend_members()), 20,
                  "the pod in the frontend set (its service account's label)")
 
+        # Workload routes take BGPConfiguration default's normal route priority (a CRD here).
+        assert nl.routes.metrics(route[1]) == [1024]
+        be.create(bgp_key, json.dumps({
+            "kind": "BGPConfiguration", "apiVersion": "projectcalico.org/v3",
+            "metadata": {"name": "default"}, "spec": {"ipv4NormalRoutePriority": 5000}}))
+        wait_for(lambda: nl.routes.metrics(route[1]) == [5000], 20, "metric 5000")
+        be.delete(bgp_key)
+        wait_for(lambda: nl.routes.metrics(route[1]) == [1024], 20, "metric 1024 again")
+
+        # A pod whose CNI annotation is not an address: refused at the boundary, Felix runs on.
+        assert cp.request("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": "bad", "annotations": {"cni.projectcalico.org/podIP": "10.77.0.999"}},
+            "spec": {"nodeName": me, "containers": [{"name": "c", "image": "busybox"}]}}
+        )[0] == 201
+
         cp.request("PATCH", f"/api/v1/namespaces/{ns}/serviceaccounts/web",
                    {"metadata": {"labels": {"tier": "backend"}}}, content_type=MERGE)
         wait_for(lambda: not any(m.startswith("10.77.0.10") for m in frontend_members()), 20,
@@ -122,7 +141,7 @@ def test_service_account_labels_and_finished_pods_on_kdd(
             ipam.release_by_handle(handle)
         with contextlib.suppress(Exception):
             ipam.release_host_affinities(me)
-        for key in (gnp_key, pool_key):
+        for key in (gnp_key, pool_key, bgp_key):
             with contextlib.suppress(Exception):
                 be.delete(key)
         be.close()
