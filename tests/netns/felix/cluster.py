@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calico_node.kubelab.apiserver import ControlPlane
 from libcalico.datastore.kubernetes_pod import veth_name, wep_name
 from libcalico.model import keys
 from tests.fixtures.netns import NetnsFactory, ns_exec
@@ -81,7 +82,7 @@ class Pod:
 
 class Cluster:
     def __init__(self, netns: NetnsFactory, etcd_factory: object = None, *,
-                 kube: object = None) -> None:
+                 kube: ControlPlane | None = None) -> None:
         self.netns = netns
         n = (os.getpid() % 200) + 20
         self.net = ipaddress.IPv4Network(f"198.19.{n}.0/24")
@@ -104,7 +105,7 @@ class Cluster:
             ns_exec(self.under, "ip", "link", "set", "up0", "master", "br0", "up")
             if kube is not None:
                 self.kube = kube
-                self.store = KubeStore(kube)  # type: ignore[arg-type]
+                self.store = KubeStore(kube)
             else:
                 self.etcd = etcd_factory.new("felix", host=str(self.gw))  # type: ignore[attr-defined]
                 self.store = EtcdStore(self.etcd)
@@ -171,7 +172,8 @@ class Cluster:
         h = Host(name, ns, addr, block, block[1])
         self.hosts.append(h)
         if self.datastore == "kubernetes":
-            self.relays.append(KubeRelay(ns, int(self.kube.server.rsplit(":", 1)[1])))
+            port = int(self.kube.server.rsplit(":", 1)[1])
+            self.relays.append(KubeRelay(ns, port))
         assert self.store is not None
         self.store.add_node(name, addr, h.tunnel, block, vtep_mac)
         return h
