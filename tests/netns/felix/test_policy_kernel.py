@@ -22,22 +22,12 @@ from felix.drivers.iptables.rules import render_rule, rule_hashes
 from libcalico.model import codec
 from libcalico.model import resources as r
 from tests.fixtures.netns import NetnsFactory, ns_exec
+from tests.netns.felix import tcpprobe
 
 pytestmark = [pytest.mark.netns]
 
 V3 = "projectcalico.org/v3"
 PORTS = (80, 81, 8081)
-SERVER = (
-    "import socket, selectors\n"
-    "sel = selectors.DefaultSelector()\n"
-    f"for port in {PORTS!r}:\n"
-    "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "    s.bind(('0.0.0.0', port)); s.listen(16); sel.register(s, selectors.EVENT_READ)\n"
-    "print('ready', flush=True)\n"
-    "while True:\n"
-    "    for key, _ in sel.select():\n"
-    "        c, _ = key.fileobj.accept(); c.sendall(b'ok'); c.close()\n"
-)
 CLIENT = (
     "import socket, sys\n"
     "ok = []\n"
@@ -102,9 +92,7 @@ def lab() -> Iterator[Lab]:
             ns_exec(lab.host, "sysctl", "-qw", f"net.ipv4.conf.{iface}.proxy_arp=1",
                     f"net.ipv4.neigh.{iface}.proxy_delay=0")
         ns_exec(lab.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        server = subprocess.Popen(["ip", "netns", "exec", lab.b, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        server = tcpprobe.serve(lab.b, PORTS)
         yield lab
     finally:
         if server is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,37 +16,16 @@ import pytest
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory
 from tests.fixtures.netns import NetnsFactory
+from tests.netns.felix import tcpprobe
 from tests.netns.felix.cluster import Cluster, Pod, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd]
 
 V3 = "projectcalico.org/v3"
-SERVER = (
-    "import socket, selectors\n"
-    "sel = selectors.DefaultSelector()\n"
-    "for port in (80, 81):\n"
-    "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "    s.bind(('0.0.0.0', port)); s.listen(16); sel.register(s, selectors.EVENT_READ)\n"
-    "print('ready', flush=True)\n"
-    "while True:\n"
-    "    for key, _ in sel.select():\n"
-    "        c, _ = key.fileobj.accept(); c.sendall(b'ok'); c.close()\n"
-)
-CLIENT = (
-    "import socket, sys\n"
-    "try:\n"
-    "    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\n"
-    "    sys.exit(0 if c.recv(2) == b'ok' else 1)\n"
-    "except OSError:\n"
-    "    sys.exit(1)\n"
-)
 
 
 def reachable(client: Pod, server: Pod, port: int) -> bool:
-    r = subprocess.run(["ip", "netns", "exec", client.ns, sys.executable, "-c", CLIENT,
-                        str(server.ip), str(port)], capture_output=True, timeout=30,
-                       check=False)
-    return r.returncode == 0
+    return tcpprobe.answers(client.ns, str(server.ip), port)
 
 
 def expect(client: Pod, server: Pod, want: dict[int, bool], what: str) -> None:
@@ -85,9 +63,7 @@ def lab() -> Iterator[tuple[Cluster, Pod, Pod]]:
             "spec": {"orchestrator": "k8s", "node": "a", "pod": web.name, "endpoint": "eth0",
                      "ipNetworks": [f"{web.ip}/32"], "profiles": ["kns.default"],
                      "interfaceName": web.iface, "mac": web.mac}})
-        server = subprocess.Popen(["ip", "netns", "exec", web.ns, sys.executable, "-c", SERVER],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        server = tcpprobe.serve(web.ns, (80, 81))
         c.start_felix(a)
         c.wait_applied(a)
         yield c, client, web
