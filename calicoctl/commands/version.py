@@ -34,4 +34,7 @@ def version() -> None:
         click.echo(f"Cluster Version:   {spec.get('calicoVersion') or 'unknown'}")
         click.echo(f"Cluster Type:      {spec.get('clusterType') or 'unknown'}")
     except CalicoError as exc:  # as calicoctl: the reason on stderr, exit status 1
-        raise Failed(f"Unable to retrieve Cluster Version or Type: {exc}") from None
+        from calicoctl.resources import datastore_reason
+
+        why = datastore_reason(exc, kind="ClusterInformation", name="default")
+        raise Failed(f"Unable to retrieve Cluster Version or Type: {why}") from None

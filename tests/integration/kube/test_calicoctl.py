@@ -253,13 +253,19 @@ def test_calicoctl_on_kdd_refusals_bad_documents_and_conflicts(
 
 def test_calicoctl_get_clusterinformation_on_kdd(kube_apiserver: ControlPlane,
                                                   tmp_path: Path) -> None:
-    """ClusterInformation (calico-node writes it on KDD) is shown with Calico's columns."""
+    """ClusterInformation (calico-node writes it on KDD) is shown with Calico's columns and
+    read by `calicoctl version`; missing, it is named as calicoctl names resources."""
     cp = kube_apiserver
     cfg = _kdd_cfg(cp, tmp_path)
     path = f"{CRD}/clusterinformations/default"
     made = cp.request("GET", path)[0] == 404
     if made:  # (another test's calico-node may have written it; then it is left alone)
         from libcalico.datastore import kubernetes_convert as convert
+
+        r = _ctl(cfg, "version")
+        assert r.returncode == 1
+        assert "Unable to retrieve Cluster Version or Type: resource does not exist: " \
+            "ClusterInformation(default)" in r.stderr
 
         assert cp.request("POST", f"{CRD}/clusterinformations", convert.to_cr({
             "apiVersion": "projectcalico.org/v3", "kind": "ClusterInformation",
@@ -273,6 +279,9 @@ def test_calicoctl_get_clusterinformation_on_kdd(kube_apiserver: ControlPlane,
         head, row = r.stdout.splitlines()[:2]
         assert head.split() == [
             "NAME", "CLUSTERGUID", "CLUSTERTYPE", "CALICOVERSION", "DATASTOREREADY"]
+        r = _ctl(cfg, "version")
+        assert r.returncode == 0, r.stderr
+        assert f"Cluster Version:   {spec.get('calicoVersion') or 'unknown'}" in r.stdout
         ready = {True: "true", False: "false", None: "<nil>"}[spec.get("datastoreReady")]
         assert row.split() == ["default", *(v for v in (
             spec.get("clusterGUID"), spec.get("clusterType"), spec.get("calicoVersion"))
