@@ -3,7 +3,8 @@
 Configuration: environment FELIX_* > config file (-c, default /etc/calico/felix.cfg) >
 FelixConfiguration node.<hostname> > FelixConfiguration default > Calico's defaults.
 Datastore: DATASTORE_TYPE, ETCD_ENDPOINTS / ETCD_*, KUBECONFIG / K8S_* (as every component);
-FELIX_DATASTORETYPE and FELIX_ETCDENDPOINTS (or the file's) override them, as in Calico.
+FELIX_DATASTORETYPE, FELIX_ETCDENDPOINTS / ETCDADDR / ETCD*FILE (or the file's) override
+them, as in Calico.
 Exit codes: 0 on SIGTERM/SIGINT, 1 on an unusable configuration or datastore, 129 when the
 effective configuration changed (the supervisor restarts us, as runit does for Calico).
 """

@@ -293,24 +293,38 @@ def resource_values(spec: Mapping[str, Any] | None) -> dict[str, str]:
 def datastore_env(env: Mapping[str, str], file_values: Mapping[str, str]) -> dict[str, str]:
     """The variables Felix's datastore connection is read from, built as Calico's Felix builds
     it (`Config.DatastoreConfig`): libcalico-go's own (`DATASTORE_TYPE`, `KUBECONFIG`,
-    `K8S_*`, `ETCD_*`, each also with a `CALICO_` prefix), then Felix's `DatastoreType` and
-    `EtcdEndpoints`, when the environment (`FELIX_…`) or the config file sets them, override
-    those; `EtcdEndpoints` also selects etcdv3."""
+    `K8S_*`, `ETCD_*`, each also with a `CALICO_` prefix), then Felix's own parameters, when
+    the environment (`FELIX_…`) or the config file sets them, override those: `DatastoreType`;
+    `EtcdEndpoints`, else `EtcdScheme`://`EtcdAddr` (either selects etcdv3); `EtcdKeyFile`,
+    `EtcdCertFile`, `EtcdCaFile`."""
     felix: dict[str, str] = {}
     for source in (file_values, env_values(env)):   # the environment wins
         for k, v in source.items():
-            if k.lower() in ("datastoretype", "etcdendpoints") and v.strip():
+            if k.lower() in _DATASTORE_PARAMS and v.strip():
                 felix[k.lower()] = v.strip()
     out = dict(env)
+
+    def put(var: str, value: str) -> None:
+        out.pop(f"CALICO_{var}", None)      # the CALICO_ spelling would win otherwise
+        out[var] = value
+
     if "datastoretype" in felix:
-        out.pop("CALICO_DATASTORE_TYPE", None)
-        out["DATASTORE_TYPE"] = _oneof("etcdv3", "kubernetes")(felix["datastoretype"])
-    if "etcdendpoints" in felix:
-        for k in ("CALICO_DATASTORE_TYPE", "CALICO_ETCD_ENDPOINTS"):
-            out.pop(k, None)
-        out["DATASTORE_TYPE"] = "etcdv3"
-        out["ETCD_ENDPOINTS"] = felix["etcdendpoints"]
+        put("DATASTORE_TYPE", _oneof("etcdv3", "kubernetes")(felix["datastoretype"]))
+    endpoints = felix.get("etcdendpoints")
+    if endpoints is None and "etcdaddr" in felix:
+        endpoints = f"{felix.get('etcdscheme', 'http')}://{felix['etcdaddr']}"
+    if endpoints is not None:
+        put("DATASTORE_TYPE", "etcdv3")
+        put("ETCD_ENDPOINTS", endpoints)
+    for param, var in (("etcdkeyfile", "ETCD_KEY_FILE"), ("etcdcertfile", "ETCD_CERT_FILE"),
+                       ("etcdcafile", "ETCD_CA_CERT_FILE")):
+        if param in felix:
+            put(var, felix[param])
     return out
+
+
+_DATASTORE_PARAMS = frozenset({"datastoretype", "etcdendpoints", "etcdaddr", "etcdscheme",
+                               "etcdkeyfile", "etcdcertfile", "etcdcafile"})
 
 
 def load(

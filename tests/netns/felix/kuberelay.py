@@ -4,8 +4,8 @@ its kubeconfig and serving certificate name (`https://127.0.0.1:PORT`), as a pod
 
 A `libcalico.relay.Relay` (the demo's relay): a listening socket made inside the namespace,
 each connection accepted on it spliced to the real server in the root namespace. Felix in the
-namespace uses the admin kubeconfig unchanged; nothing is added to the namespace's routes or
-iptables.
+namespace uses the session's kubeconfig unchanged (with calico-node's token, see stores.py);
+nothing is added to the namespace's routes or iptables.
 """
 
 from __future__ import annotations

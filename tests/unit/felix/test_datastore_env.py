@@ -41,3 +41,18 @@ def test_nothing_set_by_felix_leaves_the_environment_alone() -> None:
     env = {"CALICO_DATASTORE_TYPE": "kubernetes", "PATH": "/bin"}
     assert datastore_env(env, {}) == env
     assert ds(env).datastore_type is DatastoreType.KUBERNETES
+
+
+def test_felix_etcdaddr_and_scheme_and_tls_files() -> None:
+    cfg = ds({"DATASTORE_TYPE": "kubernetes", "FELIX_ETCDADDR": "10.0.0.9:2379",
+              "FELIX_ETCDSCHEME": "https", "FELIX_ETCDKEYFILE": "/k.pem",
+              "FELIX_ETCDCERTFILE": "/c.pem", "CALICO_ETCD_CA_CERT_FILE": "/old.pem"},
+             {"EtcdCaFile": "/ca.pem"})
+    assert cfg.datastore_type is DatastoreType.ETCDV3
+    assert cfg.etcd_endpoints == ("https://10.0.0.9:2379",)
+    assert (str(cfg.etcd_key_file), str(cfg.etcd_cert_file), str(cfg.etcd_ca_cert_file)) == (
+        "/k.pem", "/c.pem", "/ca.pem")
+    # EtcdEndpoints wins over EtcdAddr; the default scheme is http.
+    assert ds({"FELIX_ETCDADDR": "a:1", "FELIX_ETCDENDPOINTS": "http://b:2"}
+              ).etcd_endpoints == ("http://b:2",)
+    assert ds({"FELIX_ETCDADDR": "a:1"}).etcd_endpoints == ("http://a:1",)
