@@ -10,10 +10,12 @@ uplink, TCP listeners in the host namespace, a client in the "outside" namespace
 - preDNAT (mangle) and doNotTrack (raw) policies are programmed where Calico puts them and
   enforced (a preDNAT Deny of 8081, an untracked Deny of 8082, 8080 still allowed).
 - Removing the policies restores traffic.
+- The same with an `interfaceName: "*"` endpoint (the dispatch fallback for every interface).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -171,3 +173,39 @@ def test_failsafes_survive_a_deny_all_policy_and_removal_restores_traffic(
     for table in ("filter", "mangle", "raw"):
         assert "cali-pi-gnp/" not in _saved(a, table), table
     assert "-A cali-fh-eth0" not in _saved(a, "raw")
+
+
+ALL_KEY = keys.resource_key("HostEndpoint", "a-all")
+
+
+def test_all_interfaces_endpoint_with_deny_all_keeps_the_failsafes(
+        lab: tuple[Cluster, Host]) -> None:
+    """The named endpoint is replaced by an `interfaceName: "*"` one (what kube-controllers'
+    auto host endpoints use): the dispatch chains fall back to it for eth0 too."""
+    c, a = lab
+    for key in (HEP_KEY, DENY_KEY, PRE_KEY, UNTRACKED_KEY):   # whatever the first test left
+        with contextlib.suppress(Exception):
+            c.delete(key)
+    c.put(ALL_KEY, {
+        "kind": "HostEndpoint", "apiVersion": V3,
+        "metadata": {"name": "a-all", "labels": {"host-endpoint": "all"}},
+        "spec": {"node": "a", "interfaceName": "*", "expectedIPs": [str(a.ip.ip)],
+                 "profiles": ["projectcalico-default-allow"]}})
+    try:
+        wait_for(lambda: "--goto cali-fh-any-interface-at-all" in _saved(a, "filter")
+                 or "-g cali-fh-any-interface-at-all" in _saved(a, "filter"), 30,
+                 "the all-interfaces endpoint as the dispatch fallback")
+        expect(c, a, {22: True, 8080: True}, "default-allow through the * endpoint")
+        c.put(DENY_KEY, _gnp("deny-all-hosts", {"types": ["Ingress", "Egress"]}))
+        expect(c, a, {22: True, 2379: True, 8080: False},
+               "deny-all on the * endpoint: 8080 dropped, failsafes open")
+        assert connects(a.ns, str(c.gw), c.etcd.client_port)
+        c.delete(DENY_KEY)
+        expect(c, a, {22: True, 8080: True}, "policy removed: open again")
+    finally:
+        c.delete(ALL_KEY)
+        with contextlib.suppress(Exception):
+            c.delete(DENY_KEY)
+    wait_for(lambda: "cali-fh-any-interface-at-all" not in _saved(a, "filter"), 30,
+             "no host endpoint chains left")
+    expect(c, a, {22: True, 8080: True}, "no host endpoint: the host is not policed")
