@@ -5,7 +5,6 @@ object is gone is deleted), a pod's label change reaches its existing WorkloadEn
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from calico_kube_controllers import mirror
@@ -18,17 +17,9 @@ from libcalico.datastore.kubernetes_client import KubeClient
 from libcalico.errors import NotFound
 from libcalico.model import codec
 from libcalico.model.resources import Profile, WorkloadEndpoint
+from tests.fixtures.controllers import wait_for_pass
 
 MERGE = "application/merge-patch+json"
-
-
-def _wait(loop: Loop, pred: Callable[[], bool], timeout: float = 60.0) -> None:
-    for _ in range(200):
-        n = loop.passes
-        if n and pred():
-            return
-        assert loop.wait_passes(n + 1, timeout), "no controller pass"
-    raise AssertionError("condition never held")
 
 
 def _profile(client: Client, name: str) -> Profile | None:
@@ -83,7 +74,7 @@ def test_profiles_and_endpoint_labels_follow_kubernetes(
             loop.start()
             c.start(loop.kick)
 
-        _wait(ns_loop, lambda: _profile(client, f"kns.{ns}") is not None
+        wait_for_pass(ns_loop, lambda: _profile(client, f"kns.{ns}") is not None
               and _profile(client, "kns.ghost-" + tag) is None)
         p = _profile(client, f"kns.{ns}")
         assert p is not None
@@ -92,7 +83,7 @@ def test_profiles_and_endpoint_labels_follow_kubernetes(
                                           "pcns.kubernetes.io/metadata.name": ns}
         assert [r["action"] for r in codec.encode(p)["spec"]["ingress"]] == ["Allow"]
         assert [r["action"] for r in codec.encode(p)["spec"]["egress"]] == ["Allow"]
-        _wait(sa_loop, lambda: _profile(client, f"ksa.{ns}.robot") is not None)
+        wait_for_pass(sa_loop, lambda: _profile(client, f"ksa.{ns}.robot") is not None)
         sa = _profile(client, f"ksa.{ns}.robot")
         assert sa is not None and sa.spec.labels_to_apply == {
             "pcsa.role": "bot", "pcsa.projectcalico.org/name": "robot"}
@@ -100,13 +91,13 @@ def test_profiles_and_endpoint_labels_follow_kubernetes(
 
         assert cp.request("PATCH", f"/api/v1/namespaces/{ns}",
                           {"metadata": {"labels": {"team": "blue"}}}, MERGE)[0] == 200
-        _wait(ns_loop, lambda: (_profile(client, f"kns.{ns}") or p).spec.labels_to_apply
+        wait_for_pass(ns_loop, lambda: (_profile(client, f"kns.{ns}") or p).spec.labels_to_apply
               .get("pcns.team") == "blue")
 
         assert cp.request("PATCH", f"/api/v1/namespaces/{ns}/pods/web",
                           {"metadata": {"labels": {"app": "web", "tier": "front"}}},
                           MERGE)[0] == 200
-        _wait(wep_loop, lambda: client.get(WorkloadEndpoint, wep_name, ns).metadata.labels
+        wait_for_pass(wep_loop, lambda: client.get(WorkloadEndpoint, wep_name, ns).metadata.labels
               .get("tier") == "front")
         wep = client.get(WorkloadEndpoint, wep_name, ns)
         assert wep.metadata.labels["projectcalico.org/orchestrator"] == "k8s"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from libcalico.ipam.assignment import AutoAssignArgs
 from libcalico.ipam.client import IPAMClient
 from libcalico.model import codec, keys
 from libcalico.model.resources import FelixConfiguration, IPPool, Node, WorkloadEndpoint
+from tests.fixtures.controllers import wait_for_pass
 from tests.fixtures.etcd import EtcdServer
 
 GRACE = 900.0
@@ -45,16 +46,6 @@ def datastore(request: pytest.FixtureRequest, kube_apiserver: ControlPlane
         yield b, request.param == "kubernetes"
     finally:
         b.close()
-
-
-def _wait(loop: Loop, pred: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Wait (for events, not for time) until a finished pass leaves `pred` true."""
-    for _ in range(200):
-        n = loop.passes
-        if n and pred():
-            return
-        assert loop.wait_passes(n + 1, timeout), "no controller pass"
-    raise AssertionError("condition never held")
 
 
 def _pod(cp: ControlPlane, ns: str, name: str, node: str) -> None:
@@ -135,20 +126,20 @@ def test_leaks_and_deleted_nodes_are_released(kube_apiserver: ControlPlane,
                                         "metadata": {"name": f"node.{node_b}"}, "spec": {}}))
         loop.start()
         ctl.start(loop.kick)
-        _wait(loop, lambda: ctl.last.allocations >= 4)
+        wait_for_pass(loop, lambda: ctl.last.allocations >= 4)
         assert set(ips.values()) <= _allocated(backend)
 
         # a2 is deleted: a candidate, kept through the grace period, released after it
         _delete_pod(cp, ns, "a2")
-        _wait(loop, lambda: ctl.last.candidates >= 1)
+        wait_for_pass(loop, lambda: ctl.last.candidates >= 1)
         assert ips["a2"] in _allocated(backend)
         clock[0] += GRACE / 2
         loop.kick("test")
-        _wait(loop, lambda: clock[0] > 0)
+        wait_for_pass(loop, lambda: clock[0] > 0)
         assert ips["a2"] in _allocated(backend)
         clock[0] += GRACE / 2 + 1
         loop.kick("test")
-        _wait(loop, lambda: ips["a2"] not in _allocated(backend))
+        wait_for_pass(loop, lambda: ips["a2"] not in _allocated(backend))
         with pytest.raises(NotFound):
             backend.get(keys.handle_key(f"k8s-pod-network.{tag}a2"))
         assert ips["a1"] in _allocated(backend)
@@ -159,7 +150,7 @@ def test_leaks_and_deleted_nodes_are_released(kube_apiserver: ControlPlane,
         assert b_blocks
         _delete_pod(cp, ns, "b1")
         assert cp.request("DELETE", f"/api/v1/nodes/{node_b}")[0] == 200
-        _wait(loop, lambda: not backend.list(keys.affinity_prefix(node_b, 4)).kvs)
+        wait_for_pass(loop, lambda: not backend.list(keys.affinity_prefix(node_b, 4)).kvs)
         left = _allocated(backend)
         assert ips["b1"] not in left and ips["tunnel"] not in left and ips["a1"] in left
         for c in b_blocks:

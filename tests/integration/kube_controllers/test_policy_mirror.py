@@ -6,7 +6,6 @@ namespace, a change is mirrored, a deletion removes it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from calico_kube_controllers import mirror
@@ -19,17 +18,9 @@ from libcalico.datastore.kubernetes_client import KubeClient
 from libcalico.errors import NotFound
 from libcalico.model import codec, k8s_networkpolicy
 from libcalico.model.resources import NetworkPolicy
+from tests.fixtures.controllers import wait_for_pass
 
 MERGE = "application/merge-patch+json"
-
-
-def _wait(loop: Loop, pred: Callable[[], bool], timeout: float = 60.0) -> None:
-    for _ in range(200):
-        n = loop.passes
-        if n and pred():
-            return
-        assert loop.wait_passes(n + 1, timeout), "no controller pass"
-    raise AssertionError("condition never held")
 
 
 def _policy(client: Client, ns: str, name: str) -> NetworkPolicy | None:
@@ -57,7 +48,7 @@ def test_kubernetes_networkpolicy_mirrored_as_knp(
                                   "ports": [{"port": 80}, {"port": 81}]}]}})[0] == 201
         loop.start()
         ctl.start(loop.kick)
-        _wait(loop, lambda: _policy(client, ns, "knp.default.web") is not None)
+        wait_for_pass(loop, lambda: _policy(client, ns, "knp.default.web") is not None)
         pol = _policy(client, ns, "knp.default.web")
         assert pol is not None
         spec = codec.encode(pol)["spec"]
@@ -72,12 +63,12 @@ def test_kubernetes_networkpolicy_mirrored_as_knp(
         assert cp.request("PATCH",
                           f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/web",
                           {"spec": {"ingress": []}}, MERGE)[0] == 200
-        _wait(loop, lambda: (p := _policy(client, ns, "knp.default.web")) is not None
+        wait_for_pass(loop, lambda: (p := _policy(client, ns, "knp.default.web")) is not None
               and p.spec.ingress == ())
         assert cp.request(
             "DELETE", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/web")[0] \
             == 200
-        _wait(loop, lambda: _policy(client, ns, "knp.default.web") is None)
+        wait_for_pass(loop, lambda: _policy(client, ns, "knp.default.web") is None)
     finally:
         ctl.stop()
         loop.stop()
