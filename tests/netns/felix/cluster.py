@@ -301,6 +301,12 @@ class Cluster:
         assert self.store is not None
         self.store.set_namespace_labels(labels)
 
+    def k8s_network_policy(self, name: str, obj: dict[str, object] | None) -> None:
+        """A Kubernetes NetworkPolicy in namespace default (Kubernetes: the object; etcd: as
+        kube-controllers mirrors it); None deletes it."""
+        assert self.store is not None
+        self.store.k8s_network_policy(name, obj)
+
     def remove_wep(self, pod: Pod) -> None:
         """The endpoint goes (etcd: the CNI deletes it; Kubernetes: the Pod is deleted)."""
         assert self.store is not None

@@ -22,7 +22,8 @@ from libcalico.datastore.config import DatastoreConfig
 from libcalico.datastore.kubernetes_pod import wep_name
 from libcalico.errors import AlreadyExists, NotFound
 from libcalico.ipam.client import IPAMClient
-from libcalico.model import keys
+from libcalico.model import codec, keys
+from libcalico.model.k8s_networkpolicy import etcd_mirror, policy_name
 
 IP = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 RBAC = ROOT / "manifests" / "rbac" / "calico-node.yaml"
@@ -44,6 +45,7 @@ class Store(Protocol):
                      profiles: tuple[str, ...], labels: dict[str, str]) -> None: ...
     def remove_endpoint(self, node: str, pod: str) -> None: ...
     def set_namespace_labels(self, labels: dict[str, str]) -> None: ...
+    def k8s_network_policy(self, name: str, obj: dict[str, Any] | None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -103,6 +105,15 @@ class EtcdStore:
                      "labelsToApply": {"pcns.projectcalico.org/name": "default",
                                        **{f"pcns.{k}": v for k, v in labels.items()}}}})
 
+    def k8s_network_policy(self, name: str, obj: dict[str, Any] | None) -> None:
+        """A Kubernetes NetworkPolicy in namespace default as Calico's kube-controllers
+        mirrors it into etcd (`knp.default.<name>`); None deletes it."""
+        key = keys.resource_key("NetworkPolicy", policy_name(name), "default")
+        if obj is None:
+            self.delete(key)
+        else:
+            self.put(key, json.loads(codec.dumps(etcd_mirror(obj))))
+
     def close(self) -> None:
         pass
 
@@ -129,6 +140,7 @@ class KubeStore:
         self.pods: list[str] = []
         self.keys: list[str] = []
         self.handles: list[str] = []
+        self.policies: list[str] = []
 
     def felix_env(self) -> dict[str, str]:
         return {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(self.cp.kubeconfig),
@@ -227,7 +239,27 @@ class KubeStore:
                   {"metadata": {"labels": {**old, **labels}}},
                   content_type="application/merge-patch+json")
 
+    def k8s_network_policy(self, name: str, obj: dict[str, Any] | None) -> None:
+        """The Kubernetes NetworkPolicy object itself (networking.k8s.io/v1), which the
+        backend serves as `knp.default.<name>`; None deletes it."""
+        coll = f"/apis/networking.k8s.io/v1/namespaces/{self.NAMESPACE}/networkpolicies"
+        if obj is None:
+            self._req("DELETE", f"{coll}/{name}", ok=(200, 202, 404))
+            if name in self.policies:
+                self.policies.remove(name)
+            return
+        status, cur = self.cp.request("GET", f"{coll}/{name}")
+        if status == 200:
+            obj = {**obj, "metadata": {**obj["metadata"],
+                                       "resourceVersion": cur["metadata"]["resourceVersion"]}}
+            self._req("PUT", f"{coll}/{name}", obj)
+        else:
+            self._req("POST", coll, obj)
+            self.policies.append(name)
+
     def close(self) -> None:
+        for name in list(self.policies):
+            self.k8s_network_policy(name, None)
         for pod in self.pods:
             self.cp.request("DELETE", f"/api/v1/namespaces/{self.NAMESPACE}/pods/{pod}"
                             "?gracePeriodSeconds=0")

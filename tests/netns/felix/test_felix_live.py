@@ -408,6 +408,30 @@ def test_pod_labels_move_pods_between_policy_selections(cluster: Cluster) -> Non
     cluster.remove_wep(server)
 
 
+@pytest.mark.parametrize("cluster", ["etcd"], indirect=True)   # KDD: once the backend serves them
+def test_kubernetes_network_policy_is_enforced(cluster: Cluster) -> None:
+    """A Kubernetes NetworkPolicy (KDD: the networking.k8s.io object; etcd: kube-controllers'
+    knp.default.<name> mirror) admits into app=web pods only pods labelled fxclient=yes."""
+    client = pod(cluster, "a-p0")
+    web = cluster.add_pod(cluster.hosts[1], 9, labels={"app": "web"})
+    wait_for(lambda: ping(client.ns, web.ip), 30, "the web pod programmed")
+    knp = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "web-from-clients", "namespace": "default"},
+           "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                    "ingress": [{"from": [{"podSelector": {
+                        "matchLabels": {"fxclient": "yes"}}}]}]}}
+    cluster.k8s_network_policy("web-from-clients", knp)
+    try:
+        wait_for(lambda: not ping(client.ns, web.ip), 30, "the web pod isolated")
+        cluster.relabel(client, {"fxclient": "yes"})
+        wait_for(lambda: ping(client.ns, web.ip), 30, "a labelled client admitted")
+    finally:
+        cluster.k8s_network_policy("web-from-clients", None)
+        cluster.relabel(client, {})
+    wait_for(lambda: ping(client.ns, web.ip), 30, "open again without the policy")
+    cluster.remove_wep(web)
+
+
 def vxlan_mtu(h: Host) -> int:
     link = json.loads(ns_exec(h.ns, "ip", "-j", "link", "show", "vxlan.calico").stdout)[0]
     return int(link["mtu"])
