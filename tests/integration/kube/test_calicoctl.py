@@ -28,11 +28,16 @@ def _ctl(cfg: Path, *args: str, input: str | None = None) -> subprocess.Complete
                           env={**base, "GRPC_ENABLE_FORK_SUPPORT": "false"})
 
 
-def test_calicoctl_crud_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+def _kdd_cfg(cp: ControlPlane, tmp_path: Path) -> Path:
     cfg = tmp_path / "calicoctl.cfg"
     cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
                    "spec:\n  datastoreType: kubernetes\n"
-                   f"  kubeconfig: {kube_apiserver.kubeconfig}\n")
+                   f"  kubeconfig: {cp.kubeconfig}\n")
+    return cfg
+
+
+def test_calicoctl_crud_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    cfg = _kdd_cfg(kube_apiserver, tmp_path)
     tag = uuid.uuid4().hex[:8]
     gns, peer = f"ctl-gns-{tag}", f"ctl-peer-{tag}"
     docs: list[dict[str, Any]] = [
@@ -87,10 +92,7 @@ def test_calicoctl_crud_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> 
 
 def test_calicoctl_refuses_what_kdd_cannot_write(kube_apiserver: ControlPlane,
                                                  tmp_path: Path) -> None:
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
-                   "spec:\n  datastoreType: kubernetes\n"
-                   f"  kubeconfig: {kube_apiserver.kubeconfig}\n")
+    cfg = _kdd_cfg(kube_apiserver, tmp_path)
     node = yaml.safe_dump({"apiVersion": "projectcalico.org/v3", "kind": "Node",
                            "metadata": {"name": "not-a-k8s-node"}, "spec": {}})
     r = _ctl(cfg, "create", "-f", "-", input=node)
@@ -114,10 +116,7 @@ def test_calicoctl_ipam_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> 
     from libcalico.model.resources import IPPool
 
     cp = kube_apiserver
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
-                   "spec:\n  datastoreType: kubernetes\n"
-                   f"  kubeconfig: {cp.kubeconfig}\n")
+    cfg = _kdd_cfg(cp, tmp_path)
     tag = uuid.uuid4().hex[:6]
     node, pool = f"ctl-ipam-{tag}", f"ctl-pool-{tag}"
     backend = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
@@ -146,14 +145,6 @@ def test_calicoctl_ipam_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> 
         client.delete(IPPool, pool)
         backend.close()
         cp.request("DELETE", f"/api/v1/nodes/{node}")
-
-
-def _kdd_cfg(cp: ControlPlane, tmp_path: Path) -> Path:
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
-                   "spec:\n  datastoreType: kubernetes\n"
-                   f"  kubeconfig: {cp.kubeconfig}\n")
-    return cfg
 
 
 def test_calicoctl_apply_node_on_kdd_updates_the_kubernetes_node(
