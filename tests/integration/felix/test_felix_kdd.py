@@ -145,3 +145,76 @@ def test_service_account_labels_and_finished_pods_on_kdd(
             with contextlib.suppress(Exception):
                 be.delete(key)
         be.close()
+
+
+def test_terminating_pod_keeps_its_route_until_the_cni_releases_it(
+        kdd: tuple[ControlPlane, str, str]) -> None:
+    """A pod deleted with a grace period stays (terminating) until its kubelet finishes; its
+    route stays while the CNI's podIP annotation does, and goes once CNI DEL blanks it (as
+    Calico treats a terminating pod with a blank podIP annotation as finished)."""
+    cp, ns, me = kdd
+    be = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
+                                           "KUBECONFIG": str(cp.kubeconfig)}))
+    ipam = IPAMClient(be)
+    pool_key, pool = data.pool(f"fxk-{ns}", "10.78.0.0/16")
+    container = uuid.uuid4().hex
+    handle = f"k8s-pod-network.{container}"
+    be.create(pool_key, pool)
+    iface = veth_name(ns, "job-1")
+    nl = FakeNetlink()
+    nl.add_link("eth0", addrs=("192.168.77.1/24",))
+    nl.add_link(iface)
+    dp = Dataplane({"FELIX_FELIXHOSTNAME": me, "FELIX_IPV6SUPPORT": "false",
+                    "FELIX_IPTABLESBACKEND": "nft"}, {}, me, nl, FakeSysctl(),
+                   runner=FakeIptables())
+    dp.queue.put(LinksChanged(nl.list_links()))
+    syncer = Syncer(be, PREFIXES, dp.queue.put)
+    runner = threading.Thread(target=dp.run, daemon=True)
+    pod_path = f"/api/v1/namespaces/{ns}/pods/job-1"
+    try:
+        ipam.assign_ip(ipaddress.ip_address("10.78.0.10"), handle_id=handle,
+                       attrs={"namespace": ns, "pod": "job-1", "node": me}, hostname=me)
+        # A finalizer keeps the pod terminating, as a kubelet that has not finished would.
+        assert cp.request("POST", f"/api/v1/namespaces/{ns}/pods", {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "job-1", "finalizers": ["calico-py.test/hold"]},
+            "spec": {"nodeName": me, "containers": [{"name": "c", "image": "busybox"}]}}
+        )[0] == 201
+        cni = "cni.projectcalico.org/"
+        cp.request("PATCH", f"{pod_path}/status", {"metadata": {"annotations": {
+            cni + "podIP": "10.78.0.10/32", cni + "podIPs": "10.78.0.10/32",
+            cni + "containerID": container}}}, content_type=MERGE)
+        syncer.start()
+        runner.start()
+        route = (254, ipaddress.ip_network("10.78.0.10/32"))
+        wait_for(lambda: route in nl.routes, 20, "the pod's route")
+
+        assert cp.request("DELETE", f"{pod_path}?gracePeriodSeconds=30")[0] == 200
+        status, obj = cp.request("GET", pod_path)
+        assert status == 200 and obj["metadata"].get("deletionTimestamp")
+        # Still terminating, IP annotated: the route stays, also after a later change of the
+        # pod has been applied (a label: the apply proves Felix has seen the deletion).
+        n = dp.applies
+        cp.request("PATCH", pod_path, {"metadata": {"labels": {"phase": "terminating"}}},
+                   content_type=MERGE)
+        wait_for(lambda: dp.applies > n, 20, "an apply after the deletion")
+        assert route in nl.routes
+        # CNI DEL blanks the annotations: the pod is finished, its route goes.
+        cp.request("PATCH", f"{pod_path}/status", {"metadata": {"annotations": {
+            cni + "podIP": "", cni + "podIPs": ""}}}, content_type=MERGE)
+        wait_for(lambda: route not in nl.routes, 20, "the route of the released pod gone")
+        assert runner.is_alive()
+    finally:
+        dp.queue.put(Stop())
+        if runner.is_alive():
+            runner.join(10)
+        syncer.stop()
+        dp.close()
+        cp.request("PATCH", pod_path, {"metadata": {"finalizers": None}}, content_type=MERGE)
+        with contextlib.suppress(Exception):
+            ipam.release_by_handle(handle)
+        with contextlib.suppress(Exception):
+            ipam.release_host_affinities(me)
+        with contextlib.suppress(Exception):
+            be.delete(pool_key)
+        be.close()
