@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
+
+from libcalico import atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +34,14 @@ class Status:
             if self.path is None:
                 return
             try:  # under the lock: an older snapshot must not replace a newer one
-                write_atomically(self.path, json.dumps(doc, separators=(",", ":")))
+                atomicfile.write_text(self.path, json.dumps(doc, separators=(",", ":")),
+                                      prefix=".status-")
             except OSError as exc:
                 log.warning("cannot write status file %s: %s", self.path, exc)
 
     def ready(self) -> bool:
         with self._lock:
             return bool(self.readiness) and all(r for r, _ in self.readiness.values())
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check(path: Path) -> tuple[bool, str]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from libcalico import atomicfile
 from libcalico.errors import ConfigError
 
 DEFAULT_NODENAME_FILE = "/var/lib/calico/nodename"
@@ -60,14 +60,5 @@ def resolve(env: Mapping[str, str]) -> str:
 def write(env: Mapping[str, str], name: str) -> Path:
     """Write the name atomically (CNI and calicoctl read it)."""
     path = nodename_file(env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".nodename.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(name)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomicfile.write_text(path, name, prefix=".nodename.")
     return path
