@@ -31,6 +31,10 @@ Profiles are derived from Namespaces (`kns.<ns>`) and ServiceAccounts (`ksa.<ns>
 (`kubernetes_profile`), read-only, with composite revisions `<ns rv>/<sa rv>`; a watch runs
 one watch of each, merged.
 
+Kubernetes NetworkPolicies are read-only NetworkPolicies `knp.default.<name>` beside the
+NetworkPolicy custom resources (`kubernetes_knp`): a list of the NetworkPolicy prefix merges
+both, with a composite revision `<crd rv>/<k8s rv>`; a watch runs one watch of each, merged.
+
 The IPAM keys are Calico's IPAM custom resources (`kubernetes_ipam`: ipamblocks,
 blockaffinities, ipamhandles, ipamconfigs, with Calico's object names and labels). A delete is
 KDD's two-phase one (mark `deleted` at the revision, then DELETE with a UID precondition);
@@ -62,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from libcalico.datastore import kubernetes_convert as convert
 from libcalico.datastore import kubernetes_ipam as kipam
+from libcalico.datastore import kubernetes_knp as kknp
 from libcalico.datastore import kubernetes_node as nodes
 from libcalico.datastore import kubernetes_pod as pods
 from libcalico.datastore import kubernetes_profile as profiles
@@ -149,6 +154,8 @@ _PROFILE_SA = _Kind("Profile", "profiles", False, "serviceaccounts")
 _SERVICES = {k: _Kind(k, plural, True, plural, api=api)
              for k, (plural, api) in kservice.KINDS.items()}
 """Services and EndpointSlices, read-only (`kubernetes_service`, for confd)."""
+_KNP = _Kind("NetworkPolicy", kknp.RESOURCE, True, kknp.RESOURCE, api=kknp.API)
+"""Kubernetes NetworkPolicies as `knp.default.<name>` NetworkPolicies (`kubernetes_knp`)."""
 
 
 def _unsupported(what: str) -> DatastoreError:
@@ -219,6 +226,8 @@ def _ipam_pair(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
 def _pair_or_none(info: _Kind, obj: dict[str, Any]) -> KVPair | None:
     if info.kind in kservice.KINDS:
         return kservice.to_pair(info.kind, obj)
+    if info is _KNP:
+        return kknp.to_pair(obj)
     if info.ipam:
         return _ipam_pair(info, obj)
     try:
@@ -286,7 +295,7 @@ def _refuse_node(key: str, op: str) -> None:
 def _refuse_wep(key: str, op: str) -> None:
     """Profile and WorkloadEndpoint writes are refused (they are derived from Namespaces,
     ServiceAccounts and Pods)."""
-    if _is_profile(key) or key.startswith(keys.resource_prefix(WEP)):
+    if _is_profile(key) or key.startswith(keys.resource_prefix(WEP)) or kknp.is_knp_key(key):
         raise OperationNotSupported(op, key)
 
 
@@ -377,6 +386,8 @@ class KubernetesBackend:
             return self._ipam_get(key)
         if _is_profile(key):
             return self._get_profile(key)
+        if kknp.is_knp_key(key):
+            return self._get_knp(key)
         info, path = self._path(key)
         pair = _pair(info, self.client.request("GET", path, what=key))
         if pair.key != key:  # a WorkloadEndpoint name whose node is not the pod's
@@ -402,6 +413,8 @@ class KubernetesBackend:
         kvs = [p for p in (_pair_or_none(info, cr) for cr in items)
                if p is not None and p.key.startswith(prefix)]
         kvs.sort(key=lambda p: p.key)
+        if kknp.covers(prefix):
+            return self._with_knps(Listing(tuple(kvs), revision), namespace, prefix)
         return Listing(tuple(kvs), revision)
 
     def _page(self, path: str, query: dict[str, str], what: str
@@ -536,7 +549,8 @@ class KubernetesBackend:
 
     # -- watch ------------------------------------------------------------------------------
 
-    def watch(self, prefix: str, after: Revision) -> KubernetesWatchStream | ProfileWatchStream:
+    def watch(self, prefix: str, after: Revision
+              ) -> KubernetesWatchStream | ProfileWatchStream | kknp.MergedWatchStream:
         if prefix.startswith(secrets.PREFIX):
             return SecretWatchStream(self.client, self.secrets_namespace, prefix, after)
         if prefix.startswith(keys.IPAM_ROOT):
@@ -548,6 +562,11 @@ class KubernetesBackend:
             return ProfileWatchStream(self.client, prefix, after)
         info, namespace = _service_scope(prefix) if prefix.startswith(kservice.PREFIX) \
             else _scope(prefix)
+        if kknp.covers(prefix):
+            return kknp.MergedWatchStream(
+                [lambda rev: KubernetesWatchStream(self.client, info, namespace, prefix, rev),
+                 lambda rev: KubernetesWatchStream(self.client, _KNP, namespace, prefix, rev)],
+                list(kknp.split_revision(after)), after, kknp.join_revisions, "policy")
         return KubernetesWatchStream(self.client, info, namespace, prefix, after)
 
     # -- the CNI's workload endpoint writes --------------------------------------------------
@@ -731,6 +750,25 @@ class KubernetesBackend:
                        if p is not None and p.key.startswith(prefix))
         kvs.sort(key=lambda p: p.key)
         return Listing(tuple(kvs), profiles.join_revisions(*revs))
+
+    # -- Kubernetes NetworkPolicies (read-only, `kubernetes_knp`) ---------------------------
+
+    def _get_knp(self, key: str) -> KVPair:
+        namespace, name = kknp.target(key)
+        pair = kknp.to_pair(self.client.request(
+            "GET", f"{_KNP.collection(namespace)}/{name_path(name)}", what=key))
+        if pair is None or pair.key != key:
+            raise NotFound(key)
+        return pair
+
+    def _with_knps(self, crds: Listing, namespace: str | None, prefix: str) -> Listing:
+        path = _KNP.collection(namespace)
+        try:
+            items, revision = self._pages(path, prefix)
+        except Compacted:
+            items, revision = self._page(path, {}, prefix)[:2]
+        pairs = (p for p in (kknp.to_pair(o) for o in items) if p is not None)
+        return kknp.merge_listings(crds, pairs, revision, prefix)
 
     def close(self) -> None:
         self.client.close()
