@@ -87,9 +87,30 @@ def parse_as_number(text: str) -> int | None:
     return None
 
 
-def _get(annotations: Mapping[str, str], key: str, ok: Callable[[str], bool]) -> str:
-    value = annotations.get(key) or ""
-    return value if value and ok(value) else ""
+def _checked(ok: Callable[[str], bool]) -> Callable[[str], str | None]:
+    return lambda value: value if ok(value) else None
+
+
+_SECTIONS = ("bgp", "spec", "wireguard", "status")
+_ANNOTATED: tuple[tuple[str, str, str, Callable[[str], object | None]], ...] = (
+    ("bgp", "asNumber", AS_NUMBER, parse_as_number),
+    ("bgp", "ipv4Address", IPV4_ADDRESS, _checked(_cidr(4))),
+    ("bgp", "ipv6Address", IPV6_ADDRESS, _checked(_cidr(6))),
+    ("bgp", "ipv4IPIPTunnelAddr", IPIP_TUNNEL, _checked(_net(4))),
+    ("bgp", "routeReflectorClusterID", RR_CLUSTER_ID, _checked(_net(4))),
+    ("spec", "ipv4VXLANTunnelAddr", VXLAN_V4, _checked(_net(4))),
+    ("spec", "vxlanTunnelMACAddr", VXLAN_MAC, _checked(_mac)),
+    ("spec", "ipv6VXLANTunnelAddr", VXLAN_V6, _checked(_net(6))),
+    ("spec", "vxlanTunnelMACAddrV6", VXLAN_MAC_V6, _checked(_mac)),
+    ("wireguard", "interfaceIPv4Address", WG_V4, _checked(_net(4))),
+    ("wireguard", "interfaceIPv6Address", WG_V6, _checked(_net(6))),
+    ("status", "wireguardPublicKey", WG_KEY, str),
+    ("status", "wireguardPublicKeyV6", WG_KEY_V6, str),
+)
+"""The fields kept in one annotation each, read and written from this one table: (where in
+the v3 Node: spec, spec.bgp, spec.wireguard or status; the field; the annotation; the reader,
+giving the value or None for an invalid annotation, which is dropped). In the v3 JSON's field
+order."""
 
 
 def _json_map(annotations: Mapping[str, str], key: str) -> dict[str, str]:
@@ -136,35 +157,18 @@ def node_to_v3(node: Mapping[str, Any]) -> dict[str, Any]:
     annotations = _json_map(ann, ANNOTATIONS)
     annotations[KUBE_LABELS] = _go_map_json(k8s_labels)
 
-    bgp: dict[str, Any] = {}
-    if v := _get(ann, IPV4_ADDRESS, _cidr(4)):
-        bgp["ipv4Address"] = v
-    if v := _get(ann, IPV6_ADDRESS, _cidr(6)):
-        bgp["ipv6Address"] = v
-    if v := _get(ann, IPIP_TUNNEL, _net(4)):
-        bgp["ipv4IPIPTunnelAddr"] = v
-    if v := _get(ann, RR_CLUSTER_ID, _net(4)):
-        bgp["routeReflectorClusterID"] = v
-    asn = parse_as_number(ann[AS_NUMBER]) if ann.get(AS_NUMBER) else None
-    if asn is not None:
-        bgp["asNumber"] = asn
-    wireguard: dict[str, Any] = {}
-    if v := _get(ann, WG_V4, _net(4)):
-        wireguard["interfaceIPv4Address"] = v
-    if v := _get(ann, WG_V6, _net(6)):
-        wireguard["interfaceIPv6Address"] = v
+    found: dict[str, dict[str, Any]] = {where: {} for where in _SECTIONS}
+    for where, field, key, read in _ANNOTATED:
+        if text := ann.get(key):
+            value = read(text)
+            if value is not None:
+                found[where][field] = value
+    bgp, wireguard = found["bgp"], found["wireguard"]
 
     spec: dict[str, Any] = {}
     if bgp:
-        spec["bgp"] = {k: bgp[k] for k in ("asNumber", "ipv4Address", "ipv6Address",
-                                            "ipv4IPIPTunnelAddr", "routeReflectorClusterID")
-                       if k in bgp}
-    for field, key, ok in (("ipv4VXLANTunnelAddr", VXLAN_V4, _net(4)),
-                           ("vxlanTunnelMACAddr", VXLAN_MAC, _mac),
-                           ("ipv6VXLANTunnelAddr", VXLAN_V6, _net(6)),
-                           ("vxlanTunnelMACAddrV6", VXLAN_MAC_V6, _mac)):
-        if v := _get(ann, key, ok):
-            spec[field] = v
+        spec["bgp"] = bgp
+    spec.update(found["spec"])
     spec["orchRefs"] = [{"nodeName": name, "orchestrator": "k8s"}]
     if wireguard:
         spec["wireguard"] = wireguard
@@ -178,11 +182,7 @@ def node_to_v3(node: Mapping[str, Any]) -> dict[str, Any]:
     if ifaces := _interfaces(ann):
         spec["interfaces"] = ifaces
 
-    status: dict[str, Any] = {}
-    if ann.get(WG_KEY):
-        status["wireguardPublicKey"] = ann[WG_KEY]
-    if ann.get(WG_KEY_V6):
-        status["wireguardPublicKeyV6"] = ann[WG_KEY_V6]
+    status = found["status"]
     pod_cidrs = (node.get("spec") or {}).get("podCIDRs") or []
     if pod_cidrs:
         status["podCIDRs"] = list(pod_cidrs)
@@ -228,22 +228,11 @@ def merge_into_node(v3: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str,
     _put(ann, ANNOTATIONS, _go_map_json(annotations) if annotations else None)
 
     spec: Mapping[str, Any] = v3.get("spec") or {}
-    status: Mapping[str, Any] = v3.get("status") or {}
-    _put(ann, VXLAN_V4, spec.get("ipv4VXLANTunnelAddr"))
-    _put(ann, VXLAN_MAC, spec.get("vxlanTunnelMACAddr"))
-    _put(ann, VXLAN_V6, spec.get("ipv6VXLANTunnelAddr"))
-    _put(ann, VXLAN_MAC_V6, spec.get("vxlanTunnelMACAddrV6"))
-    bgp: Mapping[str, Any] = spec.get("bgp") or {}
-    _put(ann, IPV4_ADDRESS, bgp.get("ipv4Address"))
-    _put(ann, IPIP_TUNNEL, bgp.get("ipv4IPIPTunnelAddr"))
-    _put(ann, IPV6_ADDRESS, bgp.get("ipv6Address"))
-    _put(ann, AS_NUMBER, bgp.get("asNumber"))
-    _put(ann, RR_CLUSTER_ID, bgp.get("routeReflectorClusterID"))
-    wg: Mapping[str, Any] = spec.get("wireguard") or {}
-    _put(ann, WG_V4, wg.get("interfaceIPv4Address"))
-    _put(ann, WG_V6, wg.get("interfaceIPv6Address"))
-    _put(ann, WG_KEY, status.get("wireguardPublicKey"))
-    _put(ann, WG_KEY_V6, status.get("wireguardPublicKeyV6"))
+    fields: dict[str, Mapping[str, Any]] = {
+        "spec": spec, "bgp": spec.get("bgp") or {}, "wireguard": spec.get("wireguard") or {},
+        "status": v3.get("status") or {}}
+    for where, field, key, _ in _ANNOTATED:
+        _put(ann, key, fields[where].get(field))
     ifaces = spec.get("interfaces") or []
     _put(ann, INTERFACES, json.dumps(ifaces, separators=(",", ":")) if ifaces else None)
     md["annotations"] = ann
