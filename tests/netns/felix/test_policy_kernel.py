@@ -19,9 +19,9 @@ import pytest
 from felix.calc.policy_index import PolicyIndex, key_of
 from felix.calc.policy_state import render
 from felix.drivers.iptables.rules import render_rule, rule_hashes
-from libcalico.model import codec
 from libcalico.model import resources as r
 from tests.fixtures.netns import NetnsFactory, ns_exec
+from tests.fixtures.resources import resource as _res
 from tests.netns.felix import tcpprobe
 
 pytestmark = [pytest.mark.netns]
@@ -50,16 +50,6 @@ class Lab:
     ifb: str = "calib0000002"
     ipa: str = "10.70.0.1"
     ipb: str = "10.70.0.2"
-
-
-def _res(kind: str, name: str, spec: dict[str, Any], namespace: str | None = None,
-         labels: dict[str, str] | None = None) -> Any:
-    md: dict[str, Any] = {"name": name}
-    if namespace:
-        md["namespace"] = namespace
-    if labels:
-        md["labels"] = labels
-    return codec.decode({"apiVersion": V3, "kind": kind, "metadata": md, "spec": spec})
 
 
 def _wep(pod: str, ip: str, iface: str, labels: dict[str, str],

@@ -15,20 +15,10 @@ from felix.calc import policy_rules as pr
 from felix.calc.policy_index import PolicyIndex, key_of
 from felix.calc.policy_state import PolicyState, render
 from felix.drivers.iptables.rules import Rule, rule_hashes
-from libcalico.model import codec
 from libcalico.model import resources as r
+from tests.fixtures.resources import resource as _res
 
 V3 = "projectcalico.org/v3"
-
-
-def _res(kind: str, name: str, spec: dict[str, Any], namespace: str | None = None,
-         labels: dict[str, str] | None = None) -> Any:
-    md: dict[str, Any] = {"name": name}
-    if namespace:
-        md["namespace"] = namespace
-    if labels:
-        md["labels"] = labels
-    return codec.decode({"apiVersion": V3, "kind": kind, "metadata": md, "spec": spec})
 
 
 def _wep(pod: str, ip: str, labels: dict[str, str], node: str = "node1", ns: str = "prod",
