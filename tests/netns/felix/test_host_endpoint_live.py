@@ -28,31 +28,13 @@ import pytest
 from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory
 from tests.fixtures.netns import NetnsFactory, ns_exec
+from tests.netns.felix import tcpprobe
 from tests.netns.felix.cluster import Cluster, Host, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd]
 
 V3 = "projectcalico.org/v3"
 PORTS = (22, 2379, 8080, 8081, 8082)
-SERVER = (
-    "import socket, selectors, sys\n"
-    "sel = selectors.DefaultSelector()\n"
-    "for port in map(int, sys.argv[1:]):\n"
-    "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "    s.bind(('0.0.0.0', port)); s.listen(16); sel.register(s, selectors.EVENT_READ)\n"
-    "print('ready', flush=True)\n"
-    "while True:\n"
-    "    for key, _ in sel.select():\n"
-    "        c, _ = key.fileobj.accept(); c.sendall(b'ok'); c.close()\n"
-)
-CLIENT = (
-    "import socket, sys\n"
-    "try:\n"
-    "    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)\n"
-    "    sys.exit(0 if c.recv(2) == b'ok' else 1)\n"
-    "except OSError:\n"
-    "    sys.exit(1)\n"
-)
 HEP_KEY = keys.resource_key("HostEndpoint", "a-eth0")
 DENY_KEY = keys.resource_key("GlobalNetworkPolicy", "deny-all-hosts")
 PRE_KEY = keys.resource_key("GlobalNetworkPolicy", "pre-8081")
@@ -65,10 +47,7 @@ def _gnp(name: str, spec: dict[str, object]) -> dict[str, object]:
 
 
 def reachable(c: Cluster, host: Host, port: int) -> bool:
-    r = subprocess.run(["ip", "netns", "exec", c.outside, sys.executable, "-c", CLIENT,
-                        str(host.ip.ip), str(port)], capture_output=True, timeout=30,
-                       check=False)
-    return r.returncode == 0
+    return tcpprobe.answers(c.outside, str(host.ip.ip), port)
 
 
 def connects(ns: str, ip: str, port: int) -> bool:
@@ -103,11 +82,7 @@ def lab() -> Iterator[tuple[Cluster, Host]]:
         c.pool("pool1", "10.66.0.0/16", vxlan="Never")
         a = c.add_host("a")
         for ns, ports in ((a.ns, PORTS), (c.outside, (8080,))):
-            server = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *map(str, ports)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            servers.append(server)
-            assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+            servers.append(tcpprobe.serve(ns, ports))
         c.put(HEP_KEY, {
             "kind": "HostEndpoint", "apiVersion": V3,
             "metadata": {"name": "a-eth0", "labels": {"host-endpoint": "uplink"}},
