@@ -96,6 +96,7 @@ class Dataplane:
         self.cache = ResourceCache()          # decodes once (libcalico.model codec)
         self.snapshot = calc.Snapshot()
         self.status = SyncStatus.WAIT_FOR_DATASTORE
+        self.in_sync_once = False
         self.links: dict[str, Link] | None = None
         self._ifaces: dict[str, calc.Iface] = {}
         self._ifaces_of: dict[str, Link] | None = None
@@ -134,6 +135,7 @@ class Dataplane:
             if ev.status != self.status:
                 log.info("datastore status %s", ev.status.name)
             self.status = ev.status
+            self.in_sync_once = self.in_sync_once or ev.status == SyncStatus.IN_SYNC
             self.needs_apply = True
         elif isinstance(ev, LinksChanged):
             old = self.links or {}
@@ -230,8 +232,11 @@ class Dataplane:
             self.step()
 
     def step(self) -> None:
-        """Apply if in sync and something is due. Raises RestartNeeded."""
-        if self.status != SyncStatus.IN_SYNC or self.links is None:
+        """Apply once the datastore has been in sync and something is due. Raises
+        RestartNeeded. As in Calico (the dataplane's datastoreInSync is never reset), a later
+        loss of the datastore does not stop the applies: the picture stays whole (a relist
+        arrives as one diff), link events and drift repair go on."""
+        if not self.in_sync_once or self.links is None:
             return
         cfg = self.effective_config() if self.inputs_dirty else self.cfg
         if self.cfg is None and cfg is not None:
