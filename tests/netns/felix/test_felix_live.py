@@ -409,7 +409,6 @@ def test_pod_labels_move_pods_between_policy_selections(cluster: Cluster) -> Non
     cluster.remove_wep(server)
 
 
-@pytest.mark.parametrize("cluster", ["etcd"], indirect=True)   # KDD: once the backend serves them
 def test_kubernetes_network_policy_is_enforced(cluster: Cluster) -> None:
     """A Kubernetes NetworkPolicy (KDD: the networking.k8s.io object; etcd: kube-controllers'
     knp.default.<name> mirror) admits into app=web pods only pods labelled fxclient=yes."""
