@@ -5,8 +5,10 @@ Node, the scheduler binding Pods to nodes, the kubelet reporting the sandbox's a
 The API server listens on the root namespace's loopback. The nodes reach it as pods reach
 `kubernetes.default`: at the service address 10.101.0.1:443 (in the serving certificate),
 which a relay in the underlay namespace forwards to the real port, the same way the etcd
-demo relays etcd. The nodes' kubeconfig names that address; the admin one (127.0.0.1) is the
-demo's own.
+demo relays etcd. The nodes' kubeconfigs name that address, each with the token of the
+component's own ServiceAccount as a Calico install grants it (manifests/rbac/: calico-node
+for startup, confd and Felix; calico-cni-plugin for the CNI plugin); the admin kubeconfig
+(127.0.0.1) is the demo's own, for what an operator, the kubelet and the scheduler write.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ NAMESPACE = "demo"
 """The Kubernetes namespace of the demo's pods (their profile: kns.demo, allow all)."""
 
 BUILD_SCRIPT = apiserver.ROOT / "scripts" / "build-kube"
+RBAC = (apiserver.ROOT / "manifests" / "rbac" / "calico-node.yaml",
+        apiserver.ROOT / "manifests" / "rbac" / "calico-cni-plugin.yaml")
+SECRETS_GRANT: list[dict[str, Any]] = [
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+     "metadata": {"name": "calico-node-secrets", "namespace": "kube-system"},
+     "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                "verbs": ["get", "list", "watch"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+     "metadata": {"name": "calico-node-secrets", "namespace": "kube-system"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                 "name": "calico-node-secrets"},
+     "subjects": [{"kind": "ServiceAccount", "name": "calico-node",
+                   "namespace": "kube-system"}]},
+]
+"""More than Calico grants calico-node: confd here lists and watches every Secret of its
+namespace for BGP passwords (docs/datastore.md, Secrets) and does not get in sync without it,
+where Calico's watches only the referenced ones (a Role with resourceNames then suffices)."""
+TOKEN_SECONDS = 7 * 24 * 3600
+"""Long enough for any `--keep` session (nothing here refreshes the tokens)."""
 
 
 def built() -> bool:
@@ -48,7 +69,9 @@ class Kube:
 
     cp: apiserver.ControlPlane
     node_kubeconfig: Path
-    """What calico-node and the CNI plugin on every node use: https://10.101.0.1:443."""
+    """What calico-node uses on every node: https://10.101.0.1:443, calico-node's token."""
+    cni_kubeconfig: Path
+    """The CNI plugin's (as install-cni writes calico-kubeconfig): calico-cni-plugin's."""
 
     @property
     def port(self) -> int:
@@ -113,10 +136,16 @@ def start(workdir: Path) -> Kube:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     cp.ensure_namespace(NAMESPACE)
-    kc = workdir / "node-kubeconfig"
-    kc.write_text(yaml.safe_dump(node_kubeconfig(cp)))
-    kc.chmod(0o600)
-    return Kube(cp, kc)
+    cp.apply([d for f in RBAC for d in yaml.safe_load_all(f.read_text()) if d]
+             + SECRETS_GRANT)
+    made = []
+    for sa in ("calico-node", "calico-cni-plugin"):
+        kc = workdir / f"{sa}.kubeconfig"
+        token = cp.service_account_token("kube-system", sa, TOKEN_SECONDS)
+        kc.write_text(yaml.safe_dump(node_kubeconfig(cp, sa, token)))
+        kc.chmod(0o600)
+        made.append(kc)
+    return Kube(cp, made[0], made[1])
 
 
 def stop(workdir: Path) -> None:
@@ -128,15 +157,15 @@ def stop(workdir: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def node_kubeconfig(cp: apiserver.ControlPlane) -> dict[str, Any]:
+def node_kubeconfig(cp: apiserver.ControlPlane, user: str, token: str) -> dict[str, Any]:
+    """A kubeconfig for the nodes: the API server at the service address, the lab's CA."""
     server = f"https://{plan.API_IP}:{plan.API_PORT}"
     return {
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "demo", "cluster": {
             "server": server, "certificate-authority": str(cp.ca_file)}}],
-        "users": [{"name": "calico", "user": {"token": cp.token}}],
-        "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "calico",
-                                                  "namespace": NAMESPACE}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": user}}],
         "current-context": "demo",
     }
 

@@ -36,7 +36,7 @@ class Workloads:
         mtu = 1450 if self.opts.encap == "vxlan" else 1500
         conf: dict[str, object]
         if self.kube is not None:
-            conf = kubemod.netconf(node.name, self.kube.node_kubeconfig, mtu)
+            conf = kubemod.netconf(node.name, self.kube.cni_kubeconfig, mtu)
         else:
             conf = {"cniVersion": "0.3.1", "name": plan.NETWORK, "type": "calico",
                     "datastore_type": "etcdv3", "etcd_endpoints": plan.ETCD_URL,
