@@ -23,6 +23,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -300,6 +301,28 @@ class Cluster:
         as Calico's kube-controllers writes it), which its endpoints inherit as `pcns.<key>`."""
         assert self.store is not None
         self.store.set_namespace_labels(labels)
+
+    def cut_datastore(self, host: Host) -> None:
+        """`host`'s Felix loses its datastore while the test can still write: Kubernetes: the
+        host's relay closes (every connection cut, nothing listening); etcd: etcd moves to
+        another client port (every host loses it)."""
+        if isinstance(self.store, KubeStore):
+            i = self.hosts.index(host)
+            self.relays[i].close()
+        else:
+            self._etcd_port = self.etcd.client_port
+            with socket.socket() as s:
+                s.bind((str(self.gw), 0))
+                port = int(s.getsockname()[1])
+            self.etcd.restart(client_port=port)
+
+    def restore_datastore(self, host: Host) -> None:
+        """Undo `cut_datastore`."""
+        if isinstance(self.store, KubeStore):
+            i = self.hosts.index(host)
+            self.relays[i] = KubeRelay(host.ns, self.relays[i].port)
+        else:
+            self.etcd.restart(client_port=self._etcd_port)
 
     def k8s_network_policy(self, name: str, obj: dict[str, object] | None) -> None:
         """A Kubernetes NetworkPolicy in namespace default (Kubernetes: the object; etcd: as

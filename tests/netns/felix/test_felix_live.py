@@ -24,7 +24,6 @@ from libcalico.model import keys
 from tests.fixtures.etcd import EtcdFactory
 from tests.fixtures.netns import NetnsFactory, ns_exec
 from tests.netns.felix.cluster import Cluster, Host, ping, wait_for
-from tests.netns.felix.kuberelay import KubeRelay
 
 pytestmark = [pytest.mark.netns, pytest.mark.etcd]
 
@@ -432,25 +431,21 @@ def test_kubernetes_network_policy_is_enforced(cluster: Cluster) -> None:
     cluster.remove_wep(web)
 
 
-@pytest.mark.parametrize("cluster", ["kubernetes"], indirect=True)
-def test_api_server_lost_and_back(cluster: Cluster) -> None:
-    """Host a loses the API server (its every connection cut, nothing listening): Felix keeps
-    the kernel as it is and keeps running; a pod made meanwhile is programmed once the API
-    server is reachable again (the watches resume or relist). Kubernetes only: there the
-    relay makes the cut (etcd's loss is the syncer's and unit tests' business)."""
+def test_datastore_lost_and_back(cluster: Cluster) -> None:
+    """Host a loses its datastore (Kubernetes: the API server cut off from the host; etcd:
+    etcd moved to another port): Felix keeps the kernel as it is and keeps running its
+    refreshes; a pod made meanwhile is programmed once the datastore is reachable again (the
+    watches resume after their revision)."""
     a = cluster.hosts[0]
     old = pod(cluster, "a-p0")
-    i = cluster.hosts.index(a)
-    relay = cluster.relays[i]
-    port = relay.port
-    relay.close()
+    cluster.cut_datastore(a)
     try:
         p = cluster.add_pod(a, 3)
         cluster.wait_applied(a, len(cluster.applies(a)) + 2)   # refreshes go on meanwhile
         assert f"{old.ip} dev {old.iface}" in ns_exec(a.ns, "ip", "route").stdout
         assert f"{p.ip} " not in ns_exec(a.ns, "ip", "route").stdout
     finally:
-        cluster.relays[i] = KubeRelay(a.ns, port)
+        cluster.restore_datastore(a)
     wait_for(lambda: ping(p.ns, pod(cluster, "b-p0").ip), 60, "the new pod programmed")
     cluster.remove_wep(p)
 
