@@ -280,3 +280,78 @@ def test_calicoctl_get_clusterinformation_on_kdd(kube_apiserver: ControlPlane,
     finally:
         if made:
             cp.request("DELETE", path)
+
+
+def test_calicoctl_every_crd_kind_on_kdd(kube_apiserver: ControlPlane, tmp_path: Path) -> None:
+    """apply, get, label, patch and delete of one resource of each kind KDD keeps as a custom
+    resource (the singletons named `default` aside: other tests share them), each seen in
+    the API server and gone after the delete."""
+    from libcalico.model import keys
+
+    cp = kube_apiserver
+    cfg = _kdd_cfg(cp, tmp_path)
+    t = uuid.uuid4().hex[:6]
+    ns = f"ctl-all-{t}"
+    cp.ensure_namespace(ns)
+    specs: list[tuple[str, str, dict[str, Any]]] = [
+        ("BGPConfiguration", f"node.ctl-{t}", {"logSeverityScreen": "Info"}),
+        ("BGPFilter", f"f-{t}", {}),
+        ("BGPPeer", f"p-{t}", {"peerIP": "192.0.2.7", "asNumber": 64512}),
+        ("FelixConfiguration", f"node.ctl-{t}", {"logSeverityScreen": "Info"}),
+        ("GlobalNetworkPolicy", f"gnp-{t}", {"selector": "all()", "types": ["Ingress"]}),
+        ("GlobalNetworkSet", f"gns-{t}", {"nets": ["10.2.0.0/24"]}),
+        ("HostEndpoint", f"hep-{t}", {"node": f"n-{t}", "interfaceName": "eth0"}),
+        ("IPPool", f"pool-{t}", {"cidr": "10.177.0.0/16"}),
+        ("IPReservation", f"res-{t}", {"reservedCIDRs": ["10.177.1.0/24"]}),
+        ("NetworkPolicy", f"np-{t}", {"selector": "all()", "types": ["Ingress"]}),
+        ("NetworkSet", f"ns-{t}", {"nets": ["10.1.0.0/24"]}),
+        ("StagedGlobalNetworkPolicy", f"sgnp-{t}", {"selector": "all()"}),
+        ("StagedNetworkPolicy", f"snp-{t}", {"selector": "all()"}),
+        ("Tier", f"tier-{t}", {"order": 100}),
+    ]
+    docs = []
+    for kind, name, spec in specs:
+        meta: dict[str, Any] = {"name": name}
+        if keys.KINDS[kind].namespaced:
+            meta["namespace"] = ns
+        docs.append({"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta,
+                     "spec": spec})
+    text = yaml.safe_dump_all(docs)
+
+    def stored(kind: str) -> list[dict[str, Any]]:
+        info = keys.KINDS[kind]
+        coll = f"{CRD}/namespaces/{ns}/{info.plural}" if info.namespaced \
+            else f"{CRD}/{info.plural}"
+        status, reply = cp.request("GET", coll)
+        assert status == 200, (kind, reply)
+        return [i for i in reply["items"] if t in i["metadata"]["name"]]
+
+    try:
+        r = _ctl(cfg, "apply", "-f", "-", input=text)
+        assert r.returncode == 0, r.stderr
+        assert f"Successfully applied {len(docs)} resource(s)" in r.stdout
+        for kind, name, _ in specs:
+            assert len(stored(kind)) == 1, kind
+            where = ["-n", ns] if keys.KINDS[kind].namespaced else []
+            r = _ctl(cfg, "get", kind.lower(), name, *where, "-o", "json")
+            assert r.returncode == 0, (kind, r.stderr)
+            got = json.loads(r.stdout)
+            assert (got["kind"], got["metadata"]["name"]) == (kind, name)
+            r = _ctl(cfg, "label", kind.lower(), name, *where, "t=1")
+            assert r.returncode == 0, (kind, r.stderr)
+            r = _ctl(cfg, "patch", kind.lower(), name, *where, "-p",
+                     '{"metadata":{"labels":{"p":"2"}}}')
+            assert r.returncode == 0, (kind, r.stderr)
+            r = _ctl(cfg, "get", kind.lower(), name, *where, "-o", "json")
+            assert json.loads(r.stdout)["metadata"]["labels"] == {"t": "1", "p": "2"}, kind
+            cr = stored(kind)[0]
+            assert json.loads(cr["metadata"]["annotations"]["projectcalico.org/metadata"])[
+                "labels"] == {"t": "1", "p": "2"}, kind
+        r = _ctl(cfg, "delete", "-f", "-", input=text)
+        assert r.returncode == 0, r.stderr
+        assert f"Successfully deleted {len(docs)} resource(s)" in r.stdout
+        for kind, _, _ in specs:
+            assert stored(kind) == [], kind
+    finally:
+        _ctl(cfg, "delete", "--skip-not-exists", "-f", "-", input=text)
+        cp.request("DELETE", f"/api/v1/namespaces/{ns}")
