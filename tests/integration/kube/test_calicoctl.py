@@ -4,6 +4,7 @@ kinds, with the objects checked in the API server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -355,3 +356,69 @@ def test_calicoctl_every_crd_kind_on_kdd(kube_apiserver: ControlPlane, tmp_path:
     finally:
         _ctl(cfg, "delete", "--skip-not-exists", "-f", "-", input=text)
         cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def test_calicoctl_ipam_check_on_kdd_uses_the_pods(kube_apiserver: ControlPlane,
+                                                   tmp_path: Path) -> None:
+    """`ipam check` on KDD counts the workload addresses of the pods: an allocation a pod
+    holds is fine, one no pod holds is a leak, a pod address without an allocation is
+    reported; nothing is released by the check."""
+    from libcalico.client import Client
+    from libcalico.datastore import connect
+    from libcalico.datastore.config import DatastoreConfig
+    from libcalico.datastore.kubernetes_pod import wep_name
+    from libcalico.errors import NotFound
+    from libcalico.ipam.assignment import AutoAssignArgs
+    from libcalico.ipam.client import IPAMClient
+    from libcalico.model import codec
+    from libcalico.model.resources import IPPool
+
+    cp = kube_apiserver
+    cfg = _kdd_cfg(cp, tmp_path)
+    tag = uuid.uuid4().hex[:6]
+    node, pool, ns = f"ctl-chk-{tag}", f"ctl-chkpool-{tag}", f"ctl-chkns-{tag}"
+    cp.ensure_namespace(ns)
+    assert cp.request("POST", "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                                                "metadata": {"name": node}})[0] == 201
+    backend = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "kubernetes",
+                                                "KUBECONFIG": str(cp.kubeconfig)}))
+    client = Client(backend)
+    client.create(codec.decode({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                                "metadata": {"name": pool},
+                                "spec": {"cidr": f"10.{100 + int(tag[:2], 16) % 50}.0.0/24",
+                                         "blockSize": 28}}))
+    ipam = IPAMClient(backend)
+    handles = [f"k8s-pod-network.{tag}-{i}" for i in range(2)]
+    try:
+        ips = [ipam.auto_assign(AutoAssignArgs(hostname=node, num4=1, handle_id=h,
+                                               attrs={"namespace": ns, "pod": f"p{i}",
+                                                      "node": node}))[0].ips[0].ip
+               for i, h in enumerate(handles)]
+        stray = ips[0] + 8  # in the block, never allocated
+        for name, ip in (("p0", ips[0]), ("p9", stray)):
+            assert cp.request("POST", f"/api/v1/namespaces/{ns}/pods", {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"nodeName": node, "automountServiceAccountToken": False,
+                         "containers": [{"name": "c", "image": "pause"}]}})[0] == 201
+            status, reply = cp.request(
+                "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status",
+                {"status": {"podIP": str(ip), "podIPs": [{"ip": str(ip)}]}},
+                content_type="application/merge-patch+json")
+            assert status == 200, reply
+        r = _ctl(cfg, "ipam", "check")
+        assert r.returncode == 1, r.stdout + r.stderr
+        out = r.stdout
+        assert f"leaked address (allocated, no workload): {ips[1]} handle {handles[1]}" in out
+        assert f"address in use without an allocation: {stray} " \
+            f"({ns}/{wep_name(node, 'p9')})" in out
+        assert not any(str(ips[0]) in line.split() for line in out.splitlines())  # p0's
+        assert [str(i) for i in ipam.ips_by_handle(handles[1])] == [str(ips[1])]
+    finally:
+        for h in handles:
+            with contextlib.suppress(NotFound):
+                ipam.release_by_handle(h)
+        ipam.release_host_affinities(node)
+        client.delete(IPPool, pool)
+        backend.close()
+        cp.request("DELETE", f"/api/v1/namespaces/{ns}")
+        cp.request("DELETE", f"/api/v1/nodes/{node}")
