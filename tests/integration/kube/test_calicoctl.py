@@ -1,6 +1,9 @@
 """calicoctl on the Kubernetes datastore (a CalicoAPIConfig with datastoreType kubernetes and
-the session API server's kubeconfig): apply, create, get, label, replace and delete of CRD
-kinds, with the objects checked in the API server."""
+the session API server's kubeconfig), every result checked in the API server: CRUD and CAS
+conflicts of CRD kinds (one of each of 14 kinds through apply/get/label/patch/delete), Nodes
+applied as updates of the Kubernetes Node, what KDD refuses (Node create, WorkloadEndpoint and
+Profile writes) in Calico's words, bad documents writing nothing, ClusterInformation and
+`version`, and `ipam show/check/release` over the IPAM custom resources and the pods."""
 
 from __future__ import annotations
 
