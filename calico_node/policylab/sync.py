@@ -10,7 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc.policy_entries import key_of
+from felix.calc.policy_index import PolicyIndex
 from felix.calc.policy_state import render
 from felix.drivers.iptables.rules import rule_hashes
 from libcalico.model.resources import (

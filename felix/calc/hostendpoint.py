@@ -59,7 +59,7 @@ from felix.calc.policy_chains import (
     HostPlan,
     endpoint_chain,
 )
-from felix.calc.policy_index import Key
+from felix.calc.policy_entries import Key
 from felix.drivers.iptables.rules import Rule, length_limited
 from libcalico.model.resources import HostEndpoint
 

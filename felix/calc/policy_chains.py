@@ -18,15 +18,14 @@ import base64
 import hashlib
 from dataclasses import dataclass, field
 
-from felix.calc.policy_rules import (
-    LOG_PREFIX,
+from felix.calc.parsed_rule import ParsedRule
+from felix.calc.policy_rules import LOG_PREFIX, render_rules
+from felix.calc.rule_matches import (
     MARK_ACCEPT,
     MARK_PASS,
-    ParsedRule,
     clear_mark,
     match_mark_clear,
     match_mark_set,
-    render_rules,
     set_mark,
 )
 from felix.drivers.iptables.rules import Rule, length_limited

@@ -19,196 +19,28 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
+from felix.calc.label_restriction import LabelRestriction
+from felix.calc.parsed_rule import ParsedRule, parse_rule
 from felix.calc.policy_chains import EndpointPlan, HostPlan, PolicyRef, TierPlan
-from felix.calc.policy_rules import (
-    LABEL_NAMESPACE,
-    LABEL_SERVICE_ACCOUNT,
-    IPSetSpec,
-    ParsedRule,
-    canonical,
-    parse_rule,
-    policy_selector_text,
+from felix.calc.policy_entries import (
+    HOST_ENDPOINT,
+    LABEL_ORCHESTRATOR,
+    AnyPolicy,
+    AnySet,
+    Dirty,
+    Holder,
+    IndexedPolicy,
+    Key,
+    contribution,
+    host_nets,
+    parse_policy,
 )
+from felix.calc.policy_selectors import LABEL_NAMESPACE, LABEL_SERVICE_ACCOUNT, IPSetSpec
 from libcalico.model import resources as r
 from libcalico.model import selector as sel
-from libcalico.model.resources_policy import K8S_POLICY_PREFIX
 
 PURE = True
-
-LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
-
-AnyPolicy = (r.NetworkPolicy | r.GlobalNetworkPolicy | r.StagedNetworkPolicy
-             | r.StagedGlobalNetworkPolicy)
-AnySet = r.NetworkSet | r.GlobalNetworkSet
-Key = tuple[str, str, str]
-"""(kind, namespace or "", name)."""
-
-
-HOST_ENDPOINT = "HostEndpoint"
-
-
-def key_of(res: AnyPolicy | AnySet | r.WorkloadEndpoint | r.HostEndpoint) -> Key:
-    return (res.KIND, res.metadata.namespace or "", res.metadata.name)
-
-
-@dataclass(frozen=True, slots=True)
-class _Policy:
-    ref: PolicyRef
-    tier: str
-    order: float
-    selector: sel.Selector
-    ingress_applies: bool
-    egress_applies: bool
-    ingress: tuple[ParsedRule, ...]
-    egress: tuple[ParsedRule, ...]
-    ipsets: frozenset[IPSetSpec]
-    forced: bool
-    do_not_track: bool = False
-    pre_dnat: bool = False
-    apply_on_forward: bool = False
-
-    @property
-    def normal(self) -> bool:
-        """Neither doNotTrack nor preDNAT: the only policies workloads get."""
-        return not (self.do_not_track or self.pre_dnat)
-
-    @property
-    def sort_key(self) -> tuple[float, str]:
-        """Within a tier: order (unset = +inf), then "<name>/<namespace>/<kind>"."""
-        return (self.order, f"{self.ref.name}/{self.ref.namespace}/{self.ref.kind}")
-
-
-@dataclass(slots=True)
-class _Holder:
-    """Something IP sets can hold: a workload endpoint or a network set."""
-
-    labels: Mapping[str, str]
-    nets: tuple[str, ...]
-    ports: tuple[tuple[str, str, int], ...] = ()
-    """(name, protocol, port) of a workload's named ports."""
-    profiles: tuple[str, ...] = ()
-    raw_labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Dirty:
-    endpoints: frozenset[Key]
-    policies: frozenset[Key]
-    profiles: frozenset[str]
-    ipsets: frozenset[str]
-    host_endpoints: frozenset[Key] = frozenset()
-    """Local host endpoints whose plan may differ."""
-
-
-def _policy_ref(pol: AnyPolicy) -> PolicyRef:
-    ns = pol.metadata.namespace or ""
-    name = pol.metadata.name
-    kind = pol.KIND
-    if kind == "NetworkPolicy" and name.startswith(K8S_POLICY_PREFIX):
-        # kube-controllers' etcd mirror of a Kubernetes NetworkPolicy (Felix's knp/ id).
-        kind, name = "KubernetesNetworkPolicy", name[len(K8S_POLICY_PREFIX):]
-    return PolicyRef(kind, name, ns)
-
-
-def _applies(pol: AnyPolicy, direction: r.PolicyType) -> bool:
-    return not pol.spec.types or direction in pol.spec.types
-
-
-def _parse_policy(pol: AnyPolicy) -> _Policy:
-    spec = pol.spec
-    namespaced = isinstance(pol, r.NetworkPolicy | r.StagedNetworkPolicy)
-    ns = pol.metadata.namespace if namespaced else None
-    ns_sel = getattr(spec, "namespace_selector", "")
-    text = policy_selector_text(spec.selector, ns, ns_sel, spec.service_account_selector)
-    selector = canonical(text)
-    ingress = tuple(parse_rule(x, ns) for x in spec.ingress)
-    egress = tuple(parse_rule(x, ns) for x in spec.egress)
-    ipsets = frozenset(s for pr in ingress + egress for s in pr.ipsets)
-    ref = _policy_ref(pol)
-    return _Policy(
-        ref=PolicyRef(ref.kind, ref.name, ref.namespace, text), tier=spec.tier or r.DEFAULT_TIER,
-        order=float("inf") if spec.order is None else spec.order,
-        selector=sel.parse(selector),
-        ingress_applies=_applies(pol, r.PolicyType.INGRESS),
-        egress_applies=_applies(pol, r.PolicyType.EGRESS),
-        ingress=ingress, egress=egress, ipsets=ipsets,
-        forced=r.PerformanceHint.ASSUME_NEEDED_ON_EVERY_NODE in spec.performance_hints,
-        do_not_track=bool(getattr(spec, "do_not_track", False)),
-        pre_dnat=bool(getattr(spec, "pre_dnat", False)),
-        apply_on_forward=bool(getattr(spec, "apply_on_forward", False)),
-    )
-
-
-def _host_nets(nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> tuple[str, ...]:
-    """Set members of CIDRs: a /0 becomes two /1s (ipset refuses /0)."""
-    out: list[str] = []
-    for n in nets:
-        net = ipaddress.ip_network(str(n), strict=False)
-        if net.prefixlen == 0:
-            out += [str(x) for x in net.subnets(1)]
-        else:
-            out.append(str(net))
-    return tuple(out)
-
-
-def required_label(selector: sel.Selector) -> tuple[str, str] | None:
-    """A label (key, value) every endpoint the selector matches must carry: an `==` at its top
-    or in its top-level `&&` (nested ones included), the namespace one preferred (the most
-    selective in practice). None when there is none (`all()`, `||`, `has()` only, ...)."""
-    found: list[tuple[str, str]] = []
-
-    def walk(s: sel.Selector) -> None:
-        if isinstance(s, sel.Eq):
-            found.append((s.key, s.value))
-        elif isinstance(s, sel.And):
-            for op in s.operands:
-                walk(op)
-    walk(selector)
-    for k, v in found:
-        if k == LABEL_NAMESPACE:
-            return (k, v)
-    return found[0] if found else None
-
-
-class _Restriction:
-    """Calico's label restriction index, in small: selectors filed under a label they require,
-    so that an endpoint's labels name the few selectors that can match it."""
-
-    def __init__(self) -> None:
-        self.by_label: dict[tuple[str, str], set[object]] = {}
-        self.unrestricted: set[object] = set()
-        self.filed: dict[object, tuple[str, str] | None] = {}
-
-    def add(self, item: object, selector: sel.Selector) -> None:
-        self.remove(item)
-        req = required_label(selector)
-        self.filed[item] = req
-        if req is None:
-            self.unrestricted.add(item)
-        else:
-            self.by_label.setdefault(req, set()).add(item)
-
-    def remove(self, item: object) -> None:
-        if item not in self.filed:
-            return
-        req = self.filed.pop(item)
-        if req is None:
-            self.unrestricted.discard(item)
-        else:
-            bucket = self.by_label[req]
-            bucket.discard(item)
-            if not bucket:
-                del self.by_label[req]
-
-    def candidates(self, labels: Mapping[str, str]) -> set[object]:
-        out = set(self.unrestricted)
-        for kv in labels.items():
-            got = self.by_label.get(kv)
-            if got:
-                out |= got
-        return out
 
 
 class PolicyIndex:
@@ -216,14 +48,14 @@ class PolicyIndex:
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
-        self._policies: dict[Key, _Policy] = {}
-        self._policy_restriction = _Restriction()
-        self._set_restriction = _Restriction()
+        self._policies: dict[Key, IndexedPolicy] = {}
+        self._policy_restriction = LabelRestriction()
+        self._set_restriction = LabelRestriction()
         self._set_parsed: dict[str, sel.Selector] = {}
         self._tiers: dict[str, r.Tier] = {}
         self._profiles: dict[str, r.Profile] = {}
         self._profile_rules: dict[str, tuple[tuple[ParsedRule, ...], tuple[ParsedRule, ...]]] = {}
-        self._holders: dict[Key, _Holder] = {}
+        self._holders: dict[Key, Holder] = {}
         self._local: dict[Key, r.WorkloadEndpoint] = {}
         self._local_heps: dict[Key, r.HostEndpoint] = {}
         self._host_plans: dict[Key, HostPlan] = {}
@@ -266,7 +98,7 @@ class PolicyIndex:
                           if p.name)
             nets = tuple(str(ipaddress.ip_network(str(n), strict=False))
                          for n in wep.spec.ip_networks)
-            self._set_holder(key, _Holder({}, nets, ports, wep.spec.profiles, own))
+            self._set_holder(key, Holder({}, nets, ports, wep.spec.profiles, own))
             if wep.spec.node == self.hostname and wep.spec.interface_name:
                 self._local[key] = wep
             else:
@@ -294,7 +126,7 @@ class PolicyIndex:
             ports = tuple((p.name, str(p.protocol).lower(), p.port) for p in hep.spec.ports
                           if p.name)
             nets = tuple(str(ipaddress.ip_network(str(ip))) for ip in hep.spec.expected_ips)
-            self._set_holder(key, _Holder({}, nets, ports, hep.spec.profiles,
+            self._set_holder(key, Holder({}, nets, ports, hep.spec.profiles,
                                           dict(hep.metadata.labels)))
             if hep.spec.node == self.hostname:
                 self._local_heps[key] = hep
@@ -319,7 +151,7 @@ class PolicyIndex:
         if isinstance(ns, r.NetworkSet) and ns.metadata.namespace:
             own[LABEL_NAMESPACE] = ns.metadata.namespace
             profiles = (f"kns.{ns.metadata.namespace}",)
-        self._set_holder(key, _Holder({}, _host_nets(ns.spec.nets), (), profiles, own))
+        self._set_holder(key, Holder({}, host_nets(ns.spec.nets), (), profiles, own))
 
     def update_policy(self, key: Key, pol: AnyPolicy | None) -> None:
         old = self._policies.pop(key, None)
@@ -331,7 +163,7 @@ class PolicyIndex:
         if old is not None:
             self._dirty_policies.add(key)
         if pol is not None:
-            parsed = _parse_policy(pol)
+            parsed = parse_policy(pol)
             self._policies[key] = parsed
             self._policy_restriction.add(key, parsed.selector)
             matched = {ep for ep in (*self._local, *self._local_heps)
@@ -385,7 +217,7 @@ class PolicyIndex:
     def plan(self, key: Key) -> EndpointPlan:
         """The tiers (in order) and profiles of a local endpoint."""
         wep = self._local[key]
-        by_tier: dict[str, list[_Policy]] = {}
+        by_tier: dict[str, list[IndexedPolicy]] = {}
         for pkey in self._ep_policies.get(key, ()):
             pol = self._policies[pkey]
             if pol.normal:     # workloads never get doNotTrack or preDNAT policies
@@ -412,7 +244,7 @@ class PolicyIndex:
         if hit is not None and key not in self._dirty_eps:
             return hit
         hep = self._local_heps[key]
-        by_tier: dict[str, list[_Policy]] = {}
+        by_tier: dict[str, list[IndexedPolicy]] = {}
         for pkey in self._ep_policies.get(key, ()):
             pol = self._policies[pkey]
             by_tier.setdefault(pol.tier, []).append(pol)
@@ -595,10 +427,10 @@ class PolicyIndex:
         out: Counter[str] = Counter()
         parsed = sel.parse(spec.selector)
         for holder in self._holders.values():
-            out.update(_contribution(spec, parsed, holder))
+            out.update(contribution(spec, parsed, holder))
         return out
 
-    def _set_holder(self, key: Key, holder: _Holder) -> None:
+    def _set_holder(self, key: Key, holder: Holder) -> None:
         old = self._holders.get(key)
         for name in old.profiles if old else ():
             self._by_profile.get(name, set()).discard(key)
@@ -609,7 +441,7 @@ class PolicyIndex:
             prof = self._profiles.get(name)
             for k, v in (prof.spec.labels_to_apply.items() if prof else ()):
                 labels.setdefault(k, v)
-        new = _Holder(labels, holder.nets, holder.ports, holder.profiles, holder.raw_labels)
+        new = Holder(labels, holder.nets, holder.ports, holder.profiles, holder.raw_labels)
         self._holders[key] = new
         self._update_members(old, new)
 
@@ -621,7 +453,7 @@ class PolicyIndex:
             self._by_profile.get(name, set()).discard(key)
         self._update_members(old, None)
 
-    def _update_members(self, old: _Holder | None, new: _Holder | None) -> None:
+    def _update_members(self, old: Holder | None, new: Holder | None) -> None:
         """Only the sets whose selector can match the old or the new labels (restriction
         index) are looked at: an endpoint costs O(its candidate sets), not O(all sets)."""
         cands: set[object] = set()
@@ -632,8 +464,8 @@ class PolicyIndex:
             assert isinstance(uid, str)
             spec = self._set_specs[uid]
             parsed = self._set_parsed[uid]
-            before = _contribution(spec, parsed, old) if old else ()
-            after = _contribution(spec, parsed, new) if new else ()
+            before = contribution(spec, parsed, old) if old else ()
+            after = contribution(spec, parsed, new) if new else ()
             if before == after:
                 continue
             members = self._set_members[uid]
@@ -643,15 +475,3 @@ class PolicyIndex:
                 if members[m] <= 0:
                     del members[m]
             self._dirty_sets.add(uid)
-
-
-def _contribution(spec: IPSetSpec, parsed: sel.Selector, holder: _Holder) -> tuple[str, ...]:
-    if not parsed.evaluate(holder.labels):
-        return ()
-    if not spec.port_name:
-        return holder.nets
-    out = []
-    for name, proto, port in holder.ports:
-        if name == spec.port_name and proto == spec.protocol:
-            out += [f"{str(n).split('/')[0]},{proto}:{port}" for n in holder.nets]
-    return tuple(out)

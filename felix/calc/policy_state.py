@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from felix.calc.parsed_rule import ParsedRule, parse_rule
 from felix.calc.policy_chains import (
     EndpointOptions,
     endpoint_chains,
@@ -23,8 +24,9 @@ from felix.calc.policy_chains import (
     profile_chain_name,
     profile_chains,
 )
-from felix.calc.policy_index import Dirty, Key, PolicyIndex
-from felix.calc.policy_rules import ParsedRule, parse_rule, set_name
+from felix.calc.policy_entries import Dirty, Key
+from felix.calc.policy_index import PolicyIndex
+from felix.calc.policy_selectors import set_name
 from felix.drivers.iptables.rules import Rule
 from libcalico.model import resources as r
 

@@ -7,7 +7,7 @@ static `cali-*` skeleton in `chains.py` needs.
 
 from __future__ import annotations
 
-from felix.calc.policy_rules import MARK_ACCEPT, MARK_PASS
+from felix.calc.rule_matches import MARK_ACCEPT, MARK_PASS
 
 PURE = True
 

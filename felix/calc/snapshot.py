@@ -9,7 +9,8 @@ from typing import TypeVar
 
 from felix.calc.kernelsafe import kernel_mac
 from felix.calc.policy_chains import EndpointOptions
-from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc.policy_entries import key_of
+from felix.calc.policy_index import PolicyIndex
 from felix.calc.policy_state import PolicyState
 from libcalico.model import codec
 from libcalico.model.resources import (

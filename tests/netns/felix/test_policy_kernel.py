@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc.policy_entries import key_of
+from felix.calc.policy_index import PolicyIndex
 from felix.calc.policy_state import render
 from felix.drivers.iptables.rules import render_rule, rule_hashes
 from libcalico.model import resources as r

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from felix import config
 from felix.calc import desired as calc
 from felix.calc import rules
-from felix.calc.policy_rules import selector_uid
+from felix.calc.policy_selectors import selector_uid
 from tests.unit.felix import data
 
 ME = "node1"

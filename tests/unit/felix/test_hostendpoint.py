@@ -13,7 +13,7 @@ from felix import config
 from felix.calc import desired as calc
 from felix.calc import hostendpoint
 from felix.calc.policy_chains import profile_chain_name
-from felix.calc.policy_rules import selector_uid, set_name
+from felix.calc.policy_selectors import selector_uid, set_name
 from felix.drivers.iptables.rules import Rule
 from libcalico.model import keys
 from tests.unit.felix import data
@@ -351,7 +351,7 @@ def test_incremental_equals_fresh_whatever_the_order() -> None:
 
 
 def test_required_label_of_composed_selectors() -> None:
-    from felix.calc.policy_index import required_label
+    from felix.calc.label_restriction import required_label
     from libcalico.model import selector as sel
     ns = "projectcalico.org/namespace"
     assert required_label(sel.parse(f"(app == 'a') && {ns} == 'prod'")) == (ns, "prod")
@@ -366,7 +366,8 @@ def test_restriction_index_matches_brute_force() -> None:
     what evaluating every selector against every endpoint gives."""
     import random
 
-    from felix.calc.policy_index import PolicyIndex, key_of
+    from felix.calc.policy_entries import key_of
+    from felix.calc.policy_index import PolicyIndex
     from libcalico.model import selector as sel
     rnd = random.Random(7)
     values = ["a", "b", "c"]
@@ -410,7 +411,7 @@ def test_restriction_index_matches_brute_force() -> None:
 
 
 def policy_selector(text: str) -> str:
-    from felix.calc.policy_rules import canonical, policy_selector_text
+    from felix.calc.policy_selectors import canonical, policy_selector_text
     return canonical(policy_selector_text(text, None, "", ""))
 
 

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 
 from felix.calc import policy_chains as pc
 from felix.calc import policy_rules as pr
-from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc import policy_selectors as ps
+from felix.calc.parsed_rule import parse_rule
+from felix.calc.policy_entries import key_of
+from felix.calc.policy_index import PolicyIndex
 from felix.calc.policy_state import PolicyState, render
 from felix.drivers.iptables.rules import Rule, rule_hashes
 from libcalico.model import resources as r
@@ -102,7 +105,7 @@ def _example_index() -> PolicyIndex:
 
 def test_worked_example_policy_chain_byte_for_byte() -> None:
     ref = pc.PolicyRef("KubernetesNetworkPolicy", "db-allow", "prod")
-    rules = tuple(pr.parse_rule(x, "prod") for x in _db_allow().spec.ingress)
+    rules = tuple(parse_rule(x, "prod") for x in _db_allow().spec.ingress)
     chains = pc.policy_chains(ref, rules, (), 4)
     assert "\n".join(_lines("cali-pi-knp/prod/db-allow",
                             chains["cali-pi-knp/prod/db-allow"])) == POLICY_CHAIN
@@ -115,14 +118,14 @@ def test_worked_example_policy_chain_byte_for_byte() -> None:
 
 
 def test_worked_example_ipsets() -> None:
-    rules = [pr.parse_rule(x, "prod") for x in _db_allow().spec.ingress]
+    rules = [parse_rule(x, "prod") for x in _db_allow().spec.ingress]
     sel_set, named = rules[0].ipsets[0], rules[1].ipsets[0]
     assert sel_set.selector == ('(projectcalico.org/namespace == "prod" && '
                                 '(projectcalico.org/orchestrator == "k8s" && app == "api"))')
     assert sel_set.uid == "s:n1E6BUPvbEuLBFQeUQoiO8_fVfIz0icPsG6FYg"
-    assert pr.set_name(4, sel_set.uid) == "cali40s:n1E6BUPvbEuLBFQeUQoiO8_"
+    assert ps.set_name(4, sel_set.uid) == "cali40s:n1E6BUPvbEuLBFQeUQoiO8_"
     assert (sel_set.set_type, named.set_type) == ("hash:net", "hash:ip,port")
-    assert pr.selector_uid("all()") == "s:5y5I3VdRZfDU01O--xXAPx2yxCQQqMf0M6IWug"
+    assert ps.selector_uid("all()") == "s:5y5I3VdRZfDU01O--xXAPx2yxCQQqMf0M6IWug"
     assert named.uid == "n:Ng9a6LX2Rpo1BadzfeJlUKusThJqQS-FA9Yp3g"
     assert (named.selector, named.protocol, named.port_name) == ("all()", "tcp", "metrics")
     idx = _example_index()
@@ -170,7 +173,7 @@ def test_hashed_chain_names() -> None:
 def _render(rule: dict[str, Any], version: int = 4, namespace: str | None = None
             ) -> list[str]:
     model = _res("GlobalNetworkPolicy", "p", {"ingress": [rule]}).spec.ingress[0]
-    return [x.body() for x in pr.render_rule(version, pr.parse_rule(model, namespace))]
+    return [x.body() for x in pr.render_rule(version, parse_rule(model, namespace))]
 
 
 def test_actions() -> None:
@@ -200,8 +203,8 @@ def test_two_positive_blocks_and_named_port_with_selector() -> None:
     out = _render({"action": "Allow", "protocol": "TCP",
                    "source": {"nets": ["10.0.0.0/8", "192.168.0.0/16"]},
                    "destination": {"selector": "app == 'x'", "ports": [80, "web"]}})
-    x_uid = pr.selector_uid('app == "x"')
-    web = pr.set_name(4, pr.named_port_uid('app == "x"', "tcp", "web"))
+    x_uid = ps.selector_uid('app == "x"')
+    web = ps.set_name(4, ps.named_port_uid('app == "x"', "tcp", "web"))
     assert out == [
         "--jump MARK --set-mark 0x0/0x180000",
         "-p tcp -m multiport --destination-ports 80 --jump MARK --set-mark 0x80000/0x80000",
@@ -209,7 +212,7 @@ def test_two_positive_blocks_and_named_port_with_selector() -> None:
         "--source 10.0.0.0/8 --jump MARK --set-mark 0x100000/0x100000",
         "--source 192.168.0.0/16 --jump MARK --set-mark 0x100000/0x100000",
         "-m mark --mark 0/0x100000 --jump MARK --set-mark 0/0x80000",
-        f"-p tcp -m set --match-set {pr.set_name(4, x_uid)} dst -m mark --mark 0x80000/0x80000"
+        f"-p tcp -m set --match-set {ps.set_name(4, x_uid)} dst -m mark --mark 0x80000/0x80000"
         " --jump MARK --set-mark 0x10000/0x10000",
         "-m mark --mark 0x10000/0x10000 --jump RETURN"]
 
@@ -219,7 +222,7 @@ def test_negations_icmp_and_families() -> None:
                     "notProtocol": "UDP", "source": {"notNets": ["10.1.0.0/16"]},
                     "destination": {"notSelector": "has(a)"}})[0] == (
         "-p icmp -m icmp --icmp-type 8/0 ! -p udp ! --source 10.1.0.0/16 -m set ! --match-set "
-        f"{pr.set_name(4, pr.selector_uid('has(a)'))} dst --jump MARK --set-mark 0x10000/0x10000")
+        f"{ps.set_name(4, ps.selector_uid('has(a)'))} dst --jump MARK --set-mark 0x10000/0x10000")
     assert _render({"action": "Allow", "protocol": "ICMP"}, version=6) == []
     assert _render({"action": "Allow", "protocol": "ICMPv6", "notICMP": {"type": 128}},
                    version=6)[0] == (
@@ -231,7 +234,7 @@ def test_negations_icmp_and_families() -> None:
 
 
 def test_chain_assembly_strips_trailing_returns_and_comments() -> None:
-    rules = tuple(pr.parse_rule(x, None) for x in _res("GlobalNetworkPolicy", "p", {"ingress": [
+    rules = tuple(parse_rule(x, None) for x in _res("GlobalNetworkPolicy", "p", {"ingress": [
         {"action": "Deny", "protocol": "TCP", "metadata": {"annotations": {"why": "a b@c"}}},
         {"action": "Allow"}]}).spec.ingress)
     out = pr.render_rules(4, rules, "GlobalNetworkPolicy p ingress")
@@ -249,15 +252,15 @@ def test_chain_assembly_strips_trailing_returns_and_comments() -> None:
 
 
 def test_policy_selectors() -> None:
-    assert pr.policy_selector("app == 'db'", "prod") == \
+    assert ps.policy_selector("app == 'db'", "prod") == \
         '(app == "db" && projectcalico.org/namespace == "prod")'
-    assert pr.policy_selector("", "prod") == 'projectcalico.org/namespace == "prod"'
-    assert pr.policy_selector("", None) == "all()"
-    assert pr.policy_selector("has(x)", None, "team == 'a'") == \
+    assert ps.policy_selector("", "prod") == 'projectcalico.org/namespace == "prod"'
+    assert ps.policy_selector("", None) == "all()"
+    assert ps.policy_selector("has(x)", None, "team == 'a'") == \
         '(has(x) && pcns.team == "a")'
-    assert pr.policy_selector("all()", None, "all()") == \
+    assert ps.policy_selector("all()", None, "all()") == \
         "(has(projectcalico.org/namespace) && has(projectcalico.org/namespace))"
-    assert pr.policy_selector("", None, "", "role == 'x'") == 'pcsa.role == "x"'
+    assert ps.policy_selector("", None, "", "role == 'x'") == 'pcsa.role == "x"'
 
 
 def test_entity_selectors() -> None:
@@ -265,17 +268,17 @@ def test_entity_selectors() -> None:
         return _res("GlobalNetworkPolicy", "p", {"ingress": [
             {"action": "Allow", "source": fields}]}).spec.ingress[0].source
 
-    assert pr.entity_selectors(ent(nets=["10.0.0.0/8"]), "prod") == ("", "")
-    assert pr.entity_selectors(ent(notSelector="has(a)"), "prod") == (
+    assert ps.entity_selectors(ent(nets=["10.0.0.0/8"]), "prod") == ("", "")
+    assert ps.entity_selectors(ent(notSelector="has(a)"), "prod") == (
         '(projectcalico.org/namespace == "prod" && !has(a))', "")
-    assert pr.entity_selectors(ent(notSelector="has(a)"), None) == ("", "has(a)")
-    assert pr.entity_selectors(ent(namespaceSelector="global()"), "prod") == (
+    assert ps.entity_selectors(ent(notSelector="has(a)"), None) == ("", "has(a)")
+    assert ps.entity_selectors(ent(namespaceSelector="global()"), "prod") == (
         "!has(projectcalico.org/namespace)", "")
-    assert pr.entity_selectors(ent(namespaceSelector="all()", selector="app == 'x'"), None) \
+    assert ps.entity_selectors(ent(namespaceSelector="all()", selector="app == 'x'"), None) \
         == ('(has(projectcalico.org/namespace) && app == "x")', "")
-    assert pr.entity_selectors(ent(serviceAccounts={"names": ["a", "b"]}), None) == (
+    assert ps.entity_selectors(ent(serviceAccounts={"names": ["a", "b"]}), None) == (
         'projectcalico.org/serviceaccount in {"a", "b"}', "")
-    assert pr.entity_selectors(ent(selector="has(x)", serviceAccounts={
+    assert ps.entity_selectors(ent(selector="has(x)", serviceAccounts={
         "selector": "role == 'r'"}), "prod") == (
         '(projectcalico.org/namespace == "prod" && (has(x) && pcsa.role == "r"))', "")
 
@@ -378,16 +381,16 @@ def test_namespace_and_profile_labels_and_members() -> None:
     idx.update_policy(key_of(pol), pol)
     assert [t.ingress for t in idx.plan(key_of(a)).tiers] == [
         (pc.PolicyRef("GlobalNetworkPolicy", "from-team-a"),)]
-    members = render(idx, 4).ipsets[pr.set_name(4, pr.selector_uid('app == "b"'))].members
+    members = render(idx, 4).ipsets[ps.set_name(4, ps.selector_uid('app == "b"'))].members
     assert members == {"10.244.2.2/32", "10.244.3.3/32", "0.0.0.0/1", "128.0.0.0/1"}
-    assert render(idx, 6).ipsets[pr.set_name(6, pr.selector_uid('app == "b"'))].members == {
+    assert render(idx, 6).ipsets[ps.set_name(6, ps.selector_uid('app == "b"'))].members == {
         "fd00::/8"}
     # A namespaced policy's rule selector is limited to its namespace.
     np = _res("NetworkPolicy", "np", {"ingress": [
         {"action": "Allow", "source": {"selector": "app == 'b'"}}]}, "prod")
     idx.update_policy(key_of(np), np)
-    uid = pr.selector_uid('(projectcalico.org/namespace == "prod" && app == "b")')
-    assert render(idx, 4).ipsets[pr.set_name(4, uid)].members == {"10.244.2.2/32"}
+    uid = ps.selector_uid('(projectcalico.org/namespace == "prod" && app == "b")')
+    assert render(idx, 4).ipsets[ps.set_name(4, uid)].members == {"10.244.2.2/32"}
     # The profile's labels go: the namespace selector no longer matches.
     idx.update_profile("kns.prod", None)
     assert [t.ingress for t in idx.plan(key_of(a)).tiers] == [

@@ -9,7 +9,7 @@ import json
 
 from felix import config
 from felix.calc import desired as calc
-from felix.calc.policy_rules import named_port_uid, selector_uid, set_name
+from felix.calc.policy_selectors import named_port_uid, selector_uid, set_name
 from felix.drivers.ipsets import parse_save
 from libcalico.model import keys
 from tests.unit.felix import data

@@ -6,7 +6,8 @@ import pytest
 
 from felix.calc import chains
 from felix.calc.policy_chains import EndpointPlan, endpoint_chains, profile_chain_name
-from felix.calc.policy_index import PolicyIndex, key_of
+from felix.calc.policy_entries import key_of
+from felix.calc.policy_index import PolicyIndex
 from felix.calc.policy_state import render
 from felix.drivers.iptables.rules import Rule, length_limited, render_rule, rule_hashes
 from tests.unit.felix import data
