@@ -23,50 +23,74 @@ are fixed.
 from __future__ import annotations
 
 # ruff: noqa: RUF009 - fields.fld/opt are dataclass field specifiers (dataclasses.field)
-import enum
-import re
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from libcalico.errors import FieldError
 from libcalico.model import validate as v
-from libcalico.model.fields import PORT, PROTOCOL, fld, opt
+from libcalico.model.fields import fld, opt
 from libcalico.model.metadata import KindSpec, Metadata, register
-from libcalico.model.resources_endpoint import LABEL_NAMESPACE, Action, Rule, rule_check
-from libcalico.model.resources_net import Condition
-from libcalico.model.types import IPNetwork, Port, ProtocolValue
+from libcalico.model.policy_checks import (
+    K8S_POLICY_PREFIX,
+    gnp_name,
+    np_name,
+    rule_problems,
+    tier_name,
+)
+from libcalico.model.policy_types import PerformanceHint, PolicyStatus, PolicyType, StagedAction
+from libcalico.model.resources_endpoint import LABEL_NAMESPACE, Rule
+from libcalico.model.resources_staged import (
+    IPBlock,
+    K8sEgressRule,
+    K8sIngressRule,
+    K8sPolicyPeer,
+    K8sPolicyPort,
+    LabelSelector,
+    LabelSelectorRequirement,
+    StagedGlobalNetworkPolicy,
+    StagedGlobalNetworkPolicySpec,
+    StagedKubernetesNetworkPolicy,
+    StagedKubernetesNetworkPolicySpec,
+    StagedNetworkPolicy,
+    StagedNetworkPolicySpec,
+    sknp_check,
+    sknp_defaults,
+)
+from libcalico.model.resources_tier import (
+    BUILTIN_TIERS,
+    DEFAULT_TIER,
+    KUBE_ADMIN_TIER,
+    KUBE_BASELINE_TIER,
+    LABEL_TIER,
+    Tier,
+    TierSpec,
+    TierStatus,
+    builtin_tier,
+    tier_check,
+    tier_defaults,
+)
+from libcalico.model.types import IPNetwork
 
 PURE = True
 
-LABEL_TIER = "projectcalico.org/tier"
-DEFAULT_TIER = "default"
-KUBE_ADMIN_TIER = "kube-admin"
-KUBE_BASELINE_TIER = "kube-baseline"
 MAX_RULES = 1024
 MAX_SELECTOR = 1024
 
-
-class PolicyType(enum.StrEnum):
-    INGRESS = "Ingress"
-    EGRESS = "Egress"
-
-
-class StagedAction(enum.StrEnum):
-    SET = "Set"
-    DELETE = "Delete"
-    LEARN = "Learn"
-    IGNORE = "Ignore"
-
-
-class PerformanceHint(enum.StrEnum):
-    ASSUME_NEEDED_ON_EVERY_NODE = "AssumeNeededOnEveryNode"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyStatus:
-    """Written by Calico's controllers (`Valid` condition); kept as read."""
-
-    conditions: tuple[Condition, ...] = fld(default=())
+__all__ = [
+    "BUILTIN_TIERS", "DEFAULT_TIER", "K8S_POLICY_PREFIX", "KUBE_ADMIN_TIER",
+    "KUBE_BASELINE_TIER", "LABEL_TIER", "MAX_RULES", "MAX_SELECTOR", "STAGED_KINDS",
+    "TIERED_KINDS", "AnyPolicy", "AnyPolicySpec", "GlobalNetworkPolicy",
+    "GlobalNetworkPolicySpec", "GlobalNetworkSet", "IPBlock", "K8sEgressRule",
+    "K8sIngressRule", "K8sPolicyPeer", "K8sPolicyPort", "LabelSelector",
+    "LabelSelectorRequirement", "NetworkPolicy", "NetworkPolicySpec", "NetworkSet",
+    "NetworkSetSpec", "PerformanceHint", "PolicyStatus", "PolicyType", "StagedAction",
+    "StagedGlobalNetworkPolicy", "StagedGlobalNetworkPolicySpec",
+    "StagedKubernetesNetworkPolicy", "StagedKubernetesNetworkPolicySpec",
+    "StagedNetworkPolicy", "StagedNetworkPolicySpec", "Tier", "TierSpec", "TierStatus",
+    "applies_to", "builtin_tier", "default_types", "gnp_name", "networkset_check",
+    "np_name", "policy_check", "policy_defaults", "policy_order", "rule_problems",
+    "sknp_check", "sknp_defaults", "tier_check", "tier_defaults", "tier_name",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,36 +125,6 @@ class GlobalNetworkPolicySpec:
     performance_hints: tuple[PerformanceHint, ...] = fld(default=())
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StagedNetworkPolicySpec:
-    staged_action: StagedAction | None = opt()
-    tier: str = fld(default="")
-    order: float | None = opt(ptr=True)
-    ingress: tuple[Rule, ...] = fld(default=())
-    egress: tuple[Rule, ...] = fld(default=())
-    selector: str = fld(default="", check=v.selector)
-    types: tuple[PolicyType, ...] = fld(default=())
-    service_account_selector: str = fld(default="", check=v.selector)
-    performance_hints: tuple[PerformanceHint, ...] = fld(default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StagedGlobalNetworkPolicySpec:
-    staged_action: StagedAction | None = opt()
-    tier: str = fld(default="")
-    order: float | None = opt(ptr=True)
-    ingress: tuple[Rule, ...] = fld(default=())
-    egress: tuple[Rule, ...] = fld(default=())
-    selector: str = fld(default="", check=v.selector)
-    types: tuple[PolicyType, ...] = fld(default=())
-    do_not_track: bool = fld(default=False)
-    pre_dnat: bool = fld("preDNAT", default=False)
-    apply_on_forward: bool = fld(default=False)
-    service_account_selector: str = fld(default="", check=v.selector)
-    namespace_selector: str = fld(default="", check=v.selector)
-    performance_hints: tuple[PerformanceHint, ...] = fld(default=())
-
-
 @dataclass(frozen=True, slots=True)
 class NetworkPolicy:
     KIND: ClassVar[str] = "NetworkPolicy"
@@ -145,129 +139,6 @@ class GlobalNetworkPolicy:
     metadata: Metadata
     spec: GlobalNetworkPolicySpec = fld(factory=GlobalNetworkPolicySpec)
 
-
-@dataclass(frozen=True, slots=True)
-class StagedNetworkPolicy:
-    KIND: ClassVar[str] = "StagedNetworkPolicy"
-    metadata: Metadata
-    spec: StagedNetworkPolicySpec = fld(factory=StagedNetworkPolicySpec)
-
-
-@dataclass(frozen=True, slots=True)
-class StagedGlobalNetworkPolicy:
-    KIND: ClassVar[str] = "StagedGlobalNetworkPolicy"
-    metadata: Metadata
-    spec: StagedGlobalNetworkPolicySpec = fld(factory=StagedGlobalNetworkPolicySpec)
-
-
-# ---------------------------------------------------------------------------------------------
-# StagedKubernetesNetworkPolicy: a networking.k8s.io/v1 NetworkPolicy spec plus stagedAction.
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LabelSelectorRequirement:
-    key: str = fld(omitempty=False)
-    operator: str = fld(omitempty=False,
-                        check=v.one_of("In", "NotIn", "Exists", "DoesNotExist"))
-    values: tuple[str, ...] = fld(default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LabelSelector:
-    """metav1.LabelSelector."""
-
-    match_labels: dict[str, str] = fld(factory=dict, check=v.label_map)
-    match_expressions: tuple[LabelSelectorRequirement, ...] = fld(default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IPBlock:
-    cidr: IPNetwork = fld(omitempty=False)
-    except_: tuple[IPNetwork, ...] = fld("except", default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class K8sPolicyPeer:
-    pod_selector: LabelSelector | None = opt()
-    namespace_selector: LabelSelector | None = opt()
-    ip_block: IPBlock | None = opt("ipBlock")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class K8sPolicyPort:
-    protocol: ProtocolValue | None = opt(codec=PROTOCOL)
-    port: Port | None = opt(codec=PORT)
-    end_port: int | None = opt(ptr=True, check=v.int_range(1, 65535))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class K8sIngressRule:
-    ports: tuple[K8sPolicyPort, ...] = fld(default=())
-    from_: tuple[K8sPolicyPeer, ...] = fld("from", default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class K8sEgressRule:
-    ports: tuple[K8sPolicyPort, ...] = fld(default=())
-    to: tuple[K8sPolicyPeer, ...] = fld(default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StagedKubernetesNetworkPolicySpec:
-    staged_action: StagedAction | None = opt()
-    pod_selector: LabelSelector = fld(factory=LabelSelector)
-    ingress: tuple[K8sIngressRule, ...] = fld(default=())
-    egress: tuple[K8sEgressRule, ...] = fld(default=())
-    policy_types: tuple[PolicyType, ...] = fld(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class StagedKubernetesNetworkPolicy:
-    KIND: ClassVar[str] = "StagedKubernetesNetworkPolicy"
-    metadata: Metadata
-    spec: StagedKubernetesNetworkPolicySpec = fld(factory=StagedKubernetesNetworkPolicySpec)
-    status: PolicyStatus | None = opt()
-
-
-# ---------------------------------------------------------------------------------------------
-# Tier
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TierSpec:
-    order: float | None = opt(ptr=True)
-    default_action: Action | None = opt()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TierStatus:
-    conditions: tuple[Condition, ...] = fld(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    KIND: ClassVar[str] = "Tier"
-    metadata: Metadata
-    spec: TierSpec = fld(factory=TierSpec)
-    status: TierStatus | None = opt()
-
-    @property
-    def effective_order(self) -> float:
-        """nil order sorts last (+inf)."""
-        return float("inf") if self.spec.order is None else self.spec.order
-
-
-BUILTIN_TIERS: dict[str, tuple[float, Action]] = {
-    KUBE_ADMIN_TIER: (1_000.0, Action.PASS),
-    DEFAULT_TIER: (1_000_000.0, Action.DENY),
-    KUBE_BASELINE_TIER: (10_000_000.0, Action.PASS),
-}
-"""name -> (order, defaultAction) of the tiers Calico v3.32 creates and protects."""
-
-
-def builtin_tier(name: str) -> Tier:
-    order, action = BUILTIN_TIERS[name]
-    return Tier(Metadata(name), TierSpec(order=order, default_action=action))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,73 +162,6 @@ class GlobalNetworkSet:
     KIND: ClassVar[str] = "GlobalNetworkSet"
     metadata: Metadata
     spec: NetworkSetSpec = fld(factory=NetworkSetSpec)
-
-
-# ---------------------------------------------------------------------------------------------
-# Names
-
-_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_SUBDOMAIN = _LABEL + r"(\." + _LABEL + ")*"
-_NP_NAME = re.compile(rf"^(({_LABEL})(\.{_LABEL})?|((knp|ossg)\.default\.({_SUBDOMAIN})))$")
-_GNP_NAME = re.compile(rf"^({_LABEL}\.)?{_LABEL}$")
-_TIER_NAME = re.compile(rf"^{_LABEL}$")
-K8S_POLICY_PREFIX = "knp.default."
-"""kube-controllers' name prefix for Kubernetes NetworkPolicies mirrored into etcd."""
-
-
-def _name(regex: re.Pattern[str], limit: int, what: str) -> v.Check:
-    def check(value: str, path: str) -> list[FieldError]:
-        if len(value) > limit:
-            return [FieldError(path, f"name {value!r} is longer than {limit} characters")]
-        if not regex.match(value):
-            return [FieldError(path, f"invalid {what} name {value!r}: {_NAME_HELP[what]}")]
-        return []
-
-    return check
-
-
-_NAME_HELP = {
-    "NetworkPolicy": "lower case alphanumeric characters or '-', with at most one '.'"
-                     " (or a knp.default. / ossg.default. prefixed name)",
-    "GlobalNetworkPolicy": "lower case alphanumeric characters or '-', with at most one '.'",
-    "Tier": "lower case alphanumeric characters or '-' (no '.'), starting and ending with an"
-            " alphanumeric character",
-}
-
-np_name = _name(_NP_NAME, 253, "NetworkPolicy")
-gnp_name = _name(_GNP_NAME, 253, "GlobalNetworkPolicy")
-tier_name = _name(_TIER_NAME, 63, "Tier")
-
-
-# ---------------------------------------------------------------------------------------------
-# Rule checks: the rule-level ones are the Profile's (resources_endpoint.rule_check: one rule
-# model, one check); here only what depends on where the rule is.
-
-
-def rule_problems(rule: Rule, path: str, *, ingress: bool, global_policy: bool
-                  ) -> list[FieldError]:
-    """Every check Calico applies to one policy rule (`ingress` says which list it is in)."""
-    errs = rule_check(rule, path)
-    if rule.ip_version not in (None, 4, 6):
-        errs.append(FieldError(f"{path}.ipVersion", f"{rule.ip_version} is out of range: must"
-                               " be 4 or 6"))
-    for side, ent in (("source", rule.source), ("destination", rule.destination)):
-        for name, nets in (("nets", ent.nets), ("notNets", ent.not_nets)):
-            if len(nets) > 256:
-                errs.append(FieldError(f"{path}.{side}.{name}", "at most 256 CIDRs"))
-        svc = ent.services
-        if svc is None:
-            continue
-        p = f"{path}.{side}.services"
-        if side == "source" and not ingress:
-            errs.append(FieldError(p, "not allowed in egress rule source"))
-        if side == "destination" and ingress:
-            errs.append(FieldError(p, "not allowed in ingress rule destination"))
-        if global_policy and not svc.namespace and (side == "source") == ingress:
-            errs.append(FieldError(f"{p}.namespace", "must specify a namespace"))
-    if rule.http is not None and not ingress:
-        errs.append(FieldError(f"{path}.http", "not allowed in egress rule"))
-    return errs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,82 +262,6 @@ def policy_defaults(pol: AnyPolicy) -> AnyPolicy:
     if spec is pol.spec and md is pol.metadata:
         return pol
     return replace(pol, metadata=md, spec=spec)  # type: ignore[arg-type]
-
-
-def sknp_check(pol: StagedKubernetesNetworkPolicy) -> list[FieldError]:
-    spec = pol.spec
-    errs: list[FieldError] = []
-    if spec.staged_action == StagedAction.DELETE:
-        if replace(spec, staged_action=None) != StagedKubernetesNetworkPolicySpec():
-            errs.append(FieldError("spec", "Spec fields should all be zero-value if"
-                                   " stagedAction is Delete"))
-        return errs
-    if len(spec.policy_types) > 2 or len(set(spec.policy_types)) != len(spec.policy_types):
-        errs.append(FieldError("spec.policyTypes", "at most Ingress and Egress, each once"))
-    peers = [(f"spec.ingress[{i}].from[{j}]", p)
-             for i, r in enumerate(spec.ingress) for j, p in enumerate(r.from_)]
-    peers += [(f"spec.egress[{i}].to[{j}]", p)
-              for i, r in enumerate(spec.egress) for j, p in enumerate(r.to)]
-    for path, peer in peers:
-        block = peer.ip_block
-        if block is None:
-            continue
-        if peer.pod_selector is not None or peer.namespace_selector is not None:
-            errs.append(FieldError(path, "ipBlock cannot be combined with podSelector or"
-                                   " namespaceSelector"))
-        for k, ex in enumerate(block.except_):
-            if ex.version != block.cidr.version or ex == block.cidr or not ex.subnet_of(
-                    block.cidr):  # type: ignore[arg-type]
-                errs.append(FieldError(f"{path}.ipBlock.except[{k}]",
-                                       f"must be a strict subset of {block.cidr}"))
-    rules = [(f"spec.ingress[{i}].ports", r.ports) for i, r in enumerate(spec.ingress)]
-    rules += [(f"spec.egress[{i}].ports", r.ports) for i, r in enumerate(spec.egress)]
-    for path, ports in rules:
-        for k, port in enumerate(ports):
-            if port.protocol is not None and port.protocol not in ("TCP", "UDP", "SCTP"):
-                errs.append(FieldError(f"{path}[{k}].protocol", "must be TCP, UDP or SCTP"))
-            if port.end_port is not None:
-                if port.port is None or port.port.name:
-                    errs.append(FieldError(f"{path}[{k}].endPort", "may only be used with a"
-                                           " numeric port"))
-                elif port.end_port < port.port.min_port:
-                    errs.append(FieldError(f"{path}[{k}].endPort", "must be greater than or"
-                                           " equal to port"))
-            if port.port is not None and not port.port.name and (
-                    port.port.min_port != port.port.max_port or port.port.min_port == 0):
-                errs.append(FieldError(f"{path}[{k}].port", "must be a port number 1-65535 or"
-                                       " a port name"))
-    return errs
-
-
-def sknp_defaults(pol: StagedKubernetesNetworkPolicy) -> StagedKubernetesNetworkPolicy:
-    if pol.spec.staged_action is None:
-        return replace(pol, spec=replace(pol.spec, staged_action=StagedAction.SET))
-    return pol
-
-
-def tier_check(tier: Tier) -> list[FieldError]:
-    errs: list[FieldError] = []
-    action = tier.spec.default_action
-    if action not in (None, Action.DENY, Action.PASS):
-        errs.append(FieldError("spec.defaultAction", f"invalid value {action!r}: must be one"
-                               " of Deny, Pass"))
-    builtin = BUILTIN_TIERS.get(tier.metadata.name)
-    if builtin is not None:
-        order, want = builtin
-        name = tier.metadata.name
-        if tier.spec.order != order:
-            errs.append(FieldError("spec.order", f"{name} tier order must be {order:.0f}"))
-        if action != want:
-            errs.append(FieldError("spec.defaultAction", f"The '{name}' tier must have"
-                                   f" default action '{want}'"))
-    return errs
-
-
-def tier_defaults(tier: Tier) -> Tier:
-    if tier.spec.default_action is None:
-        return replace(tier, spec=replace(tier.spec, default_action=Action.DENY))
-    return tier
 
 
 def networkset_check(ns: NetworkSet | GlobalNetworkSet) -> list[FieldError]:
