@@ -9,7 +9,7 @@ client served them before Calico split them out into a kind of their own, see be
   resourceVersion;
 - a list of the NetworkPolicy prefix (or one namespace of it) is the custom resources' and the
   Kubernetes objects', merged; its revision is composite, `<crd rv>/<k8s rv>`;
-- a watch after such a revision watches both, merged (`MergedWatchStream`), each event stamped
+- a watch after such a revision watches both, merged (`kubernetes_mergedwatch`), each event stamped
   with both halves as they stand after it; a 410 on either half is Compacted (the syncer
   relists); `""`/`"0"` watches both from now;
 - create, update, apply and delete of a `knp.default.` name are refused
@@ -23,15 +23,12 @@ syncer, calicoctl) sees them without a second kind.
 
 from __future__ import annotations
 
-import builtins
 import logging
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from libcalico.datastore.api import KVPair, Listing, Revision, WatchEvent
-from libcalico.errors import Compacted, ValidationError
+from libcalico.datastore.api import KVPair, Listing
+from libcalico.errors import ValidationError
 from libcalico.model import codec, keys
 from libcalico.model import k8s_networkpolicy as knp
 
@@ -100,75 +97,3 @@ def merge_listings(crds: Listing, k8s: Iterable[KVPair], k8s_rev: str, prefix: s
     kvs = [*crds.kvs, *(p for p in k8s if p.key.startswith(prefix))]
     kvs.sort(key=lambda p: p.key)
     return Listing(tuple(kvs), join_revisions(crds.revision, k8s_rev))
-
-
-class _Stream(Protocol):
-    def __iter__(self) -> Iterator[WatchEvent]: ...
-
-    def close(self) -> None: ...
-
-
-class MergedWatchStream:
-    """Several watch streams merged (each drained by a thread of its own), every event
-    stamped with all halves' revisions as they stand after it (`join`); a Compacted of any
-    half is Compacted(after) and ends them all. `opens` start the halves, given their
-    revisions."""
-
-    _END = object()
-
-    def __init__(self, opens: builtins.list[Callable[[str], _Stream]],
-                 halves: builtins.list[str], after: Revision,
-                 join: Callable[..., str], name: str) -> None:
-        self._after = after
-        self._revs = list(halves)
-        self._join = join
-        self._queue: queue.Queue[tuple[int, object]] = queue.Queue()
-        self._streams: builtins.list[_Stream] = []
-        try:
-            for open_, rev in zip(opens, halves, strict=True):
-                self._streams.append(open_(rev))
-        except Compacted:
-            self.close()
-            raise Compacted(after) from None
-        except BaseException:
-            self.close()
-            raise
-        self._threads = [threading.Thread(target=self._pump, args=(i, s), daemon=True,
-                                          name=f"{name}-watch-{i}")
-                         for i, s in enumerate(self._streams)]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def progress(self) -> Revision | None:
-        """None: one half's bookmarks say nothing about the other's events in between."""
-        return None
-
-    def _pump(self, half: int, stream: _Stream) -> None:
-        try:
-            for ev in stream:
-                self._queue.put((half, ev))
-            self._queue.put((half, self._END))
-        except BaseException as exc:  # handed to the consumer's thread
-            self._queue.put((half, exc))
-
-    def __iter__(self) -> Iterator[WatchEvent]:
-        ended = 0
-        while ended < len(self._streams):
-            half, item = self._queue.get()
-            if item is self._END:
-                ended += 1
-                continue
-            if isinstance(item, Compacted):
-                self.close()
-                raise Compacted(self._after) from item
-            if isinstance(item, BaseException):
-                self.close()
-                raise item
-            assert isinstance(item, WatchEvent)
-            self._revs[half] = item.revision
-            yield WatchEvent(item.type, item.key, item.value, self._join(*self._revs))
-
-    def close(self) -> None:
-        for s in self._streams:
-            s.close()

@@ -227,10 +227,10 @@ def test_paged_list_and_a_watch_resumed_across_server_timeouts(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Lists page (3 a page here) and a watch whose requests the server ends every second
     goes on after its last event, without a relist and without losing an event."""
-    from libcalico.datastore import kubernetes
+    from libcalico.datastore import kubernetes_backend_base, kubernetes_watch
 
-    monkeypatch.setattr(kubernetes, "PAGE", 3)
-    monkeypatch.setattr(kubernetes, "WATCH_TIMEOUT", 1)
+    monkeypatch.setattr(kubernetes_backend_base, "PAGE", 3)
+    monkeypatch.setattr(kubernetes_watch, "WATCH_TIMEOUT", 1)
     tag = uuid.uuid4().hex[:6]
     prefix = keys.resource_prefix("GlobalNetworkSet")
     for i in range(7):

@@ -402,7 +402,7 @@ def test_hostile_interfaces_annotation_is_dropped() -> None:
 
 def test_access_resolution_as_calico(tmp_path: Path) -> None:
     from libcalico.datastore.config import DatastoreConfig
-    from libcalico.datastore.kubernetes import access
+    from libcalico.datastore.kubernetes_access import access
 
     (tmp_path / "ca.pem").write_bytes(b"CA")
     kc = _kubeconfig(tmp_path, "kc")

@@ -10,6 +10,7 @@ import pytest
 
 from libcalico.datastore import kubernetes_knp as kknp
 from libcalico.datastore.api import EventType, KVPair, Listing, WatchEvent
+from libcalico.datastore.kubernetes_mergedwatch import MergedWatchStream
 from libcalico.errors import Compacted, ValidationError
 from libcalico.model import keys
 
@@ -58,7 +59,7 @@ def test_merged_watch_stamps_both_halves() -> None:
     a = _Fake([WatchEvent(EventType.PUT, "/k/a", "1", "11")])
     b = _Fake([WatchEvent(EventType.DELETE, "/k/b", None, "21")])
     fakes = [a, b]
-    stream = kknp.MergedWatchStream([lambda rev: fakes[0], lambda rev: fakes[1]],
+    stream = MergedWatchStream([lambda rev: fakes[0], lambda rev: fakes[1]],
                                     ["10", "20"], "10/20", kknp.join_revisions, "t")
     got = {ev.key: ev.revision for ev in stream}
     assert set(got) == {"/k/a", "/k/b"}
@@ -70,7 +71,7 @@ def test_merged_watch_stamps_both_halves() -> None:
 def test_merged_watch_compacted_half_is_compacted() -> None:
     a = _Fake([], Compacted("10"))
     b_blocks = _Blocking()
-    stream = kknp.MergedWatchStream([lambda rev: a, lambda rev: b_blocks], ["10", "20"],
+    stream = MergedWatchStream([lambda rev: a, lambda rev: b_blocks], ["10", "20"],
                                     "10/20", kknp.join_revisions, "t")
     with pytest.raises(Compacted):
         list(stream)
