@@ -20,9 +20,10 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
+from felix.calc.endpoint_plans import endpoint_plan, host_endpoint_plan
 from felix.calc.label_restriction import LabelRestriction
 from felix.calc.parsed_rule import ParsedRule, parse_rule
-from felix.calc.policy_chains import EndpointPlan, HostPlan, PolicyRef, TierPlan
+from felix.calc.policy_chains import EndpointPlan, HostPlan, PolicyRef
 from felix.calc.policy_entries import (
     HOST_ENDPOINT,
     LABEL_ORCHESTRATOR,
@@ -216,23 +217,8 @@ class PolicyIndex:
 
     def plan(self, key: Key) -> EndpointPlan:
         """The tiers (in order) and profiles of a local endpoint."""
-        wep = self._local[key]
-        by_tier: dict[str, list[IndexedPolicy]] = {}
-        for pkey in self._ep_policies.get(key, ()):
-            pol = self._policies[pkey]
-            if pol.normal:     # workloads never get doNotTrack or preDNAT policies
-                by_tier.setdefault(pol.tier, []).append(pol)
-        tiers = []
-        for name in sorted(by_tier, key=self._tier_sort_key):
-            pols = sorted(by_tier[name], key=lambda p: p.sort_key)
-            tier = self._tiers.get(name)
-            action = str(tier.spec.default_action) if tier and tier.spec.default_action \
-                else "Deny"
-            tiers.append(TierPlan(
-                name, action,
-                ingress=tuple(p.ref for p in pols if p.ingress_applies),
-                egress=tuple(p.ref for p in pols if p.egress_applies)))
-        return EndpointPlan(wep.spec.interface_name or "", tuple(tiers), wep.spec.profiles)
+        return endpoint_plan(self._local[key], (self._policies[pkey] for pkey in
+                                                self._ep_policies.get(key, ())), self._tiers)
 
     def local_host_endpoints(self) -> dict[Key, r.HostEndpoint]:
         return dict(self._local_heps)
@@ -243,45 +229,10 @@ class PolicyIndex:
         hit = self._host_plans.get(key)
         if hit is not None and key not in self._dirty_eps:
             return hit
-        hep = self._local_heps[key]
-        by_tier: dict[str, list[IndexedPolicy]] = {}
-        for pkey in self._ep_policies.get(key, ()):
-            pol = self._policies[pkey]
-            by_tier.setdefault(pol.tier, []).append(pol)
-        normal: list[TierPlan] = []
-        untracked: list[TierPlan] = []
-        pre_dnat: list[TierPlan] = []
-        forward: list[TierPlan] = []
-        for name in sorted(by_tier, key=self._tier_sort_key):
-            pols = sorted(by_tier[name], key=lambda p: p.sort_key)
-            tier = self._tiers.get(name)
-            action = str(tier.spec.default_action) if tier and tier.spec.default_action \
-                else "Deny"
-            for out, chosen, act, egress in (
-                    (normal, [p for p in pols if p.normal], action, True),
-                    (untracked, [p for p in pols if p.do_not_track], "Pass", True),
-                    (pre_dnat, [p for p in pols if p.pre_dnat and not p.do_not_track],
-                     "Pass", False),
-                    (forward, [p for p in pols if p.normal and p.apply_on_forward], action,
-                     True)):
-                plan = TierPlan(name, act,
-                                ingress=tuple(p.ref for p in chosen if p.ingress_applies),
-                                egress=tuple(p.ref for p in chosen if egress and
-                                             p.egress_applies))
-                if plan.ingress or plan.egress:
-                    out.append(plan)
-        plan_ = HostPlan(tuple(normal), tuple(untracked), tuple(pre_dnat), tuple(forward),
-                         hep.spec.profiles)
+        plan_ = host_endpoint_plan(self._local_heps[key], (
+            self._policies[pkey] for pkey in self._ep_policies.get(key, ())), self._tiers)
         self._host_plans[key] = plan_
         return plan_
-
-    def _tier_sort_key(self, name: str) -> tuple[bool, float, str]:
-        """Existing tiers first, then order (unset last), then name (PolicySorter.TierLess)."""
-        tier = self._tiers.get(name)
-        if tier is None:
-            return (True, float("inf"), name)
-        order = tier.spec.order
-        return (False, float("inf") if order is None else order, name)
 
     def active_policies(self) -> dict[Key, tuple[PolicyRef, tuple[ParsedRule, ...],
                                                  tuple[ParsedRule, ...]]]:
