@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+from confd_watch import _ino, _read, _wait  # noqa: E402  (bench/ is on sys.path when run)
+
 from calico_node.kubelab.apiserver import ControlPlane, running  # noqa: E402
 from libcalico.client import Client  # noqa: E402
 from libcalico.datastore import kubernetes_convert as convert  # noqa: E402
@@ -247,29 +249,6 @@ def bench_syncer(client: KubeClient, p: int, runs: int) -> dict[str, float]:
 
 # -- 4: confd event-to-dest ----------------------------------------------------------------
 
-def _text(p: Path) -> str:
-    try:
-        return p.read_text()
-    except FileNotFoundError:
-        return ""
-
-
-def _ino(p: Path) -> int:
-    try:
-        return p.stat().st_ino
-    except FileNotFoundError:
-        return 0
-
-
-def _wait(pred: Callable[[], bool], timeout: float, poll: float = 0.001) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return time.monotonic()
-        time.sleep(poll)
-    raise TimeoutError("condition not met")
-
-
 def _peer_body(client: KubeClient, name: str, ip: str) -> dict[str, Any]:
     """The PUT body of BGPPeer `name` with peerIP `ip`, at its current resourceVersion."""
     cur = client.request("GET", f"{CRD}/bgppeers/{name}")
@@ -354,9 +333,9 @@ def bench_confd(cp: ControlPlane, client: KubeClient, tmp: Path, samples: int
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         try:
-            _wait(lambda: "bird" in _text(reloads).split(), 60, 0.01)
+            _wait(lambda: "bird" in _read(reloads).split(), 60, 0.01)
         except TimeoutError:
-            raise RuntimeError(f"confd on KDD never rendered:\n{_text(log)[-3000:]}") from None
+            raise RuntimeError(f"confd on KDD never rendered:\n{_read(log)[-3000:]}") from None
         lat = []
         for i in range(samples):
             time.sleep(1.2)  # beyond the minimum pass interval: each change stands alone
@@ -367,12 +346,12 @@ def bench_confd(cp: ControlPlane, client: KubeClient, tmp: Path, samples: int
             t0 = time.monotonic()
             client.request("PUT", f"{CRD}/bgppeers/bench-peer", body=body)
             t1 = _wait(lambda ino=ino: _ino(bird) != ino, 30)  # type: ignore[misc]
-            assert peer in _text(bird), f"{peer} missing after the first rewrite"
+            assert peer in _read(bird), f"{peer} missing after the first rewrite"
             lat.append(t1 - t0)
         limit_watch = watch_limit(client, samples)
         limit_bird = bird_parse_time(bird)
-        if "Traceback" in _text(log):
-            raise RuntimeError(_text(log)[-3000:])
+        if "Traceback" in _read(log):
+            raise RuntimeError(_read(log)[-3000:])
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
